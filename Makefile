@@ -1,0 +1,48 @@
+# Everything from a fresh clone: `make train` (the main job) and `make test`.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+DATA    ?= $(if $(VAEKIT_DATA),$(VAEKIT_DATA),$(wildcard ../shared/data))
+RUN     ?= runs/mnist
+ARGS    ?=
+
+export VAEKIT_DATA := $(DATA)
+
+.PHONY: install test lint train figures clean
+
+install: $(STAMP)
+
+# Reinstall when the project's metadata or the pins change.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
+	touch $@
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+# Train the default model (preset mnist) on MNIST, then draw the seed's pictures from it.
+# Continues an interrupted run in $(RUN) instead of starting over.
+train: install
+	if [ -f $(RUN)/last.pt ]; then \
+	  $(BIN)/vaekit train --resume $(RUN) $(ARGS); \
+	else \
+	  $(BIN)/vaekit train --preset mnist --out $(RUN) $(ARGS); \
+	fi
+	$(MAKE) --no-print-directory figures RUN=$(RUN)
+
+figures: install
+	$(BIN)/vaekit sample $(RUN) --n 64
+	$(BIN)/vaekit reconstruct $(RUN) --n 64
+	$(BIN)/vaekit traverse $(RUN)
+	$(BIN)/vaekit interpolate $(RUN) --a 0 --b 1 --steps 10
+	$(BIN)/vaekit evaluate $(RUN) --out $(RUN)/eval.json
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

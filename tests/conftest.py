@@ -1,0 +1,49 @@
+"""Shared fixtures. No test touches the network: downloads are disabled unless a test serves
+files itself on 127.0.0.1. Real-data tests need $VAEKIT_DATA/mnist; they skip without it,
+except under CI (CI=true), where a missing dataset is an error."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    monkeypatch.setenv("VAEKIT_OFFLINE", "1")
+
+
+def _data_root() -> Path | None:
+    root = os.environ.get("VAEKIT_DATA")
+    if root and (Path(root) / "mnist" / "t10k-images-idx3-ubyte.gz").is_file():
+        return Path(root)
+    return None
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """The folder holding mnist/ (real IDX files), from $VAEKIT_DATA."""
+    root = _data_root()
+    if root is None:
+        msg = "real MNIST not found: set VAEKIT_DATA to a folder holding mnist/*.gz"
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg + " (CI requires it)")
+        pytest.skip(msg)
+    return root
+
+
+# A model small enough that a whole CLI run on MNIST takes seconds.
+TINY = ["--channels", "8", "16", "--latent-dim", "4", "--batch-size", "64"]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(data_root, tmp_path_factory) -> Path:
+    """A run dir trained for one epoch on 512 real MNIST images, shared by read-only tests."""
+    from vaekit.cli import main
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    args = ["train", "--limit", "512", "--epochs", "1", "--out", str(out), *TINY]
+    assert main([*args, "--data-dir", str(data_root)]) == 0
+    return out

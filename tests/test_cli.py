@@ -1,0 +1,160 @@
+import json
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from vaekit.cli import main
+
+from .conftest import TINY
+
+COMMANDS = ["train", "sample", "reconstruct", "traverse", "interpolate", "evaluate"]
+
+
+def png_size(path) -> tuple[int, int]:
+    with Image.open(path) as im:
+        return im.size
+
+
+def test_help_lists_every_command_and_config_flag(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert all(c in out for c in COMMANDS)
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    for flag in (
+        "--epochs",
+        "--batch-size",
+        "--lr",
+        "--latent-dim",
+        "--seed",
+        "--device",
+        "--limit",
+        "--eval-every",
+        "--resume",
+        "--out",
+        "--preset",
+        "--beta",
+    ):
+        assert flag in out
+
+
+@pytest.mark.parametrize("cmd", COMMANDS)
+def test_each_command_has_help(cmd, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([cmd, "--help"])
+    assert e.value.code == 0 and "usage: vaekit " + cmd in capsys.readouterr().out
+
+
+def test_python_dash_m_and_console_script_run():
+    r = subprocess.run(
+        [sys.executable, "-m", "vaekit", "--version"], capture_output=True, text=True
+    )
+    assert r.returncode == 0 and r.stdout.startswith("vaekit ")
+
+
+@pytest.mark.parametrize(
+    "argv,expect",
+    [
+        (["train", "--epochs", "zero"], "argument --epochs: invalid int value: 'zero'"),
+        (["train", "--dataset", "imagenet"], "invalid choice: 'imagenet'"),
+        (["train", "--epochs", "0"], "epochs must be >= 1, got 0"),
+        (["train", "--latent-dim", "-3"], "latent_dim must be >= 1, got -3"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+        (["sample"], "the following arguments are required: RUN_DIR"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(argv, expect, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        code = main(argv)
+        raise SystemExit(code)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert expect in err and len(err.strip().splitlines()) == 1
+
+
+def test_missing_run_dir_is_one_line_exit_2(tmp_path, capsys):
+    assert main(["sample", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("no such run directory or checkpoint") and len(err.splitlines()) == 1
+
+
+def test_missing_dataset_is_one_line_exit_2(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("VAEKIT_DATA", raising=False)
+    argv = ["train", "--out", str(tmp_path / "r"), "--data-dir", str(tmp_path / "none")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not found" in err and "Put the IDX .gz files" in err
+    assert not (tmp_path / "r" / "last.pt").exists()
+
+
+def test_corrupted_dataset_file_is_named(tiny_run, data_root, tmp_path, capsys):
+    bad = tmp_path / "data" / "mnist"
+    bad.mkdir(parents=True)
+    for f in (data_root / "mnist").iterdir():
+        (bad / f.name).write_bytes(f.read_bytes())
+    p = bad / "t10k-images-idx3-ubyte.gz"
+    p.write_bytes(p.read_bytes()[:100_000])
+    assert main(["evaluate", str(tiny_run), "--data-dir", str(tmp_path / "data")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "t10k-images-idx3-ubyte.gz" in err and "corrupted" in err
+
+
+def test_end_to_end_train_resume_and_every_tool(tiny_run, data_root, tmp_path, capsys):
+    run = tmp_path / "run"
+    base = ["--data-dir", str(data_root)]
+    argv = ["train", "--limit", "256", "--epochs", "1", "--out", str(run), *TINY, *base]
+    assert main(argv) == 0
+    assert (run / "last.pt").is_file() and (run / "figures" / "samples_001.png").is_file()
+    assert png_size(run / "figures" / "recon_001.png") == (242 + 8 + 242, 242)
+    assert main(["train", "--resume", str(run), "--epochs", "2", *base]) == 0
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2] and rows[1]["step"] == 2 * 4
+    capsys.readouterr()
+
+    assert main(["sample", str(run), "--n", "64", "--temperature", "0.8"]) == 0
+    assert png_size(run / "samples.png") == (242, 242)
+    assert (
+        main(["reconstruct", str(run), "--n", "16", "--out", str(tmp_path / "r.png"), *base]) == 0
+    )
+    assert png_size(tmp_path / "r.png") == (122 + 8 + 122, 122)
+    assert main(["traverse", str(run), *base]) == 0
+    assert "traversing latent dims" in capsys.readouterr().out
+    assert png_size(run / "traverse.png") == (364, 364)
+    argv = ["traverse", str(run), "--dims", "0", "3", "--steps", "5", "--index", "7", *base]
+    assert main(argv) == 0
+    assert png_size(run / "traverse.png") == (140, 140)
+    assert main(["interpolate", str(run), "--a", "0", "--b", "1", "--steps", "10", *base]) == 0
+    assert png_size(run / "interp.png") == (302, 32)
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--json", "--out", str(tmp_path / "e.json"), *base]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert {"test_loss", "recon", "kl", "num_images"} <= set(res)
+    assert res["num_images"] == 10000 and res["epoch"] == 2
+    assert abs(res["test_loss"] - (res["recon"] + res["kl"])) < 1e-6 * res["test_loss"]
+    assert abs(res["test_loss"] - rows[1]["test_loss"]) < 1e-3  # same fixed data and noise
+    assert json.loads((tmp_path / "e.json").read_text()) == res
+
+
+@pytest.mark.parametrize(
+    "argv,expect",
+    [
+        (["traverse", "RUN", "--dims", "0", "99"], "latent dim 99 out of range"),
+        (["traverse", "RUN", "--index", "10000"], "--index 10000 is out of range"),
+        (["interpolate", "RUN", "--b", "-1"], "--b -1 is out of range"),
+        (["sample", "RUN", "--n", "0"], "--n must be > 0, got 0"),
+        (["reconstruct", "RUN", "--n", "20000"], "--n 20000 is more than the test set's 10000"),
+        (["train", "--resume", "RUN", "--latent-dim", "8"], "a resumed run keeps its config"),
+    ],
+)
+def test_bad_requests_on_a_run_exit_2(argv, expect, tiny_run, data_root, capsys):
+    argv = [str(tiny_run) if a == "RUN" else a for a in argv] + ["--data-dir", str(data_root)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert expect in err and len(err.splitlines()) == 1

@@ -1,0 +1,150 @@
+import pytest
+import torch
+from torch import nn
+
+from vaekit import VAE, ModelConfig
+from vaekit.model import kl_normal
+
+
+def test_seed_preset_parameter_count_matches_the_seed():
+    m = VAE.from_preset("seed")
+    assert m.num_params() == 387_554
+    assert sum(p.numel() for p in m.encoder.parameters()) == 246_144
+    assert sum(p.numel() for p in m.decoder.parameters()) == 141_410
+
+
+def test_seed_preset_layer_sequence():
+    m = VAE.from_preset("seed")
+    enc = [type(l).__name__ for l in m.encoder]
+    assert enc == ["Conv2d", "InstanceNorm2d", "ReLU"] + ["SeedResBlock"] * 3 + ["Conv2d"]
+    stem, head = m.encoder[0], m.encoder[-1]
+    assert (stem.in_channels, stem.out_channels, stem.kernel_size, stem.bias) == (
+        1,
+        64,
+        (4, 4),
+        None,
+    )
+    assert (head.out_channels, head.kernel_size, head.padding) == (40, (3, 3), (0, 0))
+    block = m.encoder[3]
+    assert [type(l).__name__ for l in block.children()] == [
+        "Conv2d",
+        "InstanceNorm2d",
+        "Conv2d",
+        "InstanceNorm2d",
+        "MaxPool2d",
+    ]
+    dec = [type(l).__name__ for l in m.decoder]
+    assert dec == [
+        "Sequential",
+        "Upsample",
+        "Sequential",
+        "Sequential",
+        "Sequential",
+        "Upsample",
+        "Sequential",
+        "ConvTranspose2d",
+        "BatchNorm2d",
+    ]
+    tblock = m.decoder[0]
+    assert [type(l).__name__ for l in tblock] == ["ConvTranspose2d", "BatchNorm2d", "ReLU"]
+    assert all(
+        l.bias is None for l in m.modules() if isinstance(l, (nn.Conv2d, nn.ConvTranspose2d))
+    )
+
+
+def test_seed_intermediate_shapes():
+    m = VAE.from_preset("seed").eval()
+    h = torch.rand(2, 1, 28, 28)
+    shapes = []
+    for layer in m.encoder:
+        h = layer(h)
+        shapes.append(tuple(h.shape[1:]))
+    assert shapes[3:] == [(64, 14, 14), (64, 7, 7), (64, 3, 3), (40, 1, 1)]
+    h = torch.randn(2, 20, 1, 1)
+    shapes = []
+    for layer in m.decoder:
+        h = layer(h)
+        shapes.append(tuple(h.shape[2:]))
+    assert shapes == [
+        (3, 3),
+        (6, 6),
+        (8, 8),
+        (10, 10),
+        (12, 12),
+        (24, 24),
+        (26, 26),
+        (28, 28),
+        (28, 28),
+    ]
+
+
+def test_seed_refuses_other_image_sizes():
+    with pytest.raises(ValueError, match="28x28x1"):
+        ModelConfig(arch="seed", image_size=(32, 32))
+
+
+@pytest.mark.parametrize("size,ch", [((28, 28), 1), ((32, 32), 3), ((40, 24), 1)])
+def test_resnet_shapes_follow_the_config(size, ch):
+    cfg = ModelConfig(image_size=size, in_channels=ch, latent_dim=5, channels=(8, 16, 16))
+    m = VAE(cfg)
+    x = torch.rand(3, ch, *size)
+    mu, logvar = m.encode(x)
+    assert mu.shape == logvar.shape == (3, 5)
+    out = m(x)
+    assert out["loss"].shape == out["recon"].shape == out["kl"].shape == (3,)
+    assert m.decode(mu).shape == x.shape
+    assert m.reconstruct(x).shape == x.shape
+    assert m.sample(4).shape == (4, ch, *size)
+
+
+def test_public_api_images_are_in_unit_range():
+    m = VAE.from_preset("mnist", latent_dim=4)
+    img = m.sample(16, temperature=3.0)
+    assert img.min() >= 0 and img.max() <= 1
+
+
+def test_from_preset_applies_overrides_and_rejects_bad_values():
+    assert VAE.from_preset("mnist", latent_dim=7).cfg.latent_dim == 7
+    with pytest.raises(ValueError, match="latent_dim"):
+        VAE.from_preset("mnist", latent_dim=0)
+    with pytest.raises(ValueError, match="unknown preset 'nope'"):
+        VAE.from_preset("nope")
+    with pytest.raises(ValueError, match="unknown model config keys"):
+        VAE.from_preset("mnist", latentdim=3)
+
+
+def test_kl_matches_torch_distributions():
+    torch.manual_seed(0)
+    mu, logvar = torch.randn(50, 8) * 2, torch.randn(50, 8)
+    q = torch.distributions.Normal(mu, torch.exp(0.5 * logvar))
+    p = torch.distributions.Normal(torch.zeros_like(mu), torch.ones_like(mu))
+    expected = torch.distributions.kl_divergence(q, p)
+    torch.testing.assert_close(kl_normal(mu, logvar), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_loss_is_recon_plus_beta_kl_with_the_seed_objective():
+    torch.manual_seed(0)
+    m = VAE.from_preset("seed", beta=0.5).eval()
+    x = torch.rand(4, 1, 28, 28)
+    torch.manual_seed(1)
+    out = m(x)
+    torch.testing.assert_close(out["loss"], out["recon"] + 0.5 * out["kl"])
+    # recon is the summed squared error in z-scored units, at the z the model sampled
+    x_net = (x - 0.1307) / 0.3081
+    x_hat = m._decode(out["z"])
+    torch.testing.assert_close(out["recon"], (x_hat - x_net).pow(2).sum((1, 2, 3)))
+    # the seed's KL: -0.5 * sum(1 + logvar - mu^2 - exp(logvar))
+    mu, lv = out["mu"], out["logvar"]
+    torch.testing.assert_close(out["kl"], -0.5 * (1 + lv - mu.pow(2) - lv.exp()).sum(1))
+
+
+def test_reparameterize_has_the_right_moments_and_gradients():
+    torch.manual_seed(0)
+    mu = torch.full((200_000, 1), 1.5, requires_grad=True)
+    logvar = torch.full((200_000, 1), 2 * torch.log(torch.tensor(0.5)).item(), requires_grad=True)
+    z = VAE.reparameterize(mu, logvar)
+    assert abs(z.mean().item() - 1.5) < 0.01
+    assert abs(z.std().item() - 0.5) < 0.01
+    z.sum().backward()
+    assert torch.allclose(mu.grad, torch.ones_like(mu))  # dz/dmu = 1
+    assert logvar.grad.abs().sum() > 0

@@ -1,0 +1,86 @@
+import json
+import math
+
+import pytest
+import torch
+
+from vaekit.config import TrainConfig, model_config, train_config
+from vaekit.train import TrainError, lr_at, resolve_device, resume_configs, train
+
+TINY = dict(channels=(8, 16), latent_dim=4)
+
+
+def quiet(*a):
+    pass
+
+
+def run(out, data_root, epochs, **kw):
+    mcfg = model_config("mnist", **TINY)
+    tcfg = train_config("mnist", epochs=epochs, limit=1024, batch_size=64, figures=False, **kw)
+    return train(mcfg, tcfg, out, data_dir=data_root, log=quiet)
+
+
+def test_short_training_lowers_the_loss(tmp_path, data_root):
+    run(tmp_path, data_root, 3)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert rows[2]["test_loss"] < rows[1]["test_loss"] < rows[0]["test_loss"] * 0.97
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+    assert all(
+        math.isclose(r["test_loss"], r["test_recon"] + r["test_kl"], rel_tol=1e-6) for r in rows
+    )
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    assert cfg["model"]["channels"] == [8, 16] and cfg["train"]["epochs"] == 3
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, data_root):
+    # constant lr: a cosine schedule is laid out over the epochs asked for, so extending a
+    # 1-epoch cosine run is a different run from a 2-epoch one
+    run(tmp_path / "a", data_root, 2, eval_every=0, lr_schedule="constant")
+    run(tmp_path / "b", data_root, 1, eval_every=0, lr_schedule="constant")
+    mcfg, tcfg, ckpt = resume_configs(tmp_path / "b", {}, {"epochs": 2})
+    train(mcfg, tcfg, tmp_path / "b", data_dir=data_root, ckpt=ckpt, log=quiet)
+    a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
+    assert a["step"] == b["step"] == 2 * 16
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    # and the run really changed the weights in its second epoch
+    assert (
+        a["metrics"]["train_loss"]
+        != json.loads((tmp_path / "b" / "metrics.jsonl").read_text().splitlines()[0])["train_loss"]
+    )
+
+
+def test_existing_run_is_never_overwritten(tmp_path, data_root):
+    run(tmp_path, data_root, 1, eval_every=0)
+    before = (tmp_path / "last.pt").read_bytes()
+    with pytest.raises(TrainError, match="already holds a run; pass --resume"):
+        run(tmp_path, data_root, 1)
+    assert (tmp_path / "last.pt").read_bytes() == before
+    with pytest.raises(TrainError, match="only .* may change"):
+        resume_configs(tmp_path, {"latent_dim": 8}, {"epochs": 3})
+    with pytest.raises(TrainError, match="has trained 1 of 1 epochs"):
+        resume_configs(tmp_path, {}, {"epochs": 1})
+
+
+def test_lr_schedule():
+    cos = TrainConfig(lr=1.0, lr_min_frac=0.1, lr_schedule="cosine")
+    assert lr_at(0, 100, cos) == 1.0
+    assert math.isclose(lr_at(50, 100, cos), 0.55)
+    assert math.isclose(lr_at(100, 100, cos), 0.1)
+    assert lr_at(70, 100, TrainConfig(lr=0.3, lr_schedule="constant")) == 0.3
+
+
+def test_config_validation_names_the_bad_value():
+    with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
+        TrainConfig(batch_size=0)
+    with pytest.raises(ValueError, match="device must be one of"):
+        TrainConfig(device="tpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_asking_for_a_missing_gpu_is_a_clear_error():
+    assert resolve_device("auto").type in ("cpu", "mps")
+    with pytest.raises(TrainError, match="no CUDA device"):
+        resolve_device("cuda")

@@ -1,0 +1,85 @@
+"""Checkpoints: plain data (state dicts, config dicts, counters, RNG states) written atomically.
+
+A checkpoint is a dict that loads with torch.load(weights_only=True): no pickled code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+from .model import VAE, ModelConfig
+
+
+class CheckpointError(Exception):
+    """A run directory or checkpoint is missing or unusable; the message says which and why."""
+
+
+def atomic_write_bytes(path: Path, write) -> None:
+    """Call write(f) on a temp file beside path, fsync, then rename over path.
+
+    A crash at any moment leaves either the old file or the new one, never a torn file.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save(state: dict, path: Path) -> None:
+    atomic_write_bytes(path, lambda f: torch.save(state, f))
+
+
+def save_json(obj: dict, path: Path) -> None:
+    atomic_write_bytes(path, lambda f: f.write((json.dumps(obj, indent=2) + "\n").encode()))
+
+
+def resolve(run_or_ckpt: str | Path) -> Path:
+    """A run directory (-> its last.pt) or a checkpoint file -> the checkpoint path."""
+    p = Path(run_or_ckpt)
+    if p.is_dir():
+        p = p / "last.pt"
+        if not p.is_file():
+            raise CheckpointError(f"{p.parent}: no last.pt in this directory; is it a run dir?")
+    elif not p.is_file():
+        raise CheckpointError(f"{p}: no such run directory or checkpoint")
+    return p
+
+
+def load(run_or_ckpt: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint as plain data (weights_only=True); refuse anything else clearly."""
+    path = resolve(run_or_ckpt)
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0]
+        raise CheckpointError(f"{path}: refused, not plain data ({first})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: unreadable or truncated checkpoint ({first})") from None
+    missing = [k for k in ("model", "model_config") if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path}: not a vaekit checkpoint (missing {missing})")
+    return ckpt
+
+
+def build_model(ckpt: dict, where: str | Path = "checkpoint") -> VAE:
+    """The VAE a loaded checkpoint describes, with its weights; a mismatch is a clear error."""
+    try:
+        model = VAE(ModelConfig.from_dict(ckpt["model_config"]))
+        model.load_state_dict(ckpt["model"])
+    except (ValueError, TypeError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0]
+        raise CheckpointError(f"{where}: weights do not fit its architecture ({first})") from None
+    return model

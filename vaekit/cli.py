@@ -1,0 +1,253 @@
+"""The command line: the only place that reads argv. Every config field is a --flag."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import MISSING, fields
+from pathlib import Path
+
+from . import __version__
+
+EPILOG = "Run 'vaekit COMMAND --help' for a command's options."
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a bad argument in one line (exit 2), without the usage dump."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def add_config_flags(p: argparse.ArgumentParser, cls, title: str) -> None:
+    """One --flag per dataclass field, typed from its default; None means 'keep the preset's'."""
+    group = p.add_argument_group(title)
+    for f in fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not MISSING else None
+        help_ = f.metadata.get("help", "")
+        if isinstance(default, bool):
+            group.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=None, help=help_
+            )
+        elif isinstance(default, tuple):
+            group.add_argument(flag, type=int, nargs="+", default=None, metavar="N", help=help_)
+        else:
+            group.add_argument(flag, type=type(default), default=None, help=f"{help_} [{default}]")
+
+
+def build_parser() -> Parser:
+    from .config import PRESETS, TrainConfig
+    from .data import DATASETS
+    from .model import ModelConfig
+
+    root = Parser(prog="vaekit", description="Variational autoencoders in PyTorch.", epilog=EPILOG)
+    root.add_argument("--version", action="version", version=f"vaekit {__version__}")
+    sub = root.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a VAE into a run directory")
+    p.add_argument("--preset", default="mnist", choices=sorted(PRESETS), help="base config [mnist]")
+    p.add_argument("--out", type=Path, help="run directory [runs/DATASET-PRESET]")
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    p.add_argument("--data-dir", type=Path, help="dataset root [$VAEKIT_DATA, ~/.cache/vaekit]")
+    add_config_flags(p, TrainConfig, "training (defaults: the preset's)")
+    add_config_flags(p, ModelConfig, "model (defaults: the preset's)")
+    p.set_defaults(run=cmd_train)
+    for action in p._actions:
+        if action.dest == "dataset":
+            action.choices = sorted(DATASETS)
+
+    def run_parser(name: str, help_: str, out: str | None):
+        q = sub.add_parser(name, help=help_)
+        q.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run dir or checkpoint")
+        if out:
+            q.add_argument("--out", type=Path, help=f"output PNG [RUN_DIR/{out}]")
+        q.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto [cpu]")
+        q.add_argument("--data-dir", type=Path, help="dataset root [$VAEKIT_DATA, ~/.cache/vaekit]")
+        return q
+
+    q = run_parser("sample", "decode samples from the prior as a grid", "samples.png")
+    q.add_argument("--n", type=int, default=64, help="how many samples [64]")
+    q.add_argument("--temperature", type=float, default=1.0, help="z ~ N(0, T^2 I) [1.0]")
+    q.add_argument("--seed", type=int, default=0, help="noise seed [0]")
+    q.set_defaults(run=cmd_sample)
+
+    q = run_parser("reconstruct", "test images beside their reconstructions", "recon.png")
+    q.add_argument("--n", type=int, default=64, help="the first N test images [64]")
+    q.set_defaults(run=cmd_reconstruct)
+
+    q = run_parser("traverse", "vary two latent dims around a test image's code", "traverse.png")
+    q.add_argument("--dims", type=int, nargs=2, metavar=("I", "J"), help="[the two top-KL dims]")
+    q.add_argument("--index", type=int, default=0, help="test image to encode [0]")
+    q.add_argument("--steps", type=int, default=13, help="grid side [13]")
+    q.add_argument("--span", type=float, default=7.0, help="offsets linspace(-span, span) [7]")
+    q.set_defaults(run=cmd_traverse)
+
+    q = run_parser("interpolate", "walk between two test images' latent means", "interp.png")
+    q.add_argument("--a", type=int, default=0, help="first test image index [0]")
+    q.add_argument("--b", type=int, default=1, help="second test image index [1]")
+    q.add_argument("--steps", type=int, default=10, help="images in the strip [10]")
+    q.set_defaults(run=cmd_interpolate)
+
+    q = run_parser("evaluate", "test-set loss, reconstruction term and KL per image", None)
+    q.add_argument("--json", action="store_true", help="print the results as JSON")
+    q.add_argument("--out", type=Path, help="also write the JSON to this file")
+    q.add_argument("--batch-size", type=int, default=500, help="images per batch [500]")
+    q.set_defaults(run=cmd_evaluate)
+    return root
+
+
+def overrides(args: argparse.Namespace, cls) -> dict:
+    """The config fields the user set on the command line (tuples restored from lists)."""
+    out = {}
+    for f in fields(cls):
+        v = getattr(args, f.name, None)
+        if v is not None:
+            out[f.name] = tuple(v) if isinstance(v, list) else v
+    return out
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .config import TrainConfig, model_config, train_config
+    from .data import get_dataset
+    from .model import ModelConfig
+    from .train import resume_configs, train
+
+    model_o, train_o = overrides(args, ModelConfig), overrides(args, TrainConfig)
+    if args.resume:
+        if args.out and args.out != args.resume:
+            raise ValueError("--resume RUN_DIR continues in RUN_DIR; drop --out")
+        mcfg, tcfg, ckpt = resume_configs(args.resume, model_o, train_o)
+        out = args.resume
+        if ckpt["epoch"] >= tcfg.epochs:
+            print(f"{out} has trained all its {tcfg.epochs} epochs; --epochs N trains further")
+            return 0
+    else:
+        tcfg = train_config(args.preset, **train_o)
+        spec = get_dataset(tcfg.dataset)
+        mcfg = model_config(args.preset, **{"mean": spec.mean, "std": spec.std, **model_o})
+        out, ckpt = args.out or Path("runs") / f"{tcfg.dataset}-{args.preset}", None
+    train(mcfg, tcfg, out, data_dir=args.data_dir, ckpt=ckpt)
+    print(f"run saved in {out}")
+    return 0
+
+
+def load_run(args: argparse.Namespace, with_data: bool = True):
+    """(model in eval mode, checkpoint dict, test images or None) for a generation command."""
+    from . import checkpoint
+    from .data import load_split
+    from .train import resolve_device
+
+    ckpt = checkpoint.load(args.run_dir)
+    model = checkpoint.build_model(ckpt, args.run_dir).to(resolve_device(args.device)).eval()
+    if not with_data:
+        return model, ckpt, None
+    x_test, _ = load_split(ckpt["train_config"]["dataset"], "test", args.data_dir)
+    return model, ckpt, x_test
+
+
+def check_index(i: int, n: int, flag: str) -> None:
+    if not 0 <= i < n:
+        raise ValueError(f"{flag} {i} is out of range: the test set has images 0..{n - 1}")
+
+
+def check_positive(v: float, flag: str) -> None:
+    if not v > 0:
+        raise ValueError(f"{flag} must be > 0, got {v}")
+
+
+def write(arr, args: argparse.Namespace, default: str) -> int:
+    from .plots import save_png
+
+    path = save_png(arr, args.out or Path(args.run_dir) / default)
+    print(f"wrote {path} ({arr.shape[1]}x{arr.shape[0]} px)")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from .generate import sample_grid
+
+    check_positive(args.n, "--n")
+    check_positive(args.temperature, "--temperature")
+    model, _, _ = load_run(args, with_data=False)
+    return write(sample_grid(model, args.n, args.temperature, args.seed), args, "samples.png")
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    from .generate import reconstruction_grid
+
+    check_positive(args.n, "--n")
+    model, _, x = load_run(args)
+    if args.n > len(x):
+        raise ValueError(f"--n {args.n} is more than the test set's {len(x)} images")
+    return write(reconstruction_grid(model, x[: args.n]), args, "recon.png")
+
+
+def cmd_traverse(args: argparse.Namespace) -> int:
+    from .evaluate import latent_kl
+    from .generate import top_kl_dims, traverse_grid
+
+    check_positive(args.steps, "--steps")
+    model, _, x = load_run(args)
+    check_index(args.index, len(x), "--index")
+    dims = args.dims
+    if dims is None:
+        dims = top_kl_dims(latent_kl(model, x), 2)
+        print(f"traversing latent dims {dims[0]} (rows) and {dims[1]} (columns): the top-KL dims")
+    return write(
+        traverse_grid(model, x[args.index], tuple(dims), args.steps, args.span),
+        args,
+        "traverse.png",
+    )
+
+
+def cmd_interpolate(args: argparse.Namespace) -> int:
+    from .generate import interpolate_grid
+
+    check_positive(args.steps, "--steps")
+    model, _, x = load_run(args)
+    check_index(args.a, len(x), "--a")
+    check_index(args.b, len(x), "--b")
+    return write(interpolate_grid(model, x[args.a], x[args.b], args.steps), args, "interp.png")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from . import checkpoint
+    from .evaluate import evaluate
+
+    check_positive(args.batch_size, "--batch-size")
+    model, ckpt, x = load_run(args)
+    res = {
+        "dataset": ckpt["train_config"]["dataset"],
+        "split": "test",
+        "likelihood": model.cfg.likelihood,
+        "epoch": ckpt["epoch"],
+        **evaluate(model, x, batch_size=args.batch_size),
+    }
+    if args.out:
+        checkpoint.save_json(res, args.out)
+    if args.json:
+        print(json.dumps(res, indent=2))
+    else:
+        print(
+            f"{res['dataset']} test ({res['num_images']} images, epoch {res['epoch']}): "
+            f"loss {res['test_loss']:.3f} = recon {res['recon']:.3f} + kl {res['kl']:.3f} per image"
+        )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .checkpoint import CheckpointError
+    from .data import DataError
+    from .train import TrainError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (CheckpointError, DataError, TrainError, ValueError) as e:
+        print(f"vaekit {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"vaekit {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,93 @@
+"""Training configuration and presets. Presets are plain data: overrides of the two configs."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from .model import ModelConfig, opt
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass
+class TrainConfig:
+    """How to train: data, optimisation, schedule, output."""
+
+    dataset: str = opt("mnist", "a name from vaekit.data.DATASETS")
+    epochs: int = opt(10, "passes over the training set")
+    batch_size: int = opt(128, "images per optimizer step")
+    lr: float = opt(2e-3, "AdamW learning rate")
+    weight_decay: float = opt(0.01, "AdamW decoupled weight decay (PyTorch's default)")
+    lr_schedule: str = opt("cosine", "constant, or cosine (decay to lr_min_frac * lr by the end)")
+    lr_min_frac: float = opt(0.05, "cosine floor, as a fraction of lr")
+    seed: int = opt(0, "seeds weights, shuffling and sampling: same seed, same run (on CPU)")
+    limit: int = opt(0, "train on the first N training images only (0 = all)")
+    eval_every: int = opt(1, "evaluate on the test set every K epochs (0 = never)")
+    device: str = opt("auto", "auto (cuda > mps > cpu), cpu, cuda, mps")
+    precision: str = opt("fp32", "fp32, or bf16 autocast (recent GPUs, CPUs with AVX-512 BF16)")
+    figures: bool = opt(True, "write reconstructions and samples after every epoch")
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.epochs >= 1, "epochs must be >= 1"),
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.lr > 0, "lr must be > 0"),
+            (self.weight_decay >= 0, "weight_decay must be >= 0"),
+            (self.lr_schedule in ("constant", "cosine"), "lr_schedule must be constant|cosine"),
+            (0 <= self.lr_min_frac <= 1, "lr_min_frac must be in [0, 1]"),
+            (self.limit >= 0, "limit must be >= 0"),
+            (self.eval_every >= 0, "eval_every must be >= 0"),
+            (self.device in DEVICES, f"device must be one of {DEVICES}"),
+            (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                name = msg.split()[0]
+                raise ValueError(f"{msg}, got {getattr(self, name)!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown train config keys: {unknown}")
+        return cls(**d)
+
+
+# name -> (model overrides, train overrides) on top of the dataclass defaults.
+PRESETS: dict[str, tuple[dict, dict]] = {
+    # The seed notebook, reproduced: its network, objective and optimisation.
+    "seed": (
+        dict(arch="seed", latent_dim=20),
+        dict(epochs=20, batch_size=64, lr=1e-3, lr_schedule="constant"),
+    ),
+    # Our MNIST default: same family, no BatchNorm, larger batch, cosine schedule.
+    "mnist": (
+        dict(arch="resnet", latent_dim=32, channels=(32, 64, 64)),
+        dict(epochs=10, batch_size=128, lr=2e-3, lr_schedule="cosine"),
+    ),
+}
+
+
+def _preset(name: str) -> tuple[dict, dict]:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
+    return PRESETS[name]
+
+
+def model_config(preset: str, **overrides) -> ModelConfig:
+    """The preset's ModelConfig with field overrides applied (None values are ignored)."""
+    base = dict(_preset(preset)[0])
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    return ModelConfig.from_dict(base)
+
+
+def train_config(preset: str, **overrides) -> TrainConfig:
+    """The preset's TrainConfig with field overrides applied (None values are ignored)."""
+    base = dict(_preset(preset)[1])
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig.from_dict(base)

@@ -1,0 +1,71 @@
+"""The seed's pictures as functions: samples, reconstructions, 2-D traversals, interpolations.
+
+Each returns a uint8 image array ready for plots.save_png; all run under inference mode.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .data import to_float
+from .model import VAE
+from .plots import make_grid, side_by_side
+
+
+def _device(model: VAE) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _square_nrow(n: int) -> int:
+    return max(1, math.ceil(math.sqrt(n)))
+
+
+@torch.inference_mode()
+def sample_grid(model: VAE, n: int = 64, temperature: float = 1.0, seed: int = 0) -> np.ndarray:
+    """n prior samples (z ~ N(0, T^2 I), fixed seed) as a square-ish grid with 2 px padding."""
+    g = torch.Generator().manual_seed(seed)
+    return make_grid(model.eval().sample(n, temperature, generator=g), _square_nrow(n))
+
+
+@torch.inference_mode()
+def reconstruction_grid(model: VAE, x: torch.Tensor) -> np.ndarray:
+    """uint8 images x (N, C, H, W): originals (left grid) beside reconstructions (right grid)."""
+    xf = to_float(x.to(_device(model)))
+    x_rec = model.eval().reconstruct(xf)
+    nrow = _square_nrow(len(x))
+    return side_by_side(make_grid(xf, nrow), make_grid(x_rec, nrow))
+
+
+@torch.inference_mode()
+def traverse_grid(
+    model: VAE, x: torch.Tensor, dims: tuple[int, int], steps: int = 13, span: float = 7.0
+) -> np.ndarray:
+    """Encode one uint8 image x (C, H, W); vary dims[0] down the rows and dims[1] along the columns
+    by linspace(-span, span, steps) around its mean; decode all steps^2 codes as one batch."""
+    D = model.cfg.latent_dim
+    for d in dims:
+        if not 0 <= d < D:
+            raise ValueError(f"latent dim {d} out of range: the model has dims 0..{D - 1}")
+    mu, _ = model.eval().encode(to_float(x[None].to(_device(model))))  # (1, D)
+    offsets = torch.linspace(-span, span, steps, device=mu.device)
+    z = mu.repeat(steps * steps, 1)  # (steps^2, D), row-major: row i, column j
+    z[:, dims[0]] += offsets.repeat_interleave(steps)
+    z[:, dims[1]] += offsets.repeat(steps)
+    return make_grid(model.decode(z), steps, padding=0)
+
+
+@torch.inference_mode()
+def interpolate_grid(model: VAE, xa: torch.Tensor, xb: torch.Tensor, steps: int = 10) -> np.ndarray:
+    """Linear path between the latent means of uint8 images xa and xb (C, H, W), one row."""
+    mu, _ = model.eval().encode(to_float(torch.stack([xa, xb]).to(_device(model))))  # (2, D)
+    t = torch.linspace(0, 1, steps, device=mu.device)[:, None]  # (steps, 1)
+    z = (1 - t) * mu[0] + t * mu[1]  # (steps, D)
+    return make_grid(model.decode(z), steps)
+
+
+def top_kl_dims(kl_per_dim: list[float], k: int = 2) -> list[int]:
+    """The k latent dims with the largest average KL: the ones the model uses most."""
+    return sorted(range(len(kl_per_dim)), key=lambda d: -kl_per_dim[d])[:k]

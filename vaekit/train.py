@@ -1,0 +1,212 @@
+"""The training loop: one function, read top to bottom.
+
+Data lives on the device as one uint8 tensor; each step slices a shuffled batch and converts it
+there. After each epoch: evaluate, log a JSON line, write figures, checkpoint atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from . import checkpoint
+from .config import TrainConfig
+from .data import load_split, to_float
+from .evaluate import evaluate
+from .generate import reconstruction_grid, sample_grid
+from .model import VAE, ModelConfig
+from .plots import plot_curves, save_png
+
+
+class TrainError(Exception):
+    """Training cannot start as asked; the message says why and what to do."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto -> cuda, else mps, else cpu; an explicit device that is not there is an error."""
+    has_mps = getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainError("--device cuda: no CUDA device is available here; use --device cpu")
+    if name == "mps" and not has_mps:
+        raise TrainError("--device mps: no Apple GPU is available here; use --device cpu")
+    return torch.device(name)
+
+
+def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
+    """Learning rate for an optimizer step: constant, or cosine from lr to lr * lr_min_frac."""
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    floor = cfg.lr * cfg.lr_min_frac
+    return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * min(step / total, 1.0)))
+
+
+def rng_state(shuffle: torch.Generator) -> dict:
+    state = {"torch": torch.get_rng_state(), "shuffle": shuffle.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict, shuffle: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    shuffle.set_state(state["shuffle"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# What may change when a run is resumed; everything else is the run's own.
+RESUMABLE = ("epochs", "device", "eval_every", "figures")
+
+
+def resume_configs(
+    run_dir: str | Path, model_overrides: dict, train_overrides: dict
+) -> tuple[ModelConfig, TrainConfig, dict]:
+    """The configs and checkpoint to continue run_dir with; refuses changes that would not fit.
+
+    Without an epochs override the run continues to its own epoch count (maybe already done).
+    """
+    ckpt = checkpoint.load(run_dir)
+    fixed = sorted(set(model_overrides) | (set(train_overrides) - set(RESUMABLE)))
+    if fixed:
+        raise TrainError(
+            f"a resumed run keeps its config: only {RESUMABLE} may change, not {fixed}"
+        )
+    mcfg = ModelConfig.from_dict(ckpt["model_config"])
+    tcfg = TrainConfig.from_dict({**ckpt["train_config"], **train_overrides})
+    if "epochs" in train_overrides and ckpt["epoch"] >= tcfg.epochs:
+        raise TrainError(
+            f"{run_dir} has trained {ckpt['epoch']} of {tcfg.epochs} epochs; pass --epochs N "
+            f"with N > {ckpt['epoch']} to train further"
+        )
+    return mcfg, tcfg, ckpt
+
+
+def train(
+    mcfg: ModelConfig,
+    tcfg: TrainConfig,
+    out: str | Path,
+    data_dir: str | Path | None = None,
+    ckpt: dict | None = None,
+    log=print,
+) -> dict:
+    """Train a VAE into run directory `out`; returns the last epoch's metrics row.
+
+    With ckpt (from resume_configs), continue that run: weights, optimizer, RNG, counters.
+    """
+    out = Path(out)
+    if ckpt is None and (out / "last.pt").exists():
+        raise TrainError(f"{out} already holds a run; pass --resume {out} or choose another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "figures").mkdir(exist_ok=True)
+    except OSError as e:
+        raise TrainError(f"cannot create run dir {out}: {e.strerror}") from None
+    device = resolve_device(tcfg.device)
+    torch.manual_seed(tcfg.seed)
+
+    # Data: whole splits as uint8 tensors on the device.
+    x_train, _ = load_split(tcfg.dataset, "train", data_dir)
+    x_test, _ = load_split(tcfg.dataset, "test", data_dir)
+    if tcfg.limit:
+        x_train = x_train[: tcfg.limit]
+    shape = (mcfg.in_channels, *mcfg.image_size)
+    if tuple(x_train.shape[1:]) != shape:
+        raise TrainError(
+            f"{tcfg.dataset} images are {tuple(x_train.shape[1:])} (C, H, W) but the model "
+            f"expects {shape}; set the model's in_channels/image_size to match"
+        )
+    x_train, x_test = x_train.to(device), x_test.to(device)
+    N, B = len(x_train), tcfg.batch_size
+    steps_per_epoch = math.ceil(N / B)
+    total_steps = tcfg.epochs * steps_per_epoch
+
+    model = VAE(mcfg).to(device)
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay, fused=device.type == "cuda"
+    )
+    shuffle = torch.Generator().manual_seed(tcfg.seed)
+    epoch, step = 0, 0
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        set_rng_state(ckpt["rng"], shuffle)
+        epoch, step = ckpt["epoch"], ckpt["step"]
+        log(f"resuming {out} at epoch {epoch} (step {step})")
+    checkpoint.save_json(
+        {"model": mcfg.to_dict(), "train": tcfg.to_dict(), "num_params": model.num_params()},
+        out / "config.json",
+    )
+    log(
+        f"{tcfg.dataset}: {N} train / {len(x_test)} test images {shape} on {device}; "
+        f"{mcfg.arch} VAE, {model.num_params():,} params, latent {mcfg.latent_dim}"
+    )
+    autocast = torch.autocast(device.type, torch.bfloat16, enabled=tcfg.precision == "bf16")
+    x_fig = x_test[:64]  # fixed images for the per-epoch reconstructions
+    row: dict = {}
+
+    while epoch < tcfg.epochs:
+        model.train()
+        t0 = time.perf_counter()
+        perm = torch.randperm(N, generator=shuffle).to(device)
+        loss_sum = torch.zeros((), device=device)  # summed on device: no host sync per step
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}", leave=False, disable=None)
+        for i in bar:
+            x = to_float(x_train[perm[i * B : (i + 1) * B]])  # (B, C, H, W) in [0, 1]
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, total_steps, tcfg)
+            with autocast:
+                terms = model(x)
+            loss = terms["loss"].mean()  # per-image loss: lr does not depend on batch size
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += terms["loss"].detach().sum()
+            step += 1
+            if i % 50 == 0 and not bar.disable:  # an occasional sync, only when shown
+                bar.set_postfix(loss=f"{loss.item():.2f}")
+        epoch += 1
+        seconds = time.perf_counter() - t0
+        row = {
+            "epoch": epoch,
+            "step": step,
+            "train_loss": loss_sum.item() / N,
+            "lr": lr_at(step, total_steps, tcfg),
+            "epoch_seconds": seconds,
+            "images_per_second": N / seconds,
+        }
+        if tcfg.eval_every and (epoch % tcfg.eval_every == 0 or epoch == tcfg.epochs):
+            ev = evaluate(model, x_test)
+            row.update(test_loss=ev["test_loss"], test_recon=ev["recon"], test_kl=ev["kl"])
+        msg = f"epoch {epoch}/{tcfg.epochs}  train {row['train_loss']:.2f}"
+        if "test_loss" in row:
+            msg += f"  test {row['test_loss']:.2f} (recon {row['test_recon']:.2f}"
+            msg += f", kl {row['test_kl']:.2f})"
+        log(msg + f"  {seconds:.1f} s ({row['images_per_second']:.0f} img/s)")
+        with open(out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+        if tcfg.figures:
+            save_png(reconstruction_grid(model, x_fig), out / "figures" / f"recon_{epoch:03d}.png")
+            samples = sample_grid(model, 64, seed=tcfg.seed)  # same z every epoch
+            save_png(samples, out / "figures" / f"samples_{epoch:03d}.png")
+        checkpoint.save(
+            {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "model_config": mcfg.to_dict(),
+                "train_config": tcfg.to_dict(),
+                "epoch": epoch,
+                "step": step,
+                "rng": rng_state(shuffle),
+                "metrics": row,
+            },
+            out / "last.pt",
+        )
+    plot_curves(out / "metrics.jsonl", out / "curves.png")
+    return row
