@@ -16,7 +16,7 @@ class TrainConfig:
 
     dataset: str = opt("mnist", "a name from vaekit.data.DATASETS")
     epochs: int = opt(10, "passes over the training set")
-    batch_size: int = opt(128, "images per optimizer step")
+    batch_size: int = opt(64, "images per optimizer step")
     lr: float = opt(2e-3, "AdamW learning rate")
     weight_decay: float = opt(0.01, "AdamW decoupled weight decay (PyTorch's default)")
     lr_schedule: str = opt("cosine", "constant, or cosine (decay to lr_min_frac * lr by the end)")
@@ -65,10 +65,11 @@ PRESETS: dict[str, tuple[dict, dict]] = {
         dict(arch="seed", latent_dim=20),
         dict(epochs=20, batch_size=64, lr=1e-3, lr_schedule="constant"),
     ),
-    # Our MNIST default: same family, no BatchNorm, larger batch, cosine schedule.
+    # Our MNIST default: same family, thin at full resolution (where the compute is), more
+    # latent dims, no BatchNorm, twice the seed's lr with a cosine decay, half its epochs.
     "mnist": (
-        dict(arch="resnet", latent_dim=32, channels=(32, 64, 64)),
-        dict(epochs=10, batch_size=128, lr=2e-3, lr_schedule="cosine"),
+        dict(arch="resnet", latent_dim=64, channels=(16, 32, 64)),
+        dict(epochs=10, batch_size=64, lr=2e-3, lr_schedule="cosine"),
     ),
 }
 
