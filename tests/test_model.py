@@ -1,9 +1,11 @@
+import math
+
 import pytest
 import torch
 from torch import nn
 
 from vaekit import VAE, ModelConfig
-from vaekit.model import kl_normal
+from vaekit.losses import kl_normal
 
 
 def test_seed_preset_parameter_count_matches_the_seed():
@@ -148,3 +150,89 @@ def test_reparameterize_has_the_right_moments_and_gradients():
     z.sum().backward()
     assert torch.allclose(mu.grad, torch.ones_like(mu))  # dz/dmu = 1
     assert logvar.grad.abs().sum() > 0
+
+
+LIKELIHOODS = ["gaussian", "gaussian-global", "gaussian-pixel", "bernoulli", "logistic"]
+
+
+@pytest.mark.parametrize("arch", ["seed", "resnet"])
+@pytest.mark.parametrize("lik", LIKELIHOODS)
+def test_each_likelihood_sets_the_decoder_channels_and_keeps_the_interface(arch, lik):
+    torch.manual_seed(0)
+    cfg = ModelConfig(arch=arch, likelihood=lik, mixtures=3, latent_dim=4, channels=(8, 8))
+    m = VAE(cfg)
+    want = 3 * (1 + 2 * 1) if lik == "logistic" else 1
+    last = m.decoder[-2] if arch == "seed" else m.decoder.out
+    assert last.out_channels == want == cfg.out_channels
+    if arch == "seed":
+        assert m.decoder[-1].num_features == want
+    x = torch.rand(3, 1, 28, 28)
+    if lik == "bernoulli":
+        x = torch.bernoulli(x)
+    out = m(x)
+    assert out["loss"].shape == out["recon"].shape == out["kl"].shape == (3,)
+    assert torch.isfinite(out["loss"]).all()
+    assert m._decode(out["z"]).shape == (3, want, 28, 28)
+    for img in (m.decode(out["mu"]), m.reconstruct(x), m.sample(2)):
+        assert img.shape[1:] == (1, 28, 28) and img.min() >= 0 and img.max() <= 1
+    assert m.log_px(x, out["z"]).shape == (3,)
+
+
+def test_learned_gaussian_variance_is_a_parameter_of_the_right_shape():
+    assert VAE(ModelConfig(likelihood="gaussian-global")).logvar_x.shape == ()
+    assert VAE(ModelConfig(likelihood="gaussian-pixel")).logvar_x.shape == (1, 28, 28)
+    assert not hasattr(VAE(ModelConfig()), "logvar_x")
+
+
+def test_seed_network_keeps_its_size_only_with_the_gaussian_likelihood():
+    assert VAE.from_preset("seed", likelihood="gaussian").num_params() == 387_554
+    assert VAE.from_preset("seed", likelihood="logistic", mixtures=2).num_params() > 387_554
+
+
+@pytest.mark.parametrize("bad,match", [(dict(likelihood="nope"), "likelihood must be one of")])
+def test_bad_likelihood_options_are_named(bad, match):
+    with pytest.raises(ValueError, match=match):
+        ModelConfig(**bad)
+    with pytest.raises(ValueError, match="mixtures must be >= 1, got 0"):
+        ModelConfig(likelihood="logistic", mixtures=0)
+
+
+@pytest.mark.parametrize("lik", ["gaussian", "gaussian-global", "gaussian-pixel"])
+def test_gaussian_nats_are_the_pixel_unit_density_plus_the_1_over_255_bins(lik):
+    torch.manual_seed(0)
+    m = VAE(ModelConfig(likelihood=lik, latent_dim=3, channels=(8, 8)))
+    if lik != "gaussian":
+        with torch.no_grad():
+            m.logvar_x.normal_()
+    x, z = torch.rand(5, 1, 28, 28), torch.randn(5, 3)
+    mean, std = m.cfg.mean, m.cfg.std
+    h = m._decode(z)
+    var_net = torch.tensor(0.5) if lik == "gaussian" else m.logvar_x.exp()
+    p = torch.distributions.Normal(h * std + mean, var_net.sqrt() * std)  # pixel units
+    want = p.log_prob(x).sum((1, 2, 3)) - 784 * math.log(255)
+    torch.testing.assert_close(m.log_px(x, z), want, rtol=1e-5, atol=1e-2)
+
+
+def test_gaussian_nats_match_the_exact_mass_of_1_over_255_bins():
+    # x = k / 255 and a wide Gaussian: the density at the bin centre times 1/255 is its mass
+    m = VAE(ModelConfig(likelihood="gaussian-global", latent_dim=2, channels=(8, 8)))
+    with torch.no_grad():
+        m.logvar_x.fill_(-1.0)
+    z = torch.randn(2, 2)
+    x = torch.randint(0, 256, (2, 1, 28, 28)).float() / 255
+    h = m._decode(z).double()
+    p = torch.distributions.Normal(h * m.cfg.std + m.cfg.mean, math.exp(-0.5) * m.cfg.std)
+    xd = x.double()
+    mass = p.cdf(xd + 0.5 / 255) - p.cdf(xd - 0.5 / 255)
+    # within 0.5 nats per image of 784 pixels (the midpoint rule); ln 256 would be 3.1 nats off
+    torch.testing.assert_close(m.log_px(x, z).double(), mass.log().sum((1, 2, 3)), atol=0.5, rtol=0)
+
+
+def test_bernoulli_and_logistic_nats_are_their_recon_terms():
+    torch.manual_seed(0)
+    for lik in ("bernoulli", "logistic"):
+        m = VAE(ModelConfig(likelihood=lik, latent_dim=3, channels=(8, 8))).eval()
+        x = torch.bernoulli(torch.rand(4, 1, 28, 28))
+        torch.manual_seed(1)
+        out = m(x)
+        torch.testing.assert_close(m.log_px(x, out["z"]), -out["recon"])

@@ -127,15 +127,16 @@ def bits_per_dim(nll_nats: torch.Tensor | float, num_dims: int) -> torch.Tensor 
 
 
 def gaussian_nll_to_discrete(
-    nll_nats_on_unit_scale: torch.Tensor | float, num_dims: int
+    nll_nats_on_unit_scale: torch.Tensor | float, num_dims: int, levels: int = 256
 ) -> torch.Tensor | float:
-    """Density NLL (nats) of data on [0, 1] -> NLL of the 8-bit data: nll + D ln 256.
+    """Density NLL (nats) of data on [0, 1] -> NLL of the 8-bit data: nll + D ln levels.
 
-    Assumes x = (k + u) / 256 (bins of width 1/256; u = 1/2 or u ~ U(0, 1) for dequantised
-    data), where P(k) ~= p(x) / 256 per dim. For x = k / 255 the bins are 1/255 wide and ln 256
-    overstates the NLL by ln(256/255), i.e. 0.0056 bits/dim: the usual, conservative convention.
+    P(k) ~= p(x) / levels per dim for bins of width 1/levels around each data value. levels=256
+    assumes x = (k + u) / 256 (u = 1/2, or u ~ U(0, 1) for dequantised data): for x = k / 255 it
+    overstates the NLL by ln(256/255), 0.0056 bits/dim, the usual conservative convention.
+    levels=255 is exact for x = k / 255 (bins [k - 1/2, k + 1/2] / 255): vaekit's convention.
     """
-    return nll_nats_on_unit_scale + num_dims * math.log(256.0)
+    return nll_nats_on_unit_scale + num_dims * math.log(levels)
 
 
 # --- Importance-weighted bound (Burda et al. 2015) ----------------------------------------------

@@ -6,10 +6,20 @@ Stands alone and imports only torch. Two architectures share the public interfac
   sized from the config, for any image size and channel count.
 Images in and out of the public methods are floats in [0, 1], shape (N, C, H, W); the
 network itself sees them normalised with the config's mean and std.
+
+Likelihoods p(x|z) (ModelConfig.likelihood), all scored per image in nats:
+- "gaussian": the seed's objective, squared error summed over pixels in normalised units, i.e.
+  -log N(x_net; x_hat, 1/2) up to the constant D/2 ln(pi);
+- "gaussian-global" / "gaussian-pixel": -log N(x_net; x_hat, exp(logvar_x)) with a learned
+  log-variance, one scalar or one per pixel (C, H, W), in normalised units;
+- "bernoulli": decoder logits for binary images x in {0, 1} (the data loader binarizes);
+- "logistic": a mixture of `mixtures` discretized logistics over the 256 values of 8-bit data.
+log_px gives log P(x|z) of the 8-bit (or binary) data in nats for every likelihood.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import asdict, dataclass, field, fields
 
@@ -17,12 +27,21 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .losses import (
+    bernoulli_log_prob,
+    discretized_mix_logistic_log_prob,
+    gaussian_log_prob,
+    gaussian_nll_to_discrete,
+    kl_normal,
+)
+
 ARCHS = ("seed", "resnet")
 
 # The seed's 4x4 "same" conv pads asymmetrically (1 left, 2 right), as the seed did; PyTorch
 # warns that this costs a padded copy of a 1-channel input, which is negligible here.
 warnings.filterwarnings("ignore", message="Using padding='same' with even kernel")
-LIKELIHOODS = ("gaussian",)
+LIKELIHOODS = ("gaussian", "gaussian-global", "gaussian-pixel", "bernoulli", "logistic")
+MIN_LOG_SCALE = -7.0  # logistic: floor on the components' log-scales, as in PixelCNN++
 
 
 def opt(default, help: str):
@@ -41,7 +60,12 @@ class ModelConfig:
     channels: tuple[int, ...] = opt(
         (32, 64, 64), "resnet: width of each stage, top first; each halves H, W"
     )
-    likelihood: str = opt("gaussian", "p(x|z); gaussian = squared error in normalised units")
+    likelihood: str = opt(
+        "gaussian",
+        "p(x|z): gaussian (the seed's squared error), gaussian-global, gaussian-pixel (learned "
+        "variance), bernoulli (binarized data), logistic (discretized mixture)",
+    )
+    mixtures: int = opt(1, "logistic: mixture components per pixel")
     beta: float = opt(1.0, "weight of the KL term (1 = the ELBO)")
     mean: float = opt(0.1307, "input normalisation: x_net = (x - mean) / std")
     std: float = opt(0.3081, "input normalisation std (the dataset's pixel std)")
@@ -53,6 +77,8 @@ class ModelConfig:
             raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
         if self.likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
+        if self.mixtures < 1:
+            raise ValueError(f"mixtures must be >= 1, got {self.mixtures}")
         if len(self.image_size) != 2 or min(self.image_size) < 8:
             raise ValueError(f"image_size must be (H, W) with both >= 8, got {self.image_size}")
         if self.in_channels not in (1, 3):
@@ -70,6 +96,13 @@ class ModelConfig:
                 "the seed architecture is fixed to 28x28x1 images, got "
                 f"{self.image_size[0]}x{self.image_size[1]}x{self.in_channels}; use arch 'resnet'"
             )
+
+    @property
+    def out_channels(self) -> int:
+        """Decoder output channels: C, or K + 2KC for the logistic mixture (pi, means, scales)."""
+        if self.likelihood == "logistic":
+            return self.mixtures * (1 + 2 * self.in_channels)
+        return self.in_channels
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -134,8 +167,8 @@ def seed_decoder(cfg: ModelConfig) -> nn.Sequential:
         seed_tblock(64, 64),  # 12x12
         nn.Upsample(scale_factor=2, mode="nearest"),  # 24x24
         seed_tblock(64, 32),  # 26x26
-        nn.ConvTranspose2d(32, 1, 3, bias=False),  # (B, 1, 28, 28)
-        nn.BatchNorm2d(1),
+        nn.ConvTranspose2d(32, cfg.out_channels, 3, bias=False),  # (B, out, 28, 28)
+        nn.BatchNorm2d(cfg.out_channels),
     )
 
 
@@ -199,7 +232,7 @@ class ResNetDecoder(nn.Module):
         self.head = nn.ConvTranspose2d(cfg.latent_dim, ch[0], sizes[0])  # (B, c, h, w)
         self.ups = nn.ModuleList(nn.Upsample(size=s, mode="nearest") for s in sizes[1:])
         self.blocks = nn.ModuleList(ResBlock(ch[max(i - 1, 0)], c, True) for i, c in enumerate(ch))
-        self.out = nn.ConvTranspose2d(ch[-1], cfg.in_channels, 3, padding=1)  # (B, C, H, W)
+        self.out = nn.ConvTranspose2d(ch[-1], cfg.out_channels, 3, padding=1)  # (B, out, H, W)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.head(z)
@@ -221,6 +254,11 @@ class VAE(nn.Module):
             self.encoder, self.decoder = seed_encoder(cfg), seed_decoder(cfg)
         else:
             self.encoder, self.decoder = ResNetEncoder(cfg), ResNetDecoder(cfg)
+        if cfg.likelihood in ("gaussian-global", "gaussian-pixel"):
+            shape = (
+                () if cfg.likelihood == "gaussian-global" else (cfg.in_channels, *cfg.image_size)
+            )
+            self.logvar_x = nn.Parameter(torch.zeros(shape))  # normalised units: var 1 at start
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> VAE:
@@ -236,9 +274,24 @@ class VAE(nn.Module):
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.cfg.mean) / self.cfg.std
 
-    def to_image(self, x_hat: torch.Tensor) -> torch.Tensor:
+    def to_image(self, h: torch.Tensor) -> torch.Tensor:
         """Decoder output -> the likelihood's mean image in [0, 1]."""
-        return (x_hat * self.cfg.std + self.cfg.mean).clamp(0, 1)
+        if self.cfg.likelihood == "bernoulli":
+            return torch.sigmoid(h)
+        if self.cfg.likelihood == "logistic":
+            logit_probs, means, _ = self._mixture(h)
+            pi = torch.softmax(logit_probs, dim=1)  # (B, K, H, W)
+            m = (pi.unsqueeze(2) * means).sum(1)  # (B, C, H, W) in [-1, 1] units
+            return ((m + 1) / 2).clamp(0, 1)
+        return (h * self.cfg.std + self.cfg.mean).clamp(0, 1)
+
+    def _mixture(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, K + 2KC, H, W) -> logit_probs (B, K, H, W), means and log_scales (B, K, C, H, W)."""
+        K, C = self.cfg.mixtures, self.cfg.in_channels
+        B, _, H, W = h.shape
+        logit_probs = h[:, :K]
+        means, log_scales = h[:, K:].reshape(B, 2, K, C, H, W).unbind(1)
+        return logit_probs, means, log_scales.clamp(min=MIN_LOG_SCALE)
 
     # The four parts of the forward pass, in network space.
     def _encode(self, x_net: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -247,7 +300,41 @@ class VAE(nn.Module):
         return mu, logvar
 
     def _decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z[:, :, None, None]).float()  # (B, D, 1, 1) -> (B, C, H, W)
+        return self.decoder(z[:, :, None, None]).float()  # (B, D, 1, 1) -> (B, out, H, W)
+
+    def _nll(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """The recon term: -log p(x|z) per image (B,) for x in [0, 1], decoder output h.
+
+        Nats of the likelihood's own units: normalised units for the gaussians (up to D/2 ln pi
+        for "gaussian"), the binary or 8-bit data itself for bernoulli and logistic.
+        """
+        lik = self.cfg.likelihood
+        if lik == "gaussian":
+            return (h - self.normalize(x)).pow(2).flatten(1).sum(1)
+        if lik == "bernoulli":
+            return -bernoulli_log_prob(x, h)
+        if lik == "logistic":
+            return -discretized_mix_logistic_log_prob(2 * x - 1, *self._mixture(h))
+        return -gaussian_log_prob(self.normalize(x), h, self.logvar_x)
+
+    def discrete_nll(self, recon: torch.Tensor) -> torch.Tensor:
+        """The recon term (B,) -> -log P(x|z) in nats of the 8-bit data (or binary: unchanged).
+
+        A Gaussian density in normalised units becomes one in pixel units [0, 1] (+ D ln std),
+        then the mass of a 1/255-wide bin around each x = k/255 (+ D ln 255); "gaussian" first
+        gets its constant, variance 1/2: + D/2 ln(pi). Bernoulli and logistic are already masses.
+        """
+        lik = self.cfg.likelihood
+        if not lik.startswith("gaussian"):
+            return recon
+        D = self.cfg.in_channels * self.cfg.image_size[0] * self.cfg.image_size[1]
+        if lik == "gaussian":
+            recon = recon + D / 2 * math.log(math.pi)
+        return gaussian_nll_to_discrete(recon + D * math.log(self.cfg.std), D, levels=255)
+
+    def log_px(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log P(x|z) in nats per image (B,) for 8-bit (or, for bernoulli, binary) x in [0, 1]."""
+        return -self.discrete_nll(self._nll(x, self._decode(z)))
 
     @staticmethod
     def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -257,14 +344,13 @@ class VAE(nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """x: (B, C, H, W) in [0, 1]. Returns per-image loss terms (B,) and the tensors behind them.
 
-        loss = recon + beta * kl; recon is the likelihood's negative log-density (for
-        "gaussian", the seed's summed squared error in normalised units), kl in nats.
+        loss = recon + beta * kl; recon is the likelihood's negative log-density (see _nll; for
+        "gaussian", the seed's summed squared error in normalised units), kl in nats. For
+        "bernoulli", x must be binary (0 or 1).
         """
-        x_net = self.normalize(x)
-        mu, logvar = self._encode(x_net)
+        mu, logvar = self._encode(self.normalize(x))
         z = self.reparameterize(mu, logvar)
-        x_hat = self._decode(z)
-        recon = (x_hat - x_net).pow(2).flatten(1).sum(1)  # (B,)
+        recon = self._nll(x, self._decode(z))  # (B,)
         kl = kl_normal(mu, logvar).sum(1)  # (B,)
         loss = recon + self.cfg.beta * kl
         return {"loss": loss, "recon": recon, "kl": kl, "mu": mu, "logvar": logvar, "z": z}
@@ -275,7 +361,7 @@ class VAE(nn.Module):
         return self._encode(self.normalize(x))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """(N, D) -> (N, C, H, W) in [0, 1]."""
+        """(N, D) -> (N, C, H, W) in [0, 1]: the likelihood's mean image."""
         return self.to_image(self._decode(z))
 
     @torch.no_grad()
@@ -291,8 +377,3 @@ class VAE(nn.Module):
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Decode the posterior mean of each image: the model's deterministic reconstruction."""
         return self.decode(self.encode(x)[0])
-
-
-def kl_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, exp(logvar)) || N(0, 1)) per dimension, in nats: same shape as mu."""
-    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
