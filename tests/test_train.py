@@ -5,7 +5,16 @@ import pytest
 import torch
 
 from vaekit.config import TrainConfig, model_config, train_config
-from vaekit.train import TrainError, lr_at, resolve_device, resume_configs, train
+from vaekit.data import binarize, modelled
+from vaekit.train import (
+    TrainError,
+    kl_objective,
+    kl_weight,
+    lr_at,
+    resolve_device,
+    resume_configs,
+    train,
+)
 
 TINY = dict(channels=(8, 16), latent_dim=4)
 
@@ -84,3 +93,39 @@ def test_asking_for_a_missing_gpu_is_a_clear_error():
     assert resolve_device("auto").type in ("cpu", "mps")
     with pytest.raises(TrainError, match="no CUDA device"):
         resolve_device("cuda")
+
+
+def test_kl_warmup_rises_linearly_to_beta_and_zero_means_off():
+    assert [kl_weight(s, 0.5, 4) for s in (0, 1, 2, 4, 100)] == [0.0, 0.125, 0.25, 0.5, 0.5]
+    assert kl_weight(0, 0.5, 0) == 0.5
+
+
+def test_free_bits_floor_the_batch_mean_kl_of_each_dim_and_stop_its_gradient():
+    kl = torch.tensor([[0.1, 2.0, 0.0], [0.3, 4.0, 0.2]], requires_grad=True)  # (B=2, D=3)
+    assert kl_objective(kl, 0.0).item() == pytest.approx(0.2 + 3.0 + 0.1)  # the true KL
+    obj = kl_objective(kl, 0.5)
+    assert obj.item() == pytest.approx(0.5 + 3.0 + 0.5)
+    obj.backward()
+    # only dim 1 (batch-mean KL 3 > 0.5 nats) is pushed down, by 1/B per image
+    torch.testing.assert_close(kl.grad, torch.tensor([[0.0, 0.5, 0.0], [0.0, 0.5, 0.0]]))
+
+
+def test_training_batches_are_fresh_binarizations_and_the_test_set_is_fixed():
+    x = torch.randint(0, 256, (50, 1, 28, 28), dtype=torch.uint8)
+    a, b = binarize(x), binarize(x)
+    assert set(a.unique().tolist()) <= {0, 255} and not torch.equal(a, b)
+    assert torch.equal(binarize(torch.full_like(x, 255)), torch.full_like(x, 255))
+    assert abs(a.float().mean() - x.float().mean()) < 2  # P(255) = x / 255
+    t = modelled(x, "bernoulli")
+    assert torch.equal(t, modelled(x, "bernoulli")) and set(t.unique().tolist()) == {0, 255}
+    assert modelled(x, "gaussian") is x
+
+
+def test_bernoulli_training_with_warmup_and_free_bits_runs(tmp_path, data_root):
+    mcfg = model_config("mnist", likelihood="bernoulli", **TINY)
+    tcfg = train_config(
+        "mnist", epochs=1, limit=256, kl_warmup=3, free_bits=0.1, figures=False, eval_every=0
+    )
+    row = train(mcfg, tcfg, tmp_path, data_dir=data_root, log=quiet)
+    # the reported loss is the true recon + beta * KL (nats of binary data), not the objective
+    assert 0 < row["train_loss"] < 784 * math.log(2) * 1.5

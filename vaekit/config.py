@@ -26,6 +26,10 @@ class TrainConfig:
     eval_every: int = opt(1, "evaluate on the test set every K epochs (0 = never)")
     device: str = opt("auto", "auto (cuda > mps > cpu), cpu, cuda, mps")
     precision: str = opt("fp32", "fp32, or bf16 autocast (recent GPUs, CPUs with AVX-512 BF16)")
+    kl_warmup: int = opt(
+        0, "optimizer steps over which the KL weight rises from 0 to beta (0 = off)"
+    )
+    free_bits: float = opt(0.0, "nats per latent dim below which a dim's batch KL is not penalised")
     figures: bool = opt(True, "write reconstructions and samples after every epoch")
 
     def __post_init__(self) -> None:
@@ -38,6 +42,8 @@ class TrainConfig:
             (0 <= self.lr_min_frac <= 1, "lr_min_frac must be in [0, 1]"),
             (self.limit >= 0, "limit must be >= 0"),
             (self.eval_every >= 0, "eval_every must be >= 0"),
+            (self.kl_warmup >= 0, "kl_warmup must be >= 0"),
+            (self.free_bits >= 0, "free_bits must be >= 0"),
             (self.device in DEVICES, f"device must be one of {DEVICES}"),
             (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}"),
         ]

@@ -16,9 +16,10 @@ from tqdm import tqdm
 
 from . import checkpoint
 from .config import TrainConfig
-from .data import load_split, to_float
+from .data import binarize, load_split, modelled, to_float
 from .evaluate import evaluate
 from .generate import reconstruction_grid, sample_grid
+from .losses import kl_normal
 from .model import VAE, ModelConfig
 from .plots import plot_curves, save_png
 
@@ -45,6 +46,20 @@ def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
         return cfg.lr
     floor = cfg.lr * cfg.lr_min_frac
     return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * min(step / total, 1.0)))
+
+
+def kl_weight(step: int, beta: float, warmup: int) -> float:
+    """Weight of the KL term at an optimizer step: rises linearly from 0 to beta over warmup."""
+    return beta * min(1.0, step / warmup) if warmup else beta
+
+
+def kl_objective(kl_dims: torch.Tensor, free_bits: float) -> torch.Tensor:
+    """The KL term trained on, from per-image per-dim KLs (B, D): sum_d max(mean_b kl_bd, fb).
+
+    Free bits (Kingma et al. 2016) on the batch-mean KL of each latent dim; fb = 0 gives the
+    batch mean of the true KL. No host sync: the clamp stays on the device.
+    """
+    return kl_dims.mean(0).clamp(min=free_bits).sum()
 
 
 def rng_state(shuffle: torch.Generator) -> dict:
@@ -122,7 +137,8 @@ def train(
             f"{tcfg.dataset} images are {tuple(x_train.shape[1:])} (C, H, W) but the model "
             f"expects {shape}; set the model's in_channels/image_size to match"
         )
-    x_train, x_test = x_train.to(device), x_test.to(device)
+    x_train, x_test = x_train.to(device), modelled(x_test, mcfg.likelihood).to(device)
+    binary = mcfg.likelihood == "bernoulli"  # dynamic binarization: fresh bits every step
     N, B = len(x_train), tcfg.batch_size
     steps_per_epoch = math.ceil(N / B)
     total_steps = tcfg.epochs * steps_per_epoch
@@ -158,12 +174,16 @@ def train(
         loss_sum = torch.zeros((), device=device)  # summed on device: no host sync per step
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}", leave=False, disable=None)
         for i in bar:
-            x = to_float(x_train[perm[i * B : (i + 1) * B]])  # (B, C, H, W) in [0, 1]
+            xb = x_train[perm[i * B : (i + 1) * B]]  # (B, C, H, W) uint8
+            x = to_float(binarize(xb) if binary else xb)  # in [0, 1]
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, total_steps, tcfg)
             with autocast:
                 terms = model(x)
-            loss = terms["loss"].mean()  # per-image loss: lr does not depend on batch size
+            # per-image means, so lr does not depend on batch size; loss as reported when
+            # neither KL warm-up nor free bits is on
+            kl = kl_objective(kl_normal(terms["mu"], terms["logvar"]), tcfg.free_bits)
+            loss = terms["recon"].mean() + kl_weight(step, mcfg.beta, tcfg.kl_warmup) * kl
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
