@@ -1,4 +1,5 @@
 import json
+import math
 import subprocess
 import sys
 
@@ -39,6 +40,10 @@ def test_help_lists_every_command_and_config_flag(capsys):
         "--out",
         "--preset",
         "--beta",
+        "--likelihood",
+        "--mixtures",
+        "--kl-warmup",
+        "--free-bits",
     ):
         assert flag in out
 
@@ -66,6 +71,9 @@ def test_python_dash_m_and_console_script_run():
         (["train", "--latent-dim", "-3"], "latent_dim must be >= 1, got -3"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
         (["sample"], "the following arguments are required: RUN_DIR"),
+        (["train", "--likelihood", "nope"], "likelihood must be one of"),
+        (["train", "--likelihood", "logistic", "--mixtures", "0"], "mixtures must be >= 1, got 0"),
+        (["train", "--free-bits", "-1"], "free_bits must be >= 0, got -1.0"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(argv, expect, capsys, tmp_path, monkeypatch):
@@ -133,7 +141,8 @@ def test_end_to_end_train_resume_and_every_tool(tiny_run, data_root, tmp_path, c
     assert main(["interpolate", str(run), "--a", "0", "--b", "1", "--steps", "10", *base]) == 0
     assert png_size(run / "interp.png") == (302, 32)
     capsys.readouterr()
-    assert main(["evaluate", str(run), "--json", "--out", str(tmp_path / "e.json"), *base]) == 0
+    argv = ["evaluate", str(run), "--json", "--no-probe", "--out", str(tmp_path / "e.json")]
+    assert main([*argv, *base]) == 0
     res = json.loads(capsys.readouterr().out)
     assert {"test_loss", "recon", "kl", "num_images"} <= set(res)
     assert res["num_images"] == 10000 and res["epoch"] == 2
@@ -151,6 +160,8 @@ def test_end_to_end_train_resume_and_every_tool(tiny_run, data_root, tmp_path, c
         (["sample", "RUN", "--n", "0"], "--n must be > 0, got 0"),
         (["reconstruct", "RUN", "--n", "20000"], "--n 20000 is more than the test set's 10000"),
         (["train", "--resume", "RUN", "--latent-dim", "8"], "a resumed run keeps its config"),
+        (["evaluate", "RUN", "--iw-samples", "0"], "--iw-samples must be > 0, got 0"),
+        (["evaluate", "RUN", "--limit", "-1"], "--limit must be >= 0, got -1"),
     ],
 )
 def test_bad_requests_on_a_run_exit_2(argv, expect, tiny_run, data_root, capsys):
@@ -158,3 +169,34 @@ def test_bad_requests_on_a_run_exit_2(argv, expect, tiny_run, data_root, capsys)
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert expect in err and len(err.splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def bernoulli_run(data_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "bernoulli"
+    argv = ["train", "--likelihood", "bernoulli", "--limit", "256", "--epochs", "1", *TINY]
+    argv += ["--kl-warmup", "2", "--free-bits", "0.05", "--no-figures", "--eval-every", "0"]
+    assert main([*argv, "--out", str(out), "--data-dir", str(data_root)]) == 0
+    return out
+
+
+def test_evaluate_reports_the_iw_bound_bits_per_dim_units_and_probe(
+    bernoulli_run, data_root, capsys
+):
+    base = [str(bernoulli_run), "--limit", "300", "--json", "--data-dir", str(data_root)]
+    capsys.readouterr()
+    assert main(["evaluate", *base, "--iw-samples", "16", "--iw-chunk", "5"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["likelihood"] == "bernoulli" and res["iw_samples"] == 16
+    assert res["num_images"] == 300 and len(res["kl_per_dim"]) == 4
+    assert res["elbo"] < 0 and res["elbo"] == pytest.approx(-(res["recon"] + res["kl"]))
+    assert res["nll_iw"] <= -res["elbo"] + 0.5  # the IW bound is the tighter one
+    assert res["bits_per_dim_from"] == "nll_iw"
+    assert res["bits_per_dim"] == pytest.approx(res["nll_iw"] / (784 * math.log(2)))
+    assert isinstance(res["active_units"], int) and 0 <= res["active_units"] <= 4
+    assert 0 <= res["probe_accuracy"] <= 1
+    assert main(["evaluate", *base, "--no-probe"]) == 0
+    res2 = json.loads(capsys.readouterr().out)
+    assert "nll_iw" not in res2 and "probe_accuracy" not in res2 and res2["iw_samples"] is None
+    assert res2["bits_per_dim_from"] == "elbo" and res2["elbo"] == res["elbo"]  # fixed data, seed
+    assert res2["bits_per_dim"] == pytest.approx(-res["elbo"] / (784 * math.log(2)))

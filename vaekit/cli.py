@@ -90,10 +90,14 @@ def build_parser() -> Parser:
     q.add_argument("--steps", type=int, default=10, help="images in the strip [10]")
     q.set_defaults(run=cmd_interpolate)
 
-    q = run_parser("evaluate", "test-set loss, reconstruction term and KL per image", None)
+    q = run_parser("evaluate", "test-set ELBO, NLL and bits/dim, active units, linear probe", None)
     q.add_argument("--json", action="store_true", help="print the results as JSON")
     q.add_argument("--out", type=Path, help="also write the JSON to this file")
-    q.add_argument("--batch-size", type=int, default=500, help="images per batch [500]")
+    q.add_argument("--batch-size", type=int, default=500, help="images (or samples) per batch")
+    q.add_argument("--iw-samples", type=int, metavar="K", help="also the IWAE NLL bound, K samples")
+    q.add_argument("--iw-chunk", type=int, default=100, help="IW samples per image per pass [100]")
+    q.add_argument("--no-probe", action="store_true", help="skip the linear probe on the latents")
+    q.add_argument("--limit", type=int, default=0, help="first N images of each split (0 = all)")
     q.set_defaults(run=cmd_evaluate)
     return root
 
@@ -134,9 +138,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def load_run(args: argparse.Namespace, with_data: bool = True):
-    """(model in eval mode, checkpoint dict, test images or None) for a generation command."""
+    """(model in eval mode, checkpoint dict, test images or None) for a generation command.
+
+    The test images are as the model sees them: binarized once, with a fixed seed, for bernoulli.
+    """
     from . import checkpoint
-    from .data import load_split
+    from .data import load_split, modelled
     from .train import resolve_device
 
     ckpt = checkpoint.load(args.run_dir)
@@ -144,7 +151,7 @@ def load_run(args: argparse.Namespace, with_data: bool = True):
     if not with_data:
         return model, ckpt, None
     x_test, _ = load_split(ckpt["train_config"]["dataset"], "test", args.data_dir)
-    return model, ckpt, x_test
+    return model, ckpt, modelled(x_test, model.cfg.likelihood)
 
 
 def check_index(i: int, n: int, flag: str) -> None:
@@ -214,17 +221,40 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from . import checkpoint
-    from .evaluate import evaluate
+    from .data import load_split, modelled
+    from .evaluate import evaluate, iw_nll, linear_probe, posterior_means
+    from .losses import active_units, bits_per_dim
 
     check_positive(args.batch_size, "--batch-size")
+    check_positive(args.iw_chunk, "--iw-chunk")
+    if args.iw_samples is not None:
+        check_positive(args.iw_samples, "--iw-samples")
+    if args.limit < 0:
+        raise ValueError(f"--limit must be >= 0, got {args.limit}")
+    n = args.limit or None
     model, ckpt, x = load_run(args)
+    x = x[:n]
+    dataset = ckpt["train_config"]["dataset"]
     res = {
-        "dataset": ckpt["train_config"]["dataset"],
+        "dataset": dataset,
         "split": "test",
         "likelihood": model.cfg.likelihood,
         "epoch": ckpt["epoch"],
+        "iw_samples": args.iw_samples,
         **evaluate(model, x, batch_size=args.batch_size),
     }
+    nll, res["bits_per_dim_from"] = -res["elbo"], "elbo"
+    if args.iw_samples:
+        nll = res["nll_iw"] = iw_nll(model, x, args.iw_samples, args.iw_chunk, args.batch_size)
+        res["bits_per_dim_from"] = "nll_iw"
+    res["bits_per_dim"] = bits_per_dim(nll, x[0].numel())
+    mu_test = posterior_means(model, x)
+    res["active_units"] = active_units(mu_test)[0]
+    if not args.no_probe:
+        y_test = load_split(dataset, "test", args.data_dir)[1][:n]
+        x_train, y_train = (t[:n] for t in load_split(dataset, "train", args.data_dir))
+        mu_train = posterior_means(model, modelled(x_train, model.cfg.likelihood))
+        res["probe_accuracy"] = linear_probe(mu_train, y_train, mu_test, y_test)
     if args.out:
         checkpoint.save_json(res, args.out)
     if args.json:
@@ -234,6 +264,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"{res['dataset']} test ({res['num_images']} images, epoch {res['epoch']}): "
             f"loss {res['test_loss']:.3f} = recon {res['recon']:.3f} + kl {res['kl']:.3f} per image"
         )
+        line = f"elbo {res['elbo']:.2f} nats"
+        if "nll_iw" in res:
+            line += f", nll_iw {res['nll_iw']:.2f} nats (K={args.iw_samples})"
+        line += f", {res['bits_per_dim']:.4f} bits/dim, {res['active_units']} active units"
+        if "probe_accuracy" in res:
+            line += f", probe accuracy {res['probe_accuracy']:.4f}"
+        print(line)
     return 0
 
 
