@@ -129,3 +129,9 @@ def test_bernoulli_training_with_warmup_and_free_bits_runs(tmp_path, data_root):
     row = train(mcfg, tcfg, tmp_path, data_dir=data_root, log=quiet)
     # the reported loss is the true recon + beta * KL (nats of binary data), not the objective
     assert 0 < row["train_loss"] < 784 * math.log(2) * 1.5
+
+
+def test_mnist_nll_preset_is_a_bernoulli_resnet_with_kl_warmup():
+    m, t = model_config("mnist-nll"), train_config("mnist-nll")
+    assert (m.likelihood, m.arch, t.dataset) == ("bernoulli", "resnet", "mnist")
+    assert 32 <= m.latent_dim <= 64 and t.kl_warmup > 0
