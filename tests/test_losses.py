@@ -234,6 +234,10 @@ def test_uniform_256_value_model_scores_exactly_8_bits_per_dim(D):
     assert bits_per_dim(D * math.log(256), D) == 8
     # the uniform density on [0, 1] (nll 0 nats) is the same model once discretised
     assert bits_per_dim(gaussian_nll_to_discrete(0.0, D), D) == 8
+    # vaekit's x = k / 255: bins 1/255 wide, so the uniform density scores log2(255) bits/dim
+    assert bits_per_dim(gaussian_nll_to_discrete(0.0, D, levels=255), D) == pytest.approx(
+        math.log2(255)
+    )
 
 
 def test_gaussian_nll_to_discrete_matches_the_mass_of_1_over_256_bins():
