@@ -1,6 +1,6 @@
 """The VAE: a convolutional Encoder giving (mu, logvar), the reparameterisation, and a Decoder.
 
-Stands alone and imports only torch. Two architectures share the public interface:
+Imports only torch and vaekit.losses (itself torch-only). Two architectures share the API:
 - "seed": the seed notebook's network, layer for layer (28x28x1 only, 387,554 parameters);
 - "resnet": the same family (conv + residual + max-pool down, transposed conv + nearest up)
   sized from the config, for any image size and channel count.
@@ -12,7 +12,8 @@ Likelihoods p(x|z) (ModelConfig.likelihood), all scored per image in nats:
   -log N(x_net; x_hat, 1/2) up to the constant D/2 ln(pi);
 - "gaussian-global" / "gaussian-pixel": -log N(x_net; x_hat, exp(logvar_x)) with a learned
   log-variance, one scalar or one per pixel (C, H, W), in normalised units;
-- "bernoulli": decoder logits for binary images x in {0, 1} (the data loader binarizes);
+- "bernoulli": decoder logits for binary images x in {0, 1} (the data loader binarizes; the
+  encoder sees the binary image normalised with the same mean and std as grey images);
 - "logistic": a mixture of `mixtures` discretized logistics over the 256 values of 8-bit data.
 log_px gives log P(x|z) of the 8-bit (or binary) data in nats for every likelihood.
 """
@@ -254,11 +255,11 @@ class VAE(nn.Module):
             self.encoder, self.decoder = seed_encoder(cfg), seed_decoder(cfg)
         else:
             self.encoder, self.decoder = ResNetEncoder(cfg), ResNetDecoder(cfg)
-        if cfg.likelihood in ("gaussian-global", "gaussian-pixel"):
-            shape = (
-                () if cfg.likelihood == "gaussian-global" else (cfg.in_channels, *cfg.image_size)
-            )
-            self.logvar_x = nn.Parameter(torch.zeros(shape))  # normalised units: var 1 at start
+        # the gaussians' learned log-variance, in normalised units (0: the data's variance)
+        if cfg.likelihood == "gaussian-global":
+            self.logvar_x = nn.Parameter(torch.zeros(()))
+        elif cfg.likelihood == "gaussian-pixel":
+            self.logvar_x = nn.Parameter(torch.zeros(cfg.in_channels, *cfg.image_size))
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> VAE:
