@@ -111,7 +111,7 @@ def test_from_preset_applies_overrides_and_rejects_bad_values():
         VAE.from_preset("mnist", latent_dim=0)
     with pytest.raises(ValueError, match="unknown preset 'nope'"):
         VAE.from_preset("nope")
-    with pytest.raises(ValueError, match="unknown model config keys"):
+    with pytest.raises(ValueError, match="unknown ModelConfig keys"):
         VAE.from_preset("mnist", latentdim=3)
 
 

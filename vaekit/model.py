@@ -45,6 +45,14 @@ LIKELIHOODS = ("gaussian", "gaussian-global", "gaussian-pixel", "bernoulli", "lo
 MIN_LOG_SCALE = -7.0  # logistic: floor on the components' log-scales, as in PixelCNN++
 
 
+def config_from_dict(cls, d: dict):
+    """A config dataclass from a plain dict (JSON, a checkpoint), naming any unknown keys."""
+    unknown = sorted(set(d) - {f.name for f in fields(cls)})
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys: {unknown}")
+    return cls(**d)
+
+
 def opt(default, help: str):
     """A dataclass field with a one-line doc; the CLI turns each field into a --flag."""
     return field(default=default, metadata={"help": help})
@@ -112,11 +120,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown model config keys: {unknown}")
-        return cls(**d)
+        return config_from_dict(cls, d)
 
 
 # ---------------------------------------------------------------------------------------------
