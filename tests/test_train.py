@@ -1,9 +1,14 @@
 import json
 import math
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
 
+import vaekit.train as T
 from vaekit.config import TrainConfig, model_config, train_config
 from vaekit.data import binarize, modelled
 from vaekit.train import (
@@ -135,3 +140,73 @@ def test_mnist_nll_preset_is_a_bernoulli_resnet_with_kl_warmup():
     m, t = model_config("mnist-nll"), train_config("mnist-nll")
     assert (m.likelihood, m.arch, t.dataset) == ("bernoulli", "resnet", "mnist")
     assert 32 <= m.latent_dim <= 64 and t.kl_warmup > 0
+
+
+def test_a_crash_mid_epoch_then_resume_gives_identical_weights(tmp_path, data_root, monkeypatch):
+    run(tmp_path / "a", data_root, 2, eval_every=0)  # 2 epochs of 16 steps, cosine lr
+    real = T.kl_weight
+
+    def crash_at_step_23(step, beta, warmup):
+        if step == 23:
+            raise RuntimeError("simulated crash")
+        return real(step, beta, warmup)
+
+    monkeypatch.setattr(T, "kl_weight", crash_at_step_23)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(tmp_path / "b", data_root, 2, eval_every=0, save_every=5)
+    ck = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
+    assert (ck["epoch"], ck["batch"], ck["step"]) == (1, 4, 20)  # the last save before the crash
+    monkeypatch.setattr(T, "kl_weight", real)
+    mcfg, tcfg, ckpt = resume_configs(tmp_path / "b", {}, {})
+    train(mcfg, tcfg, tmp_path / "b", data_dir=data_root, ckpt=ckpt, log=quiet)
+    a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert a["metrics"]["train_loss"] == b["metrics"]["train_loss"]  # the whole epoch's loss
+
+
+def test_sigterm_saves_at_a_step_boundary_and_exits_0(tmp_path, data_root):
+    out = tmp_path / "r"
+    argv = [
+        "--limit",
+        "512",
+        "--epochs",
+        "500",
+        "--eval-every",
+        "0",
+        "--no-figures",
+        "--channels",
+        "8",
+        "16",
+        "--latent-dim",
+        "4",
+        "--batch-size",
+        "64",
+    ]
+    cmd = [
+        sys.executable,
+        "-m",
+        "vaekit",
+        "train",
+        *argv,
+        "--out",
+        str(out),
+        "--data-dir",
+        str(data_root),
+    ]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "last.pt").exists():  # the first epoch is done: training is under way
+        assert p.poll() is None and time.monotonic() < deadline, p.communicate()
+        time.sleep(0.05)
+    p.send_signal(signal.SIGTERM)
+    stdout, stderr = p.communicate(timeout=120)
+    assert p.returncode == 0, stderr
+    assert "SIGTERM: s" in stdout and f"vaekit train --resume {out}" in stdout
+    ck = torch.load(out / "last.pt", weights_only=True)
+    assert 8 <= ck["step"] < 500 * 8
+    # the saved state continues: finish the epoch under way
+    mcfg, tcfg, ckpt = resume_configs(out, {}, {"epochs": ck["epoch"] + 1})
+    row = train(mcfg, tcfg, out, data_dir=data_root, ckpt=ckpt, log=quiet)
+    assert row["epoch"] == ck["epoch"] + 1 and row["step"] == 8 * row["epoch"]

@@ -31,6 +31,7 @@ class TrainConfig:
     )
     free_bits: float = opt(0.0, "nats per latent dim below which a dim's batch KL is not penalised")
     figures: bool = opt(True, "write reconstructions and samples after every epoch")
+    save_every: int = opt(0, "also checkpoint every N steps inside an epoch (0 = epoch ends)")
 
     def __post_init__(self) -> None:
         checks = [
@@ -42,6 +43,7 @@ class TrainConfig:
             (0 <= self.lr_min_frac <= 1, "lr_min_frac must be in [0, 1]"),
             (self.limit >= 0, "limit must be >= 0"),
             (self.eval_every >= 0, "eval_every must be >= 0"),
+            (self.save_every >= 0, "save_every must be >= 0"),
             (self.kl_warmup >= 0, "kl_warmup must be >= 0"),
             (self.free_bits >= 0, "free_bits must be >= 0"),
             (self.device in DEVICES, f"device must be one of {DEVICES}"),

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -77,7 +79,31 @@ def set_rng_state(state: dict, shuffle: torch.Generator) -> None:
 
 
 # What may change when a run is resumed; everything else is the run's own.
-RESUMABLE = ("epochs", "device", "eval_every", "figures")
+RESUMABLE = ("epochs", "device", "eval_every", "figures", "save_every")
+
+
+class StopSignal:
+    """While active, SIGTERM and SIGINT only set .signum: the loop then saves at the next step
+    boundary and returns (pre-emption), instead of dying mid-step."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.previous: dict = {}
+
+    def __enter__(self) -> StopSignal:
+        if threading.current_thread() is threading.main_thread():  # signals need the main thread
+            for s in self.SIGNALS:
+                self.previous[s] = signal.signal(s, self.handle)
+        return self
+
+    def handle(self, signum: int, frame) -> None:
+        self.signum = signum
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
 
 
 def resume_configs(
@@ -148,13 +174,14 @@ def train(
         model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay, fused=device.type == "cuda"
     )
     shuffle = torch.Generator().manual_seed(tcfg.seed)
-    epoch, step = 0, 0
+    epoch, step, batch, loss_sum0 = 0, 0, 0, 0.0  # batch: steps already done in this epoch
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         set_rng_state(ckpt["rng"], shuffle)
         epoch, step = ckpt["epoch"], ckpt["step"]
-        log(f"resuming {out} at epoch {epoch} (step {step})")
+        batch, loss_sum0 = ckpt.get("batch", 0), ckpt.get("loss_sum", 0.0)
+        log(f"resuming {out} at epoch {epoch} + {batch} steps (step {step})")
     checkpoint.save_json(
         {"model": mcfg.to_dict(), "train": tcfg.to_dict(), "num_params": model.num_params()},
         out / "config.json",
@@ -167,66 +194,93 @@ def train(
     x_fig = x_test[:64]  # fixed images for the per-epoch reconstructions
     row: dict = {}
 
-    while epoch < tcfg.epochs:
-        model.train()
-        t0 = time.perf_counter()
-        perm = torch.randperm(N, generator=shuffle).to(device)
-        loss_sum = torch.zeros((), device=device)  # summed on device: no host sync per step
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}", leave=False, disable=None)
-        for i in bar:
-            xb = x_train[perm[i * B : (i + 1) * B]]  # (B, C, H, W) uint8
-            x = to_float(binarize(xb) if binary else xb)  # in [0, 1]
-            for group in opt.param_groups:
-                group["lr"] = lr_at(step, total_steps, tcfg)
-            with autocast:
-                terms = model(x)
-            # per-image means, so lr does not depend on batch size; loss as reported when
-            # neither KL warm-up nor free bits is on
-            kl = kl_objective(kl_normal(terms["mu"], terms["logvar"]), tcfg.free_bits)
-            loss = terms["recon"].mean() + kl_weight(step, mcfg.beta, tcfg.kl_warmup) * kl
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += terms["loss"].detach().sum()
-            step += 1
-            if i % 50 == 0 and not bar.disable:  # an occasional sync, only when shown
-                bar.set_postfix(loss=f"{loss.item():.2f}")
-        epoch += 1
-        seconds = time.perf_counter() - t0
-        row = {
-            "epoch": epoch,
+    def save(epoch_rng: torch.Tensor) -> None:
+        """Checkpoint everything needed to continue exactly here. epoch_rng is the shuffle
+        state that draws the current epoch's order (mid-epoch) or the next one's (at its end)."""
+        state = {
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "model_config": mcfg.to_dict(),
+            "train_config": tcfg.to_dict(),
+            "epoch": epoch,  # completed epochs
             "step": step,
-            "train_loss": loss_sum.item() / N,
-            "lr": lr_at(step, total_steps, tcfg),
-            "epoch_seconds": seconds,
-            "images_per_second": N / seconds,
+            "batch": batch,  # steps done in the epoch under way
+            "loss_sum": float(loss_sum),  # its training loss so far
+            "rng": {**rng_state(shuffle), "shuffle": epoch_rng},
+            "metrics": row,
         }
-        if tcfg.eval_every and (epoch % tcfg.eval_every == 0 or epoch == tcfg.epochs):
-            ev = evaluate(model, x_test)
-            row.update(test_loss=ev["test_loss"], test_recon=ev["recon"], test_kl=ev["kl"])
-        msg = f"epoch {epoch}/{tcfg.epochs}  train {row['train_loss']:.2f}"
-        if "test_loss" in row:
-            msg += f"  test {row['test_loss']:.2f} (recon {row['test_recon']:.2f}"
-            msg += f", kl {row['test_kl']:.2f})"
-        log(msg + f"  {seconds:.1f} s ({row['images_per_second']:.0f} img/s)")
-        with open(out / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(row) + "\n")
-        if tcfg.figures:
-            save_png(reconstruction_grid(model, x_fig), out / "figures" / f"recon_{epoch:03d}.png")
-            samples = sample_grid(model, 64, seed=tcfg.seed)  # same z every epoch
-            save_png(samples, out / "figures" / f"samples_{epoch:03d}.png")
-        checkpoint.save(
-            {
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "model_config": mcfg.to_dict(),
-                "train_config": tcfg.to_dict(),
+        checkpoint.save(state, out / "last.pt")
+
+    with StopSignal() as stop:
+        while epoch < tcfg.epochs:
+            model.train()
+            t0 = time.perf_counter()
+            epoch_rng, start = shuffle.get_state(), batch
+            perm = torch.randperm(N, generator=shuffle).to(device)
+            loss_sum = torch.tensor(loss_sum0, device=device)  # on device: no sync per step
+            bar = tqdm(
+                range(batch, steps_per_epoch), desc=f"epoch {epoch + 1}", leave=False, disable=None
+            )
+            for i in bar:
+                xb = x_train[perm[i * B : (i + 1) * B]]  # (B, C, H, W) uint8
+                x = to_float(binarize(xb) if binary else xb)  # in [0, 1]
+                for group in opt.param_groups:
+                    group["lr"] = lr_at(step, total_steps, tcfg)
+                with autocast:
+                    terms = model(x)
+                # per-image means, so lr does not depend on batch size; loss as reported when
+                # neither KL warm-up nor free bits is on
+                kl = kl_objective(kl_normal(terms["mu"], terms["logvar"]), tcfg.free_bits)
+                loss = terms["recon"].mean() + kl_weight(step, mcfg.beta, tcfg.kl_warmup) * kl
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                loss_sum += terms["loss"].detach().sum()
+                step, batch = step + 1, i + 1
+                if i % 50 == 0 and not bar.disable:  # an occasional sync, only when shown
+                    bar.set_postfix(loss=f"{loss.item():.2f}")
+                if batch < steps_per_epoch and (
+                    stop.signum or (tcfg.save_every and step % tcfg.save_every == 0)
+                ):
+                    save(epoch_rng)
+                    if stop.signum:
+                        name = signal.Signals(stop.signum).name
+                        log(
+                            f"{name}: saved step {step} to {out / 'last.pt'}; continue with "
+                            f"vaekit train --resume {out}"
+                        )
+                        return row
+            epoch, batch, loss_sum0 = epoch + 1, 0, 0.0
+            seconds = time.perf_counter() - t0
+            row = {
                 "epoch": epoch,
                 "step": step,
-                "rng": rng_state(shuffle),
-                "metrics": row,
-            },
-            out / "last.pt",
-        )
+                "train_loss": loss_sum.item() / N,
+                "lr": lr_at(step, total_steps, tcfg),
+                "epoch_seconds": seconds,
+                "images_per_second": (N - min(N, start * B)) / seconds,  # this session's
+            }
+            if tcfg.eval_every and (epoch % tcfg.eval_every == 0 or epoch == tcfg.epochs):
+                ev = evaluate(model, x_test)
+                row.update(test_loss=ev["test_loss"], test_recon=ev["recon"], test_kl=ev["kl"])
+            msg = f"epoch {epoch}/{tcfg.epochs}  train {row['train_loss']:.2f}"
+            if "test_loss" in row:
+                msg += f"  test {row['test_loss']:.2f} (recon {row['test_recon']:.2f}"
+                msg += f", kl {row['test_kl']:.2f})"
+            log(msg + f"  {seconds:.1f} s ({row['images_per_second']:.0f} img/s)")
+            with open(out / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(row) + "\n")
+            if tcfg.figures:
+                figs = out / "figures"
+                save_png(reconstruction_grid(model, x_fig), figs / f"recon_{epoch:03d}.png")
+                samples = sample_grid(model, 64, seed=tcfg.seed)  # same z every epoch
+                save_png(samples, figs / f"samples_{epoch:03d}.png")
+            save(shuffle.get_state())
+            if stop.signum:  # arrived during evaluation or figures: the epoch is saved
+                log(
+                    f"{signal.Signals(stop.signum).name}: stopped after epoch {epoch}; "
+                    f"continue with vaekit train --resume {out}"
+                )
+                return row
     plot_curves(out / "metrics.jsonl", out / "curves.png")
     return row
