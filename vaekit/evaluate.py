@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from .data import to_float
-from .losses import iwae_nll, kl_normal
+from .losses import iw_bound, iw_log_weights, kl_normal
 from .model import VAE
 
 
@@ -65,7 +65,8 @@ def iw_nll(
     total = torch.zeros((), dtype=torch.float64, device=device)
     for i in range(0, len(x), n_img):
         xb = to_float(x[i : i + n_img].to(device))
-        total += iwae_nll(xb, model.encode, model.log_px, K, chunk, g).double().sum()
+        log_w = iw_log_weights(xb, model.encode, model.log_px, K, chunk, g)  # (K, b)
+        total -= iw_bound(log_w).double().sum()
     return total.item() / len(x)
 
 

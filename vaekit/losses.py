@@ -192,21 +192,6 @@ def iw_log_weights(
     return torch.cat(log_w)  # (K, B)
 
 
-def iwae_nll(
-    x: torch.Tensor,
-    encode: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
-    decode_log_prob: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    K: int,
-    chunk: int,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """-log p(x) estimated with K importance samples (an upper bound in expectation): (B,).
-
-    The standard test NLL of a VAE; arguments as for iw_log_weights.
-    """
-    return -iw_bound(iw_log_weights(x, encode, decode_log_prob, K, chunk, generator))
-
-
 # --- Posterior collapse -------------------------------------------------------------------------
 
 
