@@ -9,7 +9,7 @@ ARGS    ?=
 
 export VAEKIT_DATA := $(DATA)
 
-.PHONY: install test lint train figures clean
+.PHONY: install test lint train figures results-nll clean
 
 install: $(STAMP)
 
@@ -43,6 +43,10 @@ figures: install
 	$(BIN)/vaekit traverse $(RUN)
 	$(BIN)/vaekit interpolate $(RUN) --a 0 --b 1 --steps 10
 	$(BIN)/vaekit evaluate $(RUN) --out $(RUN)/eval.json
+
+# Benchmark (not a test): train mnist-nll, evaluate with K=5000 on the full test set; wants a GPU.
+results-nll: install
+	$(BIN)/python benchmarks/results_nll.py --out runs/results-nll $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

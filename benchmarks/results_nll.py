@@ -1,0 +1,125 @@
+"""Test NLL on dynamically binarized MNIST: train the `mnist-nll` preset, then evaluate it with
+K importance samples on the full test set. Writes RUN_DIR/results_nll.json with the figures, the
+commands, the hardware, the commit and the times. A benchmark, not a test: run it alone.
+
+    python benchmarks/results_nll.py --out runs/results-nll              # the full protocol
+    python benchmarks/results_nll.py --out /tmp/smoke --epochs 1 --limit 512 --iw-samples 10 \\
+        --eval-limit 100                                                 # a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from vaekit.cli import main as vaekit
+
+
+def hardware(device: str) -> dict:
+    info = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu_count": torch.get_num_threads(),
+    }
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [
+            ln.split(":", 1)[1].strip()
+            for ln in cpuinfo.read_text().splitlines()
+            if ln.startswith("model name")
+        ]
+        info["cpu"] = names[0] if names else platform.processor()
+    if torch.cuda.is_available() and device in ("auto", "cuda"):
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def commit() -> str:
+    r = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parent,
+    )
+    return r.stdout.strip() or "unknown"
+
+
+def run(argv: list[str]) -> float:
+    """Run one vaekit command in-process; its wall time in seconds (exits on failure)."""
+    t0 = time.perf_counter()
+    code = vaekit(argv)
+    if code:
+        sys.exit(f"results_nll: 'vaekit {' '.join(argv)}' failed with status {code}")
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, default=Path("runs/results-nll"), help="run directory")
+    p.add_argument("--epochs", type=int, help="training epochs [the preset's]")
+    p.add_argument("--limit", type=int, default=0, help="first N training images (0 = all)")
+    p.add_argument("--iw-samples", type=int, default=5000, help="importance samples K [5000]")
+    p.add_argument("--eval-limit", type=int, default=0, help="first N test images (0 = all)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps [auto]")
+    p.add_argument("--data-dir", type=Path, help="dataset root [$VAEKIT_DATA]")
+    a = p.parse_args()
+
+    data = ["--data-dir", str(a.data_dir)] if a.data_dir else []
+    train = [
+        "train",
+        "--preset",
+        "mnist-nll",
+        "--out",
+        str(a.out),
+        "--device",
+        a.device,
+        "--limit",
+        str(a.limit),
+        *(["--epochs", str(a.epochs)] if a.epochs else []),
+        *data,
+    ]
+    if (a.out / "last.pt").exists():  # continue an interrupted run
+        train = ["train", "--resume", str(a.out), "--device", a.device, *data]
+    evaluate = [
+        "evaluate",
+        str(a.out),
+        "--device",
+        a.device,
+        "--iw-samples",
+        str(a.iw_samples),
+        "--limit",
+        str(a.eval_limit),
+        "--json",
+        "--out",
+        str(a.out / "eval_iw.json"),
+        *data,
+    ]
+    train_s = run(train)
+    eval_s = run(evaluate)
+    result = {
+        "protocol": "MNIST, dynamic binarization for training, test set binarized once (seed 0),"
+        f" Bernoulli decoder, one stochastic layer, K={a.iw_samples} importance samples",
+        "eval": json.loads((a.out / "eval_iw.json").read_text()),
+        "train_seconds": train_s,
+        "eval_seconds": eval_s,
+        "commands": ["vaekit " + " ".join(train), "vaekit " + " ".join(evaluate)],
+        "hardware": hardware(a.device),
+        "commit": commit(),
+        "date": datetime.date.today().isoformat(),
+    }
+    result["eval"].pop("kl_per_dim", None)  # kept in eval_iw.json
+    (a.out / "results_nll.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: result["eval"].get(k) for k in ("nll_iw", "elbo", "bits_per_dim")}))
+
+
+if __name__ == "__main__":
+    main()
