@@ -138,10 +138,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def load_run(args: argparse.Namespace, with_data: bool = True):
-    """(model in eval mode, checkpoint dict, test images or None) for a generation command.
-
-    The test images are as the model sees them: binarized once, with a fixed seed, for bernoulli.
-    """
+    """(model in eval mode, checkpoint dict, test images, test labels) for a run command;
+    the data are None without with_data. The test images are as the model sees them:
+    binarized once, with a fixed seed, for bernoulli."""
     from . import checkpoint
     from .data import load_split, modelled
     from .train import resolve_device
@@ -149,9 +148,9 @@ def load_run(args: argparse.Namespace, with_data: bool = True):
     ckpt = checkpoint.load(args.run_dir)
     model = checkpoint.build_model(ckpt, args.run_dir).to(resolve_device(args.device)).eval()
     if not with_data:
-        return model, ckpt, None
-    x_test, _ = load_split(ckpt["train_config"]["dataset"], "test", args.data_dir)
-    return model, ckpt, modelled(x_test, model.cfg.likelihood)
+        return model, ckpt, None, None
+    x_test, y_test = load_split(ckpt["train_config"]["dataset"], "test", args.data_dir)
+    return model, ckpt, modelled(x_test, model.cfg.likelihood), y_test
 
 
 def check_index(i: int, n: int, flag: str) -> None:
@@ -177,7 +176,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     check_positive(args.n, "--n")
     check_positive(args.temperature, "--temperature")
-    model, _, _ = load_run(args, with_data=False)
+    model, *_ = load_run(args, with_data=False)
     return write(sample_grid(model, args.n, args.temperature, args.seed), args, "samples.png")
 
 
@@ -185,7 +184,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     from .generate import reconstruction_grid
 
     check_positive(args.n, "--n")
-    model, _, x = load_run(args)
+    model, _, x, _ = load_run(args)
     if args.n > len(x):
         raise ValueError(f"--n {args.n} is more than the test set's {len(x)} images")
     return write(reconstruction_grid(model, x[: args.n]), args, "recon.png")
@@ -196,7 +195,7 @@ def cmd_traverse(args: argparse.Namespace) -> int:
     from .generate import top_kl_dims, traverse_grid
 
     check_positive(args.steps, "--steps")
-    model, _, x = load_run(args)
+    model, _, x, _ = load_run(args)
     check_index(args.index, len(x), "--index")
     dims = args.dims
     if dims is None:
@@ -213,7 +212,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     from .generate import interpolate_grid
 
     check_positive(args.steps, "--steps")
-    model, _, x = load_run(args)
+    model, _, x, _ = load_run(args)
     check_index(args.a, len(x), "--a")
     check_index(args.b, len(x), "--b")
     return write(interpolate_grid(model, x[args.a], x[args.b], args.steps), args, "interp.png")
@@ -232,8 +231,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.limit < 0:
         raise ValueError(f"--limit must be >= 0, got {args.limit}")
     n = args.limit or None
-    model, ckpt, x = load_run(args)
-    x = x[:n]
+    model, ckpt, x, y_test = load_run(args)
+    x, y_test = x[:n], y_test[:n]
     dataset = ckpt["train_config"]["dataset"]
     res = {
         "dataset": dataset,
@@ -251,7 +250,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     mu_test = posterior_means(model, x)
     res["active_units"] = active_units(mu_test)[0]
     if not args.no_probe:
-        y_test = load_split(dataset, "test", args.data_dir)[1][:n]
         x_train, y_train = (t[:n] for t in load_split(dataset, "train", args.data_dir))
         mu_train = posterior_means(model, modelled(x_train, model.cfg.likelihood))
         res["probe_accuracy"] = linear_probe(mu_train, y_train, mu_test, y_test)
