@@ -210,3 +210,34 @@ def test_sigterm_saves_at_a_step_boundary_and_exits_0(tmp_path, data_root):
     mcfg, tcfg, ckpt = resume_configs(out, {}, {"epochs": ck["epoch"] + 1})
     row = train(mcfg, tcfg, out, data_dir=data_root, ckpt=ckpt, log=quiet)
     assert row["epoch"] == ck["epoch"] + 1 and row["step"] == 8 * row["epoch"]
+
+
+def test_non_finite_steps_are_skipped_and_counted(tmp_path, data_root, monkeypatch):
+    real = T.kl_weight
+    monkeypatch.setattr(T, "kl_weight", lambda step, *a: math.nan if step == 5 else real(step, *a))
+    row = run(tmp_path, data_root, 1, eval_every=0)
+    assert row["skipped_steps"] == 1 and math.isfinite(row["train_loss"])
+    ck = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert all(torch.isfinite(v).all() for v in ck["model"].values())
+
+
+def test_a_run_of_bad_steps_stops_and_keeps_the_last_good_checkpoint(
+    tmp_path, data_root, monkeypatch
+):
+    real = T.kl_weight
+    monkeypatch.setattr(T, "kl_weight", lambda step, *a: math.nan if step >= 20 else real(step, *a))
+    with pytest.raises(TrainError, match="4 consecutive steps with a non-finite loss"):
+        run(tmp_path, data_root, 3, eval_every=0, max_bad_steps=4)
+    ck = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert (ck["epoch"], ck["step"]) == (1, 16)  # the epoch-1 checkpoint, from before the trouble
+    assert all(torch.isfinite(v).all() for v in ck["model"].values())
+
+
+def test_grad_clip_changes_the_updates(tmp_path, data_root):
+    run(tmp_path / "a", data_root, 1, eval_every=0)
+    run(tmp_path / "b", data_root, 1, eval_every=0, grad_clip=1e-4)
+    a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["model"]
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="grad_clip must be >= 0"):
+        TrainConfig(grad_clip=-1)

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch import nn
 from tqdm import tqdm
 
 from . import checkpoint
@@ -211,13 +212,15 @@ def train(
         }
         checkpoint.save(state, out / "last.pt")
 
+    bad_run = 0  # consecutive non-finite steps
     with StopSignal() as stop:
         while epoch < tcfg.epochs:
             model.train()
             t0 = time.perf_counter()
             epoch_rng, start = shuffle.get_state(), batch
             perm = torch.randperm(N, generator=shuffle).to(device)
-            loss_sum = torch.tensor(loss_sum0, device=device)  # on device: no sync per step
+            loss_sum = torch.tensor(loss_sum0, device=device)  # summed on the device
+            skipped = 0  # non-finite steps skipped this epoch
             bar = tqdm(
                 range(batch, steps_per_epoch), desc=f"epoch {epoch + 1}", leave=False, disable=None
             )
@@ -234,8 +237,19 @@ def train(
                 loss = terms["recon"].mean() + kl_weight(step, mcfg.beta, tcfg.kl_warmup) * kl
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                opt.step()
-                loss_sum += terms["loss"].detach().sum()
+                gnorm = nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip or math.inf)
+                if torch.isfinite(loss + gnorm):  # a host sync: skip non-finite updates
+                    opt.step()
+                    loss_sum += terms["loss"].detach().sum()
+                    bad_run = 0
+                else:
+                    skipped, bad_run = skipped + 1, bad_run + 1
+                    if bad_run >= tcfg.max_bad_steps:
+                        raise TrainError(
+                            f"{bad_run} consecutive steps with a non-finite loss or gradient "
+                            f"(up to step {step + 1}); {out / 'last.pt'} holds the last good "
+                            "checkpoint: lower --lr or set --grad-clip, then --resume"
+                        )
                 step, batch = step + 1, i + 1
                 if i % 50 == 0 and not bar.disable:  # an occasional sync, only when shown
                     bar.set_postfix(loss=f"{loss.item():.2f}")
@@ -259,6 +273,7 @@ def train(
                 "lr": lr_at(step, total_steps, tcfg),
                 "epoch_seconds": seconds,
                 "images_per_second": (N - min(N, start * B)) / seconds,  # this session's
+                "skipped_steps": skipped,
             }
             if tcfg.eval_every and (epoch % tcfg.eval_every == 0 or epoch == tcfg.epochs):
                 ev = evaluate(model, x_test)
@@ -267,6 +282,8 @@ def train(
             if "test_loss" in row:
                 msg += f"  test {row['test_loss']:.2f} (recon {row['test_recon']:.2f}"
                 msg += f", kl {row['test_kl']:.2f})"
+            if skipped:
+                msg += f"  [{skipped} non-finite steps skipped]"
             log(msg + f"  {seconds:.1f} s ({row['images_per_second']:.0f} img/s)")
             with open(out / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(row) + "\n")
