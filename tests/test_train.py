@@ -1,5 +1,6 @@
 import json
 import math
+import shutil
 import signal
 import subprocess
 import sys
@@ -241,3 +242,29 @@ def test_grad_clip_changes_the_updates(tmp_path, data_root):
     assert any(not torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(ValueError, match="grad_clip must be >= 0"):
         TrainConfig(grad_clip=-1)
+
+
+def test_keep_n_checkpoints_and_the_best(tmp_path, data_root):
+    run(tmp_path, data_root, 4, keep=2)
+    kept = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert kept == ["epoch_003.pt", "epoch_004.pt"]
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    best_epoch = min(rows, key=lambda r: r["test_loss"])["epoch"]
+    best = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert best["epoch"] == best_epoch and best["best_test_loss"] == min(
+        r["test_loss"] for r in rows
+    )
+    e4 = torch.load(tmp_path / "checkpoints" / "epoch_004.pt", weights_only=True)
+    last = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert all(torch.equal(e4["model"][k], last["model"][k]) for k in last["model"])
+
+
+def test_a_full_disk_or_unwritable_out_dir_fails_before_training(tmp_path, data_root, monkeypatch):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(TrainError, match="cannot create run dir"):
+        run(tmp_path / "file" / "run", data_root, 1)
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(T.shutil, "disk_usage", lambda p: usage._replace(free=1000))
+    with pytest.raises(TrainError, match="MiB free but the checkpoints need about"):
+        run(tmp_path / "full", data_root, 1)
+    assert not (tmp_path / "full" / "last.pt").exists()

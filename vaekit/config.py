@@ -32,6 +32,7 @@ class TrainConfig:
     free_bits: float = opt(0.0, "nats per latent dim below which a dim's batch KL is not penalised")
     figures: bool = opt(True, "write reconstructions and samples after every epoch")
     save_every: int = opt(0, "also checkpoint every N steps inside an epoch (0 = epoch ends)")
+    keep: int = opt(0, "also keep the last N epochs' checkpoints, checkpoints/epoch_NNN.pt")
     grad_clip: float = opt(0.0, "clip the gradient norm to this value (0 = off)")
     max_bad_steps: int = opt(20, "stop after this many consecutive non-finite steps")
 
@@ -46,6 +47,7 @@ class TrainConfig:
             (self.limit >= 0, "limit must be >= 0"),
             (self.eval_every >= 0, "eval_every must be >= 0"),
             (self.save_every >= 0, "save_every must be >= 0"),
+            (self.keep >= 0, "keep must be >= 0"),
             (self.grad_clip >= 0, "grad_clip must be >= 0"),
             (self.max_bad_steps >= 1, "max_bad_steps must be >= 1"),
             (self.kl_warmup >= 0, "kl_warmup must be >= 0"),

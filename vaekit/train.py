@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import signal
 import threading
 import time
@@ -80,7 +81,7 @@ def set_rng_state(state: dict, shuffle: torch.Generator) -> None:
 
 
 # What may change when a run is resumed; everything else is the run's own.
-RESUMABLE = ("epochs", "device", "eval_every", "figures", "save_every")
+RESUMABLE = ("epochs", "device", "eval_every", "figures", "save_every", "keep")
 
 
 class StopSignal:
@@ -130,6 +131,22 @@ def resume_configs(
     return mcfg, tcfg, ckpt
 
 
+def check_room(out: Path, need: int) -> None:
+    """Fail before training, not at the first checkpoint, if out is unwritable or too full."""
+    probe = out / ".write_test"
+    try:
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as e:
+        raise TrainError(f"cannot write to run dir {out}: {e.strerror}") from None
+    free = shutil.disk_usage(out).free
+    if free < need:
+        raise TrainError(
+            f"{out}: {free / 2**20:.1f} MiB free but the checkpoints need about "
+            f"{need / 2**20:.1f} MiB; free some space or choose another --out"
+        )
+
+
 def train(
     mcfg: ModelConfig,
     tcfg: TrainConfig,
@@ -174,8 +191,12 @@ def train(
     opt = torch.optim.AdamW(
         model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay, fused=device.type == "cuda"
     )
+    # a checkpoint holds the weights and two AdamW moments: 3 x 4 bytes per parameter
+    ckpt_bytes = 12 * model.num_params() + 2**20
+    check_room(out, (3 + tcfg.keep) * ckpt_bytes)  # last, best, keep, and a temp file
     shuffle = torch.Generator().manual_seed(tcfg.seed)
     epoch, step, batch, loss_sum0 = 0, 0, 0, 0.0  # batch: steps already done in this epoch
+    best = ckpt.get("best_test_loss", math.inf) if ckpt else math.inf
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
@@ -195,7 +216,7 @@ def train(
     x_fig = x_test[:64]  # fixed images for the per-epoch reconstructions
     row: dict = {}
 
-    def save(epoch_rng: torch.Tensor) -> None:
+    def save(epoch_rng: torch.Tensor) -> dict:
         """Checkpoint everything needed to continue exactly here. epoch_rng is the shuffle
         state that draws the current epoch's order (mid-epoch) or the next one's (at its end)."""
         state = {
@@ -209,8 +230,10 @@ def train(
             "loss_sum": float(loss_sum),  # its training loss so far
             "rng": {**rng_state(shuffle), "shuffle": epoch_rng},
             "metrics": row,
+            "best_test_loss": best,
         }
         checkpoint.save(state, out / "last.pt")
+        return state
 
     bad_run = 0  # consecutive non-finite steps
     with StopSignal() as stop:
@@ -292,7 +315,16 @@ def train(
                 save_png(reconstruction_grid(model, x_fig), figs / f"recon_{epoch:03d}.png")
                 samples = sample_grid(model, 64, seed=tcfg.seed)  # same z every epoch
                 save_png(samples, figs / f"samples_{epoch:03d}.png")
-            save(shuffle.get_state())
+            is_best = row.get("test_loss", math.inf) < best
+            best = min(best, row.get("test_loss", math.inf))
+            state = save(shuffle.get_state())
+            if is_best:
+                checkpoint.save(state, out / "best.pt")
+            if tcfg.keep:
+                (out / "checkpoints").mkdir(exist_ok=True)
+                checkpoint.save(state, out / "checkpoints" / f"epoch_{epoch:03d}.pt")
+                for old in sorted((out / "checkpoints").glob("epoch_*.pt"))[: -tcfg.keep]:
+                    old.unlink()
             if stop.signum:  # arrived during evaluation or figures: the epoch is saved
                 log(
                     f"{signal.Signals(stop.signum).name}: stopped after epoch {epoch}; "
