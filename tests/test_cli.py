@@ -10,7 +10,7 @@ from vaekit.cli import main
 
 from .conftest import TINY
 
-COMMANDS = ["train", "sample", "reconstruct", "traverse", "interpolate", "evaluate"]
+COMMANDS = ["train", "sample", "reconstruct", "traverse", "interpolate", "evaluate", "export"]
 
 
 def png_size(path) -> tuple[int, int]:

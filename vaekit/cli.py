@@ -99,6 +99,11 @@ def build_parser() -> Parser:
     q.add_argument("--no-probe", action="store_true", help="skip the linear probe on the latents")
     q.add_argument("--limit", type=int, default=0, help="first N images of each split (0 = all)")
     q.set_defaults(run=cmd_evaluate)
+    q = sub.add_parser("export", help="write the weights (safetensors) or the decoder (ONNX)")
+    q.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run dir or checkpoint")
+    q.add_argument("--format", required=True, choices=["safetensors", "onnx"], help="file format")
+    q.add_argument("--out", type=Path, help="output [RUN_DIR/model.safetensors|decoder.onnx]")
+    q.set_defaults(run=cmd_export, device="cpu")
     return root
 
 
@@ -272,6 +277,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import save_onnx, save_safetensors
+
+    model, *_ = load_run(args, with_data=False)
+    run_dir = args.run_dir if args.run_dir.is_dir() else args.run_dir.parent
+    if args.format == "safetensors":
+        path = save_safetensors(model, args.out or run_dir / "model.safetensors")
+    else:
+        path = save_onnx(model, args.out or run_dir / "decoder.onnx")
+    print(f"wrote {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from .checkpoint import CheckpointError
     from .data import DataError
@@ -280,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (CheckpointError, DataError, TrainError, ValueError) as e:
+    except (CheckpointError, DataError, TrainError, ValueError, ImportError) as e:
         print(f"vaekit {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

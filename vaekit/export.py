@@ -1,0 +1,74 @@
+"""Sharing a trained model: weights as safetensors (config in the metadata), the decoder as ONNX.
+
+Both formats are plain data that load without running pickled code. The dependencies are
+optional (pip install "vaekit[export]") and imported only here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .model import VAE, ModelConfig
+
+
+def _need(module: str):
+    try:
+        return __import__(module, fromlist=["_"])
+    except ImportError:
+        raise ImportError(
+            f"this export needs the '{module.split('.')[0]}' package: pip install 'vaekit[export]'"
+        ) from None
+
+
+def save_safetensors(model: VAE, path: str | Path) -> Path:
+    """All weights as one safetensors file; the model config rides along as JSON metadata."""
+    st = _need("safetensors.torch")
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    meta = {"model_config": json.dumps(model.cfg.to_dict()), "vaekit_version": __version__}
+    st.save_file(state, str(path), metadata=meta)
+    return Path(path)
+
+
+def load_safetensors(path: str | Path) -> VAE:
+    """A VAE from save_safetensors' file, in eval mode."""
+    st = _need("safetensors")
+    with st.safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+        if "model_config" not in meta:
+            raise ValueError(f"{path}: no model_config in its metadata; not a vaekit export")
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    model = VAE(ModelConfig.from_dict(json.loads(meta["model_config"])))
+    model.load_state_dict(state)
+    return model.eval()
+
+
+class _Decoder(torch.nn.Module):
+    """z (N, D) -> images (N, C, H, W) in [0, 1]: what a sampler elsewhere needs."""
+
+    def __init__(self, model: VAE):
+        super().__init__()
+        self.model = model
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.model.decode(z)
+
+
+def save_onnx(model: VAE, path: str | Path) -> Path:
+    """The decoder as ONNX with a dynamic batch: input "z" (N, D), output "x" (N, C, H, W)."""
+    _need("onnxscript")  # torch's ONNX exporter builds the graph with it
+    z = torch.randn(2, model.cfg.latent_dim)
+    torch.onnx.export(
+        _Decoder(model.cpu().eval()),
+        (z,),
+        str(path),
+        input_names=["z"],
+        output_names=["x"],
+        dynamic_shapes={"z": {0: torch.export.Dim("batch")}},
+        dynamo=True,
+        verbose=False,
+    )
+    return Path(path)
