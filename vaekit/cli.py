@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import MISSING, fields
 from pathlib import Path
@@ -137,8 +138,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         spec = get_dataset(tcfg.dataset)
         mcfg = model_config(args.preset, **{"mean": spec.mean, "std": spec.std, **model_o})
         out, ckpt = args.out or Path("runs") / f"{tcfg.dataset}-{args.preset}", None
-    train(mcfg, tcfg, out, data_dir=args.data_dir, ckpt=ckpt)
-    print(f"run saved in {out}")
+    from . import dist
+
+    try:
+        train(mcfg, tcfg, out, data_dir=args.data_dir, ckpt=ckpt)
+    finally:
+        dist.cleanup()
+    if int(os.environ.get("RANK", 0)) == 0:
+        print(f"run saved in {out}")
     return 0
 
 

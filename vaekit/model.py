@@ -342,19 +342,24 @@ class VAE(nn.Module):
         return -self.discrete_nll(self._nll(x, self._decode(z)))
 
     @staticmethod
-    def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-        """z = mu + eps * sigma, eps ~ N(0, I): a sample of q(z|x) differentiable in mu, logvar."""
-        return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+    def reparameterize(
+        mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """z = mu + eps * sigma, eps ~ N(0, I): a sample of q(z|x) differentiable in mu, logvar.
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        eps may be given (B, D), e.g. drawn for a global batch and shared out across processes."""
+        eps = torch.randn_like(mu) if eps is None else eps
+        return mu + eps * torch.exp(0.5 * logvar)
+
+    def forward(self, x: torch.Tensor, eps: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """x: (B, C, H, W) in [0, 1]. Returns per-image loss terms (B,) and the tensors behind them.
 
         loss = recon + beta * kl; recon is the likelihood's negative log-density (see _nll; for
         "gaussian", the seed's summed squared error in normalised units), kl in nats. For
-        "bernoulli", x must be binary (0 or 1).
+        "bernoulli", x must be binary (0 or 1). eps: the reparameterisation noise, if given.
         """
         mu, logvar = self._encode(self.normalize(x))
-        z = self.reparameterize(mu, logvar)
+        z = self.reparameterize(mu, logvar, eps)
         recon = self._nll(x, self._decode(z))  # (B,)
         kl = kl_normal(mu, logvar).sum(1)  # (B,)
         loss = recon + self.cfg.beta * kl

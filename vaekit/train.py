@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import signal
 import threading
@@ -18,7 +19,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from . import checkpoint
+from . import checkpoint, dist
 from .config import TrainConfig
 from .data import binarize, load_split, modelled, to_float
 from .evaluate import evaluate
@@ -103,6 +104,12 @@ class StopSignal:
     def handle(self, signum: int, frame) -> None:
         self.signum = signum
 
+    def sync(self, device: torch.device) -> None:
+        """Under DDP: if any rank was signalled, all stop (a collective, every rank calls it)."""
+        anyone = dist.all_sum(torch.tensor(float(bool(self.signum)), device=device)).item()
+        if anyone and not self.signum:
+            self.signum = signal.SIGTERM
+
     def __exit__(self, *exc) -> None:
         for s, handler in self.previous.items():
             signal.signal(s, handler)
@@ -133,7 +140,7 @@ def resume_configs(
 
 def check_room(out: Path, need: int) -> None:
     """Fail before training, not at the first checkpoint, if out is unwritable or too full."""
-    probe = out / ".write_test"
+    probe = out / f".write_test{os.getpid()}"
     try:
         probe.write_bytes(b"ok")
         probe.unlink()
@@ -158,7 +165,13 @@ def train(
     """Train a VAE into run directory `out`; returns the last epoch's metrics row.
 
     With ckpt (from resume_configs), continue that run: weights, optimizer, RNG, counters.
+    Under torchrun, each of the world's processes takes its share of every global batch of
+    tcfg.batch_size; rank 0 alone logs, evaluates and writes.
     """
+    rank, world, local_rank = dist.setup()
+    main = rank == 0
+    if not main:
+        log = lambda *a: None  # noqa: E731
     out = Path(out)
     if ckpt is None and (out / "last.pt").exists():
         raise TrainError(f"{out} already holds a run; pass --resume {out} or choose another --out")
@@ -168,7 +181,12 @@ def train(
     except OSError as e:
         raise TrainError(f"cannot create run dir {out}: {e.strerror}") from None
     device = resolve_device(tcfg.device)
-    torch.manual_seed(tcfg.seed)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if tcfg.batch_size < world:
+        raise TrainError(f"--batch-size {tcfg.batch_size} is the global batch: >= {world} ranks")
+    torch.manual_seed(tcfg.seed)  # the same on every rank: same weights, order and noise
 
     # Data: whole splits as uint8 tensors on the device.
     x_train, _ = load_split(tcfg.dataset, "train", data_dir)
@@ -188,6 +206,10 @@ def train(
     total_steps = tcfg.epochs * steps_per_epoch
 
     model = VAE(mcfg).to(device)
+    net = model  # what the loop calls: DDP averages the gradients across ranks
+    if world > 1:
+        ids = [local_rank] if device.type == "cuda" else None
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
     opt = torch.optim.AdamW(
         model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay, fused=device.type == "cuda"
     )
@@ -204,13 +226,15 @@ def train(
         epoch, step = ckpt["epoch"], ckpt["step"]
         batch, loss_sum0 = ckpt.get("batch", 0), ckpt.get("loss_sum", 0.0)
         log(f"resuming {out} at epoch {epoch} + {batch} steps (step {step})")
-    checkpoint.save_json(
-        {"model": mcfg.to_dict(), "train": tcfg.to_dict(), "num_params": model.num_params()},
-        out / "config.json",
-    )
+    if main:
+        checkpoint.save_json(
+            {"model": mcfg.to_dict(), "train": tcfg.to_dict(), "num_params": model.num_params()},
+            out / "config.json",
+        )
     log(
         f"{tcfg.dataset}: {N} train / {len(x_test)} test images {shape} on {device}; "
         f"{mcfg.arch} VAE, {model.num_params():,} params, latent {mcfg.latent_dim}"
+        + (f"; {world} processes" if world > 1 else "")
     )
     autocast = torch.autocast(device.type, torch.bfloat16, enabled=tcfg.precision == "bf16")
     x_fig = x_test[:64]  # fixed images for the per-epoch reconstructions
@@ -232,7 +256,8 @@ def train(
             "metrics": row,
             "best_test_loss": best,
         }
-        checkpoint.save(state, out / "last.pt")
+        if main:
+            checkpoint.save(state, out / "last.pt")
         return state
 
     bad_run = 0  # consecutive non-finite steps
@@ -248,20 +273,30 @@ def train(
                 range(batch, steps_per_epoch), desc=f"epoch {epoch + 1}", leave=False, disable=None
             )
             for i in bar:
-                xb = x_train[perm[i * B : (i + 1) * B]]  # (B, C, H, W) uint8
-                x = to_float(binarize(xb) if binary else xb)  # in [0, 1]
+                xb = x_train[perm[i * B : (i + 1) * B]]  # (Bg, C, H, W) uint8: the global batch
+                xb = binarize(xb) if binary else xb
+                eps = torch.randn(len(xb), mcfg.latent_dim, device=device)  # (Bg, D)
+                n_global = len(xb)
+                if world > 1:  # every rank drew the same; each takes its disjoint share
+                    xb, eps = xb.tensor_split(world)[rank], eps.tensor_split(world)[rank]
+                x = to_float(xb)  # (b, C, H, W) in [0, 1]
                 for group in opt.param_groups:
                     group["lr"] = lr_at(step, total_steps, tcfg)
                 with autocast:
-                    terms = model(x)
+                    terms = net(x, eps)
                 # per-image means, so lr does not depend on batch size; loss as reported when
-                # neither KL warm-up nor free bits is on
+                # neither KL warm-up nor free bits is on. The share factor (1 in one process)
+                # makes DDP's average over ranks the mean over the global batch.
                 kl = kl_objective(kl_normal(terms["mu"], terms["logvar"]), tcfg.free_bits)
                 loss = terms["recon"].mean() + kl_weight(step, mcfg.beta, tcfg.kl_warmup) * kl
+                loss = loss * (len(x) * world / n_global)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 gnorm = nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip or math.inf)
-                if torch.isfinite(loss + gnorm):  # a host sync: skip non-finite updates
+                ok = torch.isfinite(loss + gnorm)
+                if world > 1:  # every rank must take the same decision
+                    ok = dist.all_sum((~ok).float()) == 0
+                if ok:  # a host sync: skip non-finite updates
                     opt.step()
                     loss_sum += terms["loss"].detach().sum()
                     bad_run = 0
@@ -276,6 +311,8 @@ def train(
                 step, batch = step + 1, i + 1
                 if i % 50 == 0 and not bar.disable:  # an occasional sync, only when shown
                     bar.set_postfix(loss=f"{loss.item():.2f}")
+                if world > 1:  # stop on the same step everywhere
+                    stop.sync(device)
                 if batch < steps_per_epoch and (
                     stop.signum or (tcfg.save_every and step % tcfg.save_every == 0)
                 ):
@@ -288,6 +325,7 @@ def train(
                         )
                         return row
             epoch, batch, loss_sum0 = epoch + 1, 0, 0.0
+            dist.all_sum(loss_sum)
             seconds = time.perf_counter() - t0
             row = {
                 "epoch": epoch,
@@ -298,38 +336,43 @@ def train(
                 "images_per_second": (N - min(N, start * B)) / seconds,  # this session's
                 "skipped_steps": skipped,
             }
-            if tcfg.eval_every and (epoch % tcfg.eval_every == 0 or epoch == tcfg.epochs):
-                ev = evaluate(model, x_test)
-                row.update(test_loss=ev["test_loss"], test_recon=ev["recon"], test_kl=ev["kl"])
-            msg = f"epoch {epoch}/{tcfg.epochs}  train {row['train_loss']:.2f}"
-            if "test_loss" in row:
-                msg += f"  test {row['test_loss']:.2f} (recon {row['test_recon']:.2f}"
-                msg += f", kl {row['test_kl']:.2f})"
-            if skipped:
-                msg += f"  [{skipped} non-finite steps skipped]"
-            log(msg + f"  {seconds:.1f} s ({row['images_per_second']:.0f} img/s)")
-            with open(out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(row) + "\n")
-            if tcfg.figures:
-                figs = out / "figures"
-                save_png(reconstruction_grid(model, x_fig), figs / f"recon_{epoch:03d}.png")
-                samples = sample_grid(model, 64, seed=tcfg.seed)  # same z every epoch
-                save_png(samples, figs / f"samples_{epoch:03d}.png")
-            is_best = row.get("test_loss", math.inf) < best
-            best = min(best, row.get("test_loss", math.inf))
-            state = save(shuffle.get_state())
-            if is_best:
-                checkpoint.save(state, out / "best.pt")
-            if tcfg.keep:
-                (out / "checkpoints").mkdir(exist_ok=True)
-                checkpoint.save(state, out / "checkpoints" / f"epoch_{epoch:03d}.pt")
-                for old in sorted((out / "checkpoints").glob("epoch_*.pt"))[: -tcfg.keep]:
-                    old.unlink()
+            if main:  # rank 0 evaluates, logs and writes; the others wait for it
+                if tcfg.eval_every and (epoch % tcfg.eval_every == 0 or epoch == tcfg.epochs):
+                    ev = evaluate(model, x_test)
+                    row.update(test_loss=ev["test_loss"], test_recon=ev["recon"], test_kl=ev["kl"])
+                msg = f"epoch {epoch}/{tcfg.epochs}  train {row['train_loss']:.2f}"
+                if "test_loss" in row:
+                    msg += f"  test {row['test_loss']:.2f} (recon {row['test_recon']:.2f}"
+                    msg += f", kl {row['test_kl']:.2f})"
+                if skipped:
+                    msg += f"  [{skipped} non-finite steps skipped]"
+                log(msg + f"  {seconds:.1f} s ({row['images_per_second']:.0f} img/s)")
+                with open(out / "metrics.jsonl", "a") as f:
+                    f.write(json.dumps(row) + "\n")
+                if tcfg.figures:
+                    figs = out / "figures"
+                    save_png(reconstruction_grid(model, x_fig), figs / f"recon_{epoch:03d}.png")
+                    samples = sample_grid(model, 64, seed=tcfg.seed)  # same z every epoch
+                    save_png(samples, figs / f"samples_{epoch:03d}.png")
+                is_best = row.get("test_loss", math.inf) < best
+                best = min(best, row.get("test_loss", math.inf))
+                state = save(shuffle.get_state())
+                if is_best:
+                    checkpoint.save(state, out / "best.pt")
+                if tcfg.keep:
+                    (out / "checkpoints").mkdir(exist_ok=True)
+                    checkpoint.save(state, out / "checkpoints" / f"epoch_{epoch:03d}.pt")
+                    for old in sorted((out / "checkpoints").glob("epoch_*.pt"))[: -tcfg.keep]:
+                        old.unlink()
+            dist.barrier()
+            if world > 1:
+                stop.sync(device)
             if stop.signum:  # arrived during evaluation or figures: the epoch is saved
                 log(
                     f"{signal.Signals(stop.signum).name}: stopped after epoch {epoch}; "
                     f"continue with vaekit train --resume {out}"
                 )
                 return row
-    plot_curves(out / "metrics.jsonl", out / "curves.png")
+    if main:
+        plot_curves(out / "metrics.jsonl", out / "curves.png")
     return row
