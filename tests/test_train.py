@@ -1,5 +1,6 @@
 import json
 import math
+import random
 import shutil
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 import vaekit.train as T
+from vaekit.cli import main
 from vaekit.config import TrainConfig, model_config, train_config
 from vaekit.data import binarize, modelled
 from vaekit.train import (
@@ -268,3 +270,37 @@ def test_a_full_disk_or_unwritable_out_dir_fails_before_training(tmp_path, data_
     with pytest.raises(TrainError, match="MiB free but the checkpoints need about"):
         run(tmp_path / "full", data_root, 1)
     assert not (tmp_path / "full" / "last.pt").exists()
+
+
+def test_kill_9_at_a_random_step_then_resume_is_bit_identical(tmp_path, data_root):
+    args = "--limit 1024 --epochs 20 --eval-every 0 --no-figures --channels 8 16".split()
+    args += ["--latent-dim", "4", "--batch-size", "64", "--data-dir", str(data_root)]
+    killed = tmp_path / "killed"
+    cmd = [
+        sys.executable,
+        "-m",
+        "vaekit",
+        "train",
+        *args,
+        "--save-every",
+        "3",
+        "--out",
+        str(killed),
+    ]
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (killed / "last.pt").exists():
+        assert p.poll() is None and time.monotonic() < deadline, p.communicate()
+        time.sleep(0.01)
+    time.sleep(random.uniform(0.1, 1.0))  # somewhere in the run, mid-step or mid-write
+    p.kill()  # SIGKILL: no handler runs
+    assert p.wait(timeout=60) == -signal.SIGKILL
+    step = torch.load(killed / "last.pt", weights_only=True)["step"]
+    assert 3 <= step < 20 * 16
+    assert main(["train", "--resume", str(killed), "--data-dir", str(data_root)]) == 0
+    assert main(["train", *args, "--out", str(tmp_path / "whole")]) == 0
+    a = torch.load(killed / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "whole" / "last.pt", weights_only=True)
+    assert a["step"] == b["step"] == 20 * 16
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
