@@ -24,6 +24,8 @@ from vaekit.train import (
     train,
 )
 
+from .conftest import TINY as TINY_ARGS
+
 TINY = dict(channels=(8, 16), latent_dim=4)
 
 
@@ -171,22 +173,7 @@ def test_a_crash_mid_epoch_then_resume_gives_identical_weights(tmp_path, data_ro
 
 def test_sigterm_saves_at_a_step_boundary_and_exits_0(tmp_path, data_root):
     out = tmp_path / "r"
-    argv = [
-        "--limit",
-        "512",
-        "--epochs",
-        "500",
-        "--eval-every",
-        "0",
-        "--no-figures",
-        "--channels",
-        "8",
-        "16",
-        "--latent-dim",
-        "4",
-        "--batch-size",
-        "64",
-    ]
+    argv = ["--limit", "512", "--epochs", "500", "--eval-every", "0", "--no-figures", *TINY_ARGS]
     cmd = [
         sys.executable,
         "-m",
@@ -273,8 +260,8 @@ def test_a_full_disk_or_unwritable_out_dir_fails_before_training(tmp_path, data_
 
 
 def test_kill_9_at_a_random_step_then_resume_is_bit_identical(tmp_path, data_root):
-    args = "--limit 1024 --epochs 20 --eval-every 0 --no-figures --channels 8 16".split()
-    args += ["--latent-dim", "4", "--batch-size", "64", "--data-dir", str(data_root)]
+    args = ["--limit", "1024", "--epochs", "20", "--eval-every", "0", "--no-figures", *TINY_ARGS]
+    args += ["--data-dir", str(data_root)]
     killed = tmp_path / "killed"
     cmd = [
         sys.executable,

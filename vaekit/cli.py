@@ -142,6 +142,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     try:
         train(mcfg, tcfg, out, data_dir=args.data_dir, ckpt=ckpt)
+        dist.barrier()  # leave together: rank 0 may still be writing figures
     finally:
         dist.cleanup()
     if int(os.environ.get("RANK", 0)) == 0:
