@@ -104,10 +104,13 @@ class StopSignal:
     def handle(self, signum: int, frame) -> None:
         self.signum = signum
 
-    def sync(self, device: torch.device) -> None:
-        """Under DDP: if any rank was signalled, all stop (a collective, every rank calls it)."""
-        anyone = dist.all_sum(torch.tensor(float(bool(self.signum)), device=device)).item()
-        if anyone and not self.signum:
+    def flag(self, device: torch.device) -> torch.Tensor:
+        """1.0 if this rank was signalled, as a tensor to all-reduce with the other ranks'."""
+        return torch.tensor(float(bool(self.signum)), device=device)
+
+    def join(self, signalled_ranks: float) -> None:
+        """Under DDP: if any rank was signalled, all stop."""
+        if signalled_ranks and not self.signum:
             self.signum = signal.SIGTERM
 
     def __exit__(self, *exc) -> None:
@@ -294,8 +297,10 @@ def train(
                 loss.backward()
                 gnorm = nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip or math.inf)
                 ok = torch.isfinite(loss + gnorm)
-                if world > 1:  # every rank must take the same decision
-                    ok = dist.all_sum((~ok).float()) == 0
+                if world > 1:  # one collective: all ranks take the same skip and stop decisions
+                    flags = dist.all_sum(torch.stack([(~ok).float(), stop.flag(device)]))
+                    ok = flags[0] == 0
+                    stop.join(flags[1].item())
                 if ok:  # a host sync: skip non-finite updates
                     opt.step()
                     loss_sum += terms["loss"].detach().sum()
@@ -311,8 +316,6 @@ def train(
                 step, batch = step + 1, i + 1
                 if i % 50 == 0 and not bar.disable:  # an occasional sync, only when shown
                     bar.set_postfix(loss=f"{loss.item():.2f}")
-                if world > 1:  # stop on the same step everywhere
-                    stop.sync(device)
                 if batch < steps_per_epoch and (
                     stop.signum or (tcfg.save_every and step % tcfg.save_every == 0)
                 ):
@@ -365,8 +368,8 @@ def train(
                     for old in sorted((out / "checkpoints").glob("epoch_*.pt"))[: -tcfg.keep]:
                         old.unlink()
             dist.barrier()
-            if world > 1:
-                stop.sync(device)
+            if world > 1:  # a signal during evaluation or figures stops every rank
+                stop.join(dist.all_sum(stop.flag(device)).item())
             if stop.signum:  # arrived during evaluation or figures: the epoch is saved
                 log(
                     f"{signal.Signals(stop.signum).name}: stopped after epoch {epoch}; "
