@@ -12,45 +12,13 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-import torch
+from common import commit, hardware
 
 from vaekit.cli import main as vaekit
-
-
-def hardware(device: str) -> dict:
-    info = {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cpu_count": torch.get_num_threads(),
-    }
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [
-            ln.split(":", 1)[1].strip()
-            for ln in cpuinfo.read_text().splitlines()
-            if ln.startswith("model name")
-        ]
-        info["cpu"] = names[0] if names else platform.processor()
-    if torch.cuda.is_available() and device in ("auto", "cuda"):
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
-
-
-def commit() -> str:
-    r = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"],
-        capture_output=True,
-        text=True,
-        cwd=Path(__file__).parent,
-    )
-    return r.stdout.strip() or "unknown"
 
 
 def run(argv: list[str]) -> float:

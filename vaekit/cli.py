@@ -100,6 +100,12 @@ def build_parser() -> Parser:
     q.add_argument("--no-probe", action="store_true", help="skip the linear probe on the latents")
     q.add_argument("--limit", type=int, default=0, help="first N images of each split (0 = all)")
     q.set_defaults(run=cmd_evaluate)
+    q = run_parser("explore", "a local web page to steer the latent space live", None)
+    q.add_argument("--host", default="127.0.0.1", help="address to listen on [127.0.0.1]")
+    q.add_argument("--port", type=int, default=8000, help="port; 0 picks a free one [8000]")
+    q.add_argument("--quiet", action="store_true", help="do not log each request")
+    q.set_defaults(run=cmd_explore)
+
     q = sub.add_parser("export", help="write the weights (safetensors) or the decoder (ONNX)")
     q.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run dir or checkpoint")
     q.add_argument("--format", required=True, choices=["safetensors", "onnx"], help="file format")
@@ -295,6 +301,31 @@ def cmd_export(args: argparse.Namespace) -> int:
     else:
         path = save_onnx(model, args.out or run_dir / "decoder.onnx")
     print(f"wrote {path}")
+    return 0
+
+
+def cmd_explore(args: argparse.Namespace) -> int:
+    from .explore import Explorer, host_warning, make_server, url_of
+
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port must be in 0..65535, got {args.port}")
+    try:  # bind first: a busy port fails at once, before the model and data load
+        server = make_server(None, args.host, args.port, quiet=args.quiet)
+    except OSError as e:
+        raise ValueError(f"cannot listen on {args.host}:{args.port} ({e.strerror or e})") from None
+    try:
+        model, ckpt, x, y = load_run(args)
+        print(f"encoding {len(x)} test images for the map...", flush=True)
+        dataset = ckpt["train_config"]["dataset"]
+        server.RequestHandlerClass.explorer = Explorer(model, x, y, dataset)
+        if warning := host_warning(args.host):
+            print(warning, file=sys.stderr)
+        print(f"vaekit explorer: {url_of(server)}  (Ctrl-C stops it)", flush=True)
+        server.serve_forever()
+    except KeyboardInterrupt:  # the usual way to stop a local server: not an error
+        print("explorer stopped")
+    finally:
+        server.server_close()
     return 0
 
 

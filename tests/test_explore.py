@@ -1,0 +1,438 @@
+"""The explorer's JSON API against a real server on 127.0.0.1: answers, and refusals (4xx with a
+JSON error, never a 500 or a dead server) for bad input."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import io
+import json
+import os
+import shutil
+import threading
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vaekit import checkpoint
+from vaekit.cli import main
+from vaekit.data import load_split, to_float
+from vaekit.explore import (
+    MAX_BODY,
+    MAX_ROWS,
+    Explorer,
+    host_warning,
+    make_server,
+    parse_z,
+    read_image,
+    url_of,
+)
+
+
+def start(explorer: Explorer):
+    server = make_server(explorer, "127.0.0.1", 0, quiet=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.fixture(scope="module")
+def served(tiny_run, data_root):
+    """(explorer, server) on a free port; the tiny run's model and the real MNIST test set."""
+    ckpt = checkpoint.load(tiny_run)
+    model = checkpoint.build_model(ckpt).eval()
+    x, y = load_split("mnist", "test", data_root)
+    explorer = Explorer(model, x, y, "mnist")
+    server = start(explorer)
+    yield explorer, server
+    server.shutdown()
+    server.server_close()
+
+
+def request(server, method: str, path: str, body=None, raw: bytes | None = None, headers=None):
+    """(status, parsed JSON or raw bytes, headers) of one request on a fresh connection."""
+    conn = http.client.HTTPConnection(*server.server_address[:2], timeout=30)
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    conn.request(method, path, body=data, headers=headers or {})
+    r = conn.getresponse()
+    payload = r.read()
+    conn.close()
+    if r.getheader("Content-Type") == "application/json":
+        payload = json.loads(payload)
+    return r.status, payload, dict(r.getheaders())
+
+
+def png_bytes(arr: np.ndarray, mode: str | None = None, fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    im = Image.fromarray(arr)
+    (im.convert(mode) if mode else im).save(buf, fmt)
+    return buf.getvalue()
+
+
+def data_url(raw: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(raw).decode()
+
+
+def decode_png(url: str) -> np.ndarray:
+    assert url.startswith("data:image/png;base64,")
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))))
+
+
+def test_info_orders_dims_by_kl(served):
+    explorer, server = served
+    status, info, _ = request(server, "GET", "/api/info")
+    assert status == 200
+    assert info["latent_dim"] == 4 and info["image_shape"] == [1, 28, 28]
+    assert info["dataset"] == "mnist" and info["num_test"] == 10000 and info["labelled"]
+    kl = info["kl_per_dim"]
+    assert len(kl) == 4 and min(kl) >= 0
+    assert [kl[d] for d in info["order"]] == sorted(kl, reverse=True)
+
+
+def test_decode_matches_the_model(served):
+    explorer, server = served
+    z = [[0.0] * 4, [1.5, -2.0, 0.5, 3.0]]
+    status, out, headers = request(server, "POST", "/api/decode", {"z": z})
+    assert status == 200 and len(out["images"]) == 2
+    with torch.inference_mode():
+        want = explorer.model.decode(torch.tensor(z))  # (2, 1, 28, 28) in [0, 1]
+    for url, img in zip(out["images"], want, strict=True):
+        got = decode_png(url)
+        assert got.shape == (28, 28)
+        np.testing.assert_allclose(got, (img[0] * 255).round().numpy(), atol=1)
+    assert not np.array_equal(decode_png(out["images"][0]), decode_png(out["images"][1]))
+    assert "default-src 'self'" in headers["Content-Security-Policy"]
+
+
+def test_sample_is_seeded_and_scaled_by_temperature(served):
+    _, server = served
+    a = request(server, "POST", "/api/sample", {"n": 3, "temperature": 0.5, "seed": 7})[1]
+    b = request(server, "POST", "/api/sample", {"n": 3, "temperature": 0.5, "seed": 7})[1]
+    c = request(server, "POST", "/api/sample", {"n": 3, "temperature": 0.5})[1]
+    assert len(a["z"]) == 3 and len(a["z"][0]) == 4 and len(a["images"]) == 3
+    assert a == b and a["z"] != c["z"]
+    want = torch.randn(3, 4, generator=torch.Generator().manual_seed(7)) * 0.5
+    np.testing.assert_allclose(a["z"], want.numpy(), rtol=1e-6)
+    zero = request(server, "POST", "/api/sample", {"n": 1, "temperature": 0})[1]
+    assert zero["z"] == [[0.0] * 4]
+
+
+def test_encode_by_index_is_the_posterior_mean(served):
+    explorer, server = served
+    status, out, _ = request(server, "POST", "/api/encode", {"index": 3})
+    assert status == 200 and out["index"] == 3 and out["label"] == int(explorer.y[3])
+    with torch.inference_mode():
+        mu, _ = explorer.model.encode(to_float(explorer.x[3:4]))
+    np.testing.assert_allclose(out["mu"], mu[0].numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(decode_png(out["input"]), explorer.x[3, 0].numpy())
+    assert decode_png(out["image"]).shape == (28, 28)
+
+
+def test_encode_upload_equals_the_same_test_image(served):
+    explorer, server = served
+    img = explorer.x[5, 0].numpy()  # (28, 28) uint8
+    by_index = request(server, "POST", "/api/encode", {"index": 5})[1]
+    upload = request(server, "POST", "/api/encode", {"image": data_url(png_bytes(img))})[1]
+    np.testing.assert_allclose(upload["mu"], by_index["mu"], rtol=1e-5, atol=1e-6)
+    inverted = 255 - img
+    raw = data_url(png_bytes(inverted)).split(",", 1)[1]  # plain base64 works too
+    again = request(server, "POST", "/api/encode", {"image": raw, "invert": True})[1]
+    np.testing.assert_allclose(again["mu"], by_index["mu"], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "mode,size",
+    [("RGB", (50, 40)), ("RGBA", (28, 28)), ("P", (100, 100)), ("L", (7, 300)), ("1", (64, 64))],
+)
+def test_upload_modes_and_sizes_become_the_model_input(mode, size):
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+    raw = png_bytes(arr, mode)
+    x = read_image(data_url(raw), 1, (28, 28), invert=False)
+    assert x.shape == (1, 28, 28) and x.dtype == torch.uint8
+    x3 = read_image(data_url(raw), 3, (32, 48), invert=False)
+    assert x3.shape == (3, 32, 48)
+
+
+def test_jpeg_upload_works():
+    arr = np.random.default_rng(1).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    x = read_image(data_url(png_bytes(arr, fmt="JPEG")), 1, (28, 28), invert=False)
+    assert x.shape == (1, 28, 28)
+
+
+BAD = [
+    ("/api/decode", {"z": [[0, 0, 0]]}, "latent size is 4"),
+    ("/api/decode", {"z": [[0, 0, 0, 0, 0]]}, "latent size is 4"),
+    ("/api/decode", {"z": [0, 0, 0, 0]}, "list of latent vectors"),
+    ("/api/decode", {"z": []}, "non-empty"),
+    ("/api/decode", {"z": "0,0,0,0"}, "list of latent vectors"),
+    ("/api/decode", {}, "list of latent vectors"),
+    ("/api/decode", {"z": [[0, "a", 0, 0]]}, "must be a number"),
+    ("/api/decode", {"z": [[0, None, 0, 0]]}, "must be a number"),
+    ("/api/decode", {"z": [[0, True, 0, 0]]}, "must be a number"),
+    ("/api/decode", {"z": [[0, 1e300, 0, 0]]}, "within"),
+    ("/api/decode", {"z": [[0, -101, 0, 0]]}, "within"),
+    ("/api/decode", {"z": [[0, 0, 0, 0]] * (MAX_ROWS + 1)}, "at most"),
+    ("/api/sample", {"n": 0}, "'n' must be an integer"),
+    ("/api/sample", {"n": 10**9}, "'n' must be an integer"),
+    ("/api/sample", {"n": 2.5}, "'n' must be an integer"),
+    ("/api/sample", {"n": 1, "temperature": -1}, "temperature"),
+    ("/api/sample", {"n": 1, "temperature": 1e9}, "temperature"),
+    ("/api/sample", {"n": 1, "temperature": "hot"}, "must be a number"),
+    ("/api/sample", {"n": 1, "seed": -5}, "'seed'"),
+    ("/api/encode", {"index": 10000}, "'index' must be an integer in [0, 9999]"),
+    ("/api/encode", {"index": -1}, "'index'"),
+    ("/api/encode", {"index": "3"}, "'index'"),
+    ("/api/encode", {}, "send"),
+    ("/api/encode", {"image": "not base64!!"}, "base64"),
+    ("/api/encode", {"image": base64.b64encode(b"hello, not an image").decode()}, "readable"),
+    ("/api/encode", {"image": 42}, "data URL"),
+    ("/api/encode", {"image": data_url(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)}, "readable"),
+]
+
+
+@pytest.mark.parametrize("path,body,message", BAD)
+def test_bad_input_is_a_4xx_json_error(served, path, body, message):
+    _, server = served
+    status, out, _ = request(server, "POST", path, body)
+    assert status == 400, out
+    assert message in out["error"]
+
+
+def test_nan_and_infinity_are_refused(served):
+    _, server = served
+    for token in ("NaN", "Infinity", "-Infinity"):
+        raw = f'{{"z": [[0, {token}, 0, 0]]}}'.encode()
+        status, out, _ = request(server, "POST", "/api/decode", raw=raw)
+        assert status == 400 and "finite" in out["error"]
+
+
+def test_malformed_requests(served):
+    _, server = served
+    assert request(server, "POST", "/api/decode", raw=b"{not json")[0] == 400
+    assert request(server, "POST", "/api/decode", raw=b"[1, 2]")[0] == 400
+    assert request(server, "POST", "/api/decode", raw=b"\xff\xfe")[0] == 400
+    status, out, _ = request(server, "GET", "/api/nope")
+    assert status == 404 and "no such route" in out["error"]
+    assert request(server, "GET", "/../../etc/passwd")[0] == 404
+    assert request(server, "PUT", "/api/decode", {"z": [[0] * 4]})[0] == 405
+    assert request(server, "GET", "/api/decode")[0] == 405
+    assert request(server, "DELETE", "/api/info")[0] == 405
+    status, out, _ = request(server, "POST", "/api/info", {})
+    assert status == 405 and "error" in out
+
+
+def test_oversize_bodies_and_images_are_refused(served):
+    _, server = served
+    # Declared too large: refused from the header alone, the body never read.
+    status, out, _ = request(
+        server, "POST", "/api/encode", raw=b"{}", headers={"Content-Length": str(MAX_BODY + 1)}
+    )
+    assert status == 413 and "at most" in out["error"]
+    big = base64.b64encode(b"\0" * (5 << 19)).decode()  # 2.5 MiB of "image" in a 3.4 MiB body
+    status, out, _ = request(server, "POST", "/api/encode", {"image": big})
+    assert status == 413 and "over 2 MiB" in out["error"]
+    huge = png_bytes(np.zeros((5000, 4000), np.uint8))  # a small file of too many pixels
+    status, out, _ = request(server, "POST", "/api/encode", {"image": data_url(huge)})
+    assert status == 413 and "4000x5000" in out["error"]
+
+
+def test_server_keeps_serving_after_bad_requests(served):
+    _, server = served
+    for path, body, _ in BAD[:5]:
+        request(server, "POST", path, body)
+    conn = http.client.HTTPConnection(*server.server_address[:2], timeout=10)
+    conn.sock = None
+    conn.connect()
+    conn.sock.sendall(b"GARBAGE\r\n\r\n")  # not HTTP at all
+    conn.sock.recv(1024)
+    conn.close()
+    assert request(server, "GET", "/api/info")[0] == 200
+
+
+def test_page_and_assets_are_local(served):
+    _, server = served
+    status, html, headers = request(server, "GET", "/")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    for path in ("/static/app.js", "/static/style.css"):
+        status, asset, _ = request(server, "GET", path)
+        assert status == 200
+        assert b"http://" not in asset and b"https://" not in asset, path
+    assert b"http://" not in html and b"https://" not in html
+    assert request(server, "GET", "/favicon.ico")[0] == 204
+
+
+def test_map_projects_every_test_image(served):
+    explorer, server = served
+    status, m, _ = request(server, "GET", "/api/map")
+    assert status == 200 and len(m["pca"]) == len(m["kl"]) == len(m["labels"]) == 10000
+    assert m["labels"][:3] == explorer.y[:3].tolist()
+    assert m["kl_dims"] == explorer.order[:2]
+    # The PCA basis the page uses for the marker reproduces the points.
+    c, comps = torch.tensor(m["pca_center"]), torch.tensor(m["pca_components"])
+    np.testing.assert_allclose(((explorer.mu[:50] - c) @ comps.T).numpy(), m["pca"][:50], atol=2e-3)
+
+
+def test_parse_z_accepts_ints_and_floats():
+    z = parse_z([[0, 1.5], [-2, 3]], 2)
+    assert z.dtype == torch.float32 and z.tolist() == [[0, 1.5], [-2, 3]]
+
+
+def test_host_warning():
+    assert host_warning("127.0.0.1") is None and host_warning("localhost") is None
+    assert "0.0.0.0" in host_warning("0.0.0.0")
+
+
+def test_cli_explore_errors_are_one_line(tmp_path, tiny_run, capsys):
+    assert main(["explore", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no such run directory" in err
+    assert main(["explore", str(tiny_run), "--port", "70000"]) == 2
+    assert "--port must be in 0..65535, got 70000" in capsys.readouterr().err
+
+
+def test_cli_explore_refuses_a_busy_port(served, tiny_run, data_root, capsys):
+    _, server = served
+    port = server.server_address[1]
+    argv = ["explore", str(tiny_run), "--port", str(port), "--data-dir", str(data_root)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in err
+
+
+# ---- the page in headless Chromium, driven by Playwright
+
+CHROMIUM_FLAGS = [  # root in a container, no GPU, and no calls home on this closed network
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def find_chromium() -> str | None:
+    """$VAEKIT_CHROMIUM, else chromium on PATH (Debian's package puts it at /usr/bin/chromium)."""
+    return (
+        os.environ.get("VAEKIT_CHROMIUM")
+        or shutil.which("chromium")
+        or shutil.which("chromium-browser")
+    )
+
+
+@pytest.fixture(scope="module")
+def browser():
+    chromium = find_chromium()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        chromium, why = None, "the playwright package is not installed (pip install -e .[dev])"
+    else:
+        why = "no Chromium found: install Debian's chromium package or set VAEKIT_CHROMIUM"
+    if chromium is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(why + " (CI requires the browser tests)")
+        pytest.skip(why)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, served):
+    """A fresh page on the explorer, loaded and ready; fails the test on any request that
+    leaves the server or on a page error."""
+    _, server = served
+    base = url_of(server)
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    outside, errors = [], []
+    page.on(
+        "request", lambda r: None if r.url.startswith((base, "data:")) else outside.append(r.url)
+    )
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(base)
+    page.wait_for_selector("body[data-ready='1']", timeout=20_000)
+    page.wait_for_function("() => document.getElementById('decoded').src.startsWith('data:')")
+    yield page
+    page.close()
+    assert not outside, f"the page requested outside the server: {outside}"
+    assert not errors, errors
+
+
+def src(page, selector: str) -> str:
+    return page.eval_on_selector(selector, "e => e.src")
+
+
+def wait_changed(page, selector: str, old: str) -> str:
+    page.wait_for_function(
+        "([s, old]) => document.querySelector(s).src !== old", arg=[selector, old], timeout=10_000
+    )
+    return src(page, selector)
+
+
+def test_browser_slider_decodes_live(page, served):
+    explorer, _ = served
+    sliders = page.locator("#sliders input[type=range]")
+    assert sliders.count() == 4
+    top = explorer.order[0]
+    assert sliders.first.get_attribute("data-dim") == str(top)  # most informative first
+    before = src(page, "#decoded")
+    sliders.first.fill("2.5")
+    after = wait_changed(page, "#decoded", before)
+    with torch.inference_mode():
+        z = torch.zeros(1, 4)
+        z[0, top] = 2.5
+        want = (explorer.model.decode(z)[0, 0] * 255).round().numpy()
+    np.testing.assert_allclose(decode_png(after), want, atol=1)
+    assert page.text_content("#latency").endswith("ms")
+
+
+def test_browser_random_sample_and_reset(page):
+    before = src(page, "#decoded")
+    page.click("#random")
+    after = wait_changed(page, "#decoded", before)
+    values = page.eval_on_selector_all("#sliders input", "es => es.map(e => +e.value)")
+    assert any(v != 0 for v in values)
+    page.click("#reset")
+    wait_changed(page, "#decoded", after)
+    values = page.eval_on_selector_all("#sliders input", "es => es.map(e => +e.value)")
+    assert values == [0, 0, 0, 0]
+
+
+def test_browser_upload_encodes_an_image(page, served, tmp_path):
+    explorer, _ = served
+    path = tmp_path / "digit.png"
+    Image.fromarray(explorer.x[7, 0].numpy()).resize((64, 64)).convert("RGB").save(path)
+    before = src(page, "#decoded")
+    page.set_input_files("#upload", str(path))
+    page.wait_for_selector("#encoded:not([hidden])")
+    assert page.text_content("#input-caption") == "digit.png"
+    assert decode_png(src(page, "#input-img")).shape == (28, 28)
+    wait_changed(page, "#decoded", before)
+
+
+def test_browser_interpolation_traversal_map_and_screenshot(page, served, tmp_path):
+    explorer, _ = served
+    page.fill("#interp-steps", "6")
+    page.click("#interp-go")
+    page.wait_for_function("() => document.querySelectorAll('#strip img').length === 6")
+    page.fill("#steps", "5")
+    page.click("#traverse-go")
+    page.wait_for_function("() => document.getElementById('grid').dataset.n === '5'")
+    assert page.eval_on_selector("#grid", "c => [c.width, c.height]") == [5 * 56, 5 * 56]
+    # Click the map where test image 0 is drawn: it loads that image's code.
+    page.select_option("#map-method", "kl")
+    x, y = page.evaluate("() => mapFrame().toPx(map.kl[0])")
+    page.click("#map", position={"x": x, "y": y})
+    page.wait_for_selector("#encoded:not([hidden])")
+    index = int(page.input_value("#index"))
+    assert page.text_content("#input-caption").startswith(f"test #{index}")
+    np.testing.assert_allclose(
+        explorer.mu[index, explorer.order[:2]].numpy(), explorer.mu[0, explorer.order[:2]], atol=0.1
+    )
+    shot = tmp_path / "explorer.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert Image.open(shot).size[0] == 1280
