@@ -9,7 +9,7 @@ ARGS    ?=
 
 export VAEKIT_DATA := $(DATA)
 
-.PHONY: install test lint train figures results-nll clean
+.PHONY: install test lint train figures explore results-nll bench bench-ttq bench-scaling explorer-bench clean
 
 install: $(STAMP)
 
@@ -43,6 +43,24 @@ figures: install
 	$(BIN)/vaekit traverse $(RUN)
 	$(BIN)/vaekit interpolate $(RUN) --a 0 --b 1 --steps 10
 	$(BIN)/vaekit evaluate $(RUN) --out $(RUN)/eval.json
+
+# The latent explorer on the run: a local web page (http://127.0.0.1:8000/).
+explore: install
+	$(BIN)/vaekit explore $(RUN) $(ARGS)
+
+# Speed benchmarks (not tests; run them alone): vaekit against the seed's pipeline (A B A B ...),
+# time to the seed's 20-epoch test loss, and throughput against batch and image size.
+bench: install
+	$(BIN)/python benchmarks/speed.py pairs $(ARGS)
+bench-ttq: install
+	$(BIN)/python benchmarks/speed.py ttq $(ARGS)
+bench-scaling: install
+	$(BIN)/python benchmarks/speed.py scaling $(ARGS)
+
+# Decode latency of the explorer on the run, and the README's screenshot of it.
+explorer-bench: install
+	$(BIN)/python benchmarks/explorer.py $(RUN) --screenshot docs/explorer.png \
+	  --out benchmarks/results/explorer.json $(ARGS)
 
 # Benchmark (not a test): train mnist-nll, evaluate with K=5000 on the full test set; wants a GPU.
 results-nll: install
