@@ -139,6 +139,12 @@ def test_encode_upload_equals_the_same_test_image(served):
     raw = data_url(png_bytes(inverted)).split(",", 1)[1]  # plain base64 works too
     again = request(server, "POST", "/api/encode", {"image": raw, "invert": True})[1]
     np.testing.assert_allclose(again["mu"], by_index["mu"], rtol=1e-5, atol=1e-6)
+    headers = {"Content-Type": "image/png"}  # a raw upload, as curl --data-binary sends it
+    status, out, _ = request(server, "POST", "/api/encode", raw=png_bytes(img), headers=headers)
+    assert status == 200
+    np.testing.assert_allclose(out["mu"], by_index["mu"], rtol=1e-5, atol=1e-6)
+    status, out, _ = request(server, "POST", "/api/encode", raw=b"GIF89a...", headers=headers)
+    assert status == 400 and "readable" in out["error"]
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ API (JSON in and out; images are PNG data URLs at the model's resolution):
   GET  /api/map                          test-set latent means in 2-D (PCA, top-KL dims), labels
   POST /api/decode  {"z": [[...], ...]}  -> {"images": [...]}
   POST /api/sample  {"n", "temperature", "seed"?}  -> {"z": [[...]], "images": [...]}
-  POST /api/encode  {"index": i} | {"image": data URL or base64, "invert"?: bool}
+  POST /api/encode  {"index": i} | {"image": data URL or base64, "invert"?: bool} | raw image/*
                                          -> {"mu", "logvar", "input", "image"} (+ "label")
 """
 
@@ -265,6 +265,20 @@ class Handler(BaseHTTPRequestHandler):
         self._send(status, json.dumps(obj).encode(), "application/json")
 
     def _body(self) -> dict:
+        """The request's JSON object; a raw image body (Content-Type image/*) becomes
+        {"image": its base64}, so `curl --data-binary @x.png -H 'Content-Type: image/png'` works."""
+        raw = self._read()
+        if self.headers.get("Content-Type", "").startswith("image/"):
+            return {"image": base64.b64encode(raw).decode()}
+        try:
+            body = json.loads(raw or b"null")
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ApiError(400, "request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "request body must be a JSON object")
+        return body
+
+    def _read(self) -> bytes:
         length = self.headers.get("Content-Length")
         if length is None:
             raise ApiError(411, "a JSON body with Content-Length is required")
@@ -275,13 +289,7 @@ class Handler(BaseHTTPRequestHandler):
         if n < 0 or n > MAX_BODY:
             self.close_connection = True  # the body is not read: drop the connection after
             raise ApiError(413, f"request body is {n} bytes; at most {MAX_BODY} allowed")
-        try:
-            body = json.loads(self.rfile.read(n) or b"null")
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ApiError(400, "request body is not valid JSON") from None
-        if not isinstance(body, dict):
-            raise ApiError(400, "request body must be a JSON object")
-        return body
+        return self.rfile.read(n)
 
     def _route(self) -> None:
         path = self.path.split("?", 1)[0]
