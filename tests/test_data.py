@@ -1,7 +1,10 @@
 import gzip
 import hashlib
 import http.server
+import io
+import pickle
 import struct
+import tarfile
 import threading
 from functools import partial
 
@@ -162,3 +165,121 @@ def test_real_mnist_matches_its_readme(data_root):
     xf = load_split("mnist", "train", data_dir=data_root)[0].float() / 255
     assert abs(xf.mean().item() - data.DATASETS["mnist"].mean) < 1e-4
     assert abs(xf.std().item() - data.DATASETS["mnist"].std) < 1e-4
+
+
+# CIFAR-10: the official layout, pickle batches in a tar.gz, written small here.
+
+
+def cifar_batch(rng, n: int) -> tuple[bytes, np.ndarray, list[int]]:
+    """A CIFAR-style batch as the official files hold it: bytes keys, rows of R, G, B planes."""
+    data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+    labels = [int(v) for v in rng.integers(0, 10, n)]
+    raw = pickle.dumps({b"batch_label": b"x", b"data": data, b"labels": labels}, protocol=2)
+    return raw, data, labels
+
+
+@pytest.fixture
+def cifar(tmp_path, monkeypatch):
+    """A registered 'tinycifar' with 5 train batches of 3 and a test batch of 4, as a tar.gz."""
+    rng = np.random.default_rng(1)
+    batches = {f"data_batch_{i}": cifar_batch(rng, 3) for i in range(1, 6)}
+    batches["test_batch"] = cifar_batch(rng, 4)
+    archive = tmp_path / "src" / "cifar-10-python.tar.gz"
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w:gz") as tar:
+        for name, (raw, _, _) in batches.items():
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(raw)
+            tar.addfile(info, io.BytesIO(raw))
+    spec = data.CifarDataset(
+        "tinycifar",
+        data.DATASETS["cifar10"].files,
+        {archive.name: md5(archive)},
+        (),
+        0.5,
+        0.25,
+    )
+    monkeypatch.setitem(data.DATASETS, "tinycifar", spec)
+    return archive, batches
+
+
+def test_cifar_batches_are_read_from_the_tarball_in_channel_planes(cifar, tmp_path):
+    archive, batches = cifar
+    x, y = load_split("tinycifar", "train", data_dir=archive.parent)
+    assert x.shape == (15, 3, 32, 32) and x.dtype == torch.uint8
+    want = np.concatenate([batches[f"data_batch_{i}"][1] for i in range(1, 6)])
+    for c in range(3):  # channel c is the c-th block of 1024 values of each row
+        np.testing.assert_array_equal(
+            x[:, c].reshape(15, -1).numpy(), want[:, c * 1024 : (c + 1) * 1024]
+        )
+    assert y.tolist() == sum((batches[f"data_batch_{i}"][2] for i in range(1, 6)), [])
+    x, y = load_split("tinycifar", "test", data_dir=archive.parent)
+    assert x.shape == (4, 3, 32, 32) and y.tolist() == batches["test_batch"][2]
+
+
+def test_cifar_extracted_folder_is_used_as_is(cifar, tmp_path):
+    _, batches = cifar
+    folder = tmp_path / "ex" / "tinycifar" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    (folder / "test_batch").write_bytes(batches["test_batch"][0])
+    x, y = load_split("tinycifar", "test", data_dir=tmp_path / "ex")
+    assert len(x) == 4 and y.tolist() == batches["test_batch"][2]
+
+
+def test_cifar_download_falls_back_and_checks_md5(cifar, server, monkeypatch):
+    archive, batches = cifar
+    www, url = server
+    (www / archive.name).write_bytes(archive.read_bytes())
+    (www / "bad").mkdir()
+    (www / "bad" / archive.name).write_bytes(archive.read_bytes()[:-100])  # truncated
+    monkeypatch.delenv("VAEKIT_OFFLINE")
+    dest = archive.parent.parent / "dl"
+    with pytest.raises(DataError, match="md5 mismatch"):
+        load_split("tinycifar", "test", data_dir=dest, mirrors=(url + "bad/",))
+    assert not (dest / "tinycifar" / archive.name).exists()
+    mirrors = ("http://127.0.0.1:9/", url + "bad/", url)
+    x, y = load_split("tinycifar", "test", data_dir=dest, mirrors=mirrors)
+    assert y.tolist() == batches["test_batch"][2]
+    assert md5(dest / "tinycifar" / archive.name) == md5(archive)
+
+
+def test_cifar_pickle_with_code_is_refused(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    with pytest.raises(DataError, match="not a CIFAR-10 batch.*refusing to load builtins.print"):
+        data.read_cifar_batch(pickle.dumps({b"data": Evil()}), "evil")
+
+
+def test_adapt_resizes_and_converts_channels():
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    rgb = torch.from_numpy(rng.integers(0, 256, (5, 3, 20, 24), dtype=np.uint8))
+    grey = data.adapt(rgb, 1, None)
+    assert grey.shape == (5, 1, 20, 24)
+    pil = np.asarray(Image.fromarray(rgb[0].permute(1, 2, 0).numpy()).convert("L"))
+    assert np.abs(grey[0, 0].numpy().astype(int) - pil).max() <= 1  # Pillow's luma
+    up = data.adapt(grey, 3, (40, 48))
+    assert up.shape == (5, 3, 40, 48) and up.dtype == torch.uint8
+    assert torch.equal(up[:, 0], up[:, 2])
+    flat = torch.full((2, 1, 28, 28), 77, dtype=torch.uint8)  # a flat image stays flat
+    assert torch.equal(data.adapt(flat, 1, (64, 64)), torch.full((2, 1, 64, 64), 77))
+    assert data.adapt(rgb, 3, (20, 24)) is rgb
+
+
+def test_folder_name_needs_a_path():
+    with pytest.raises(DataError, match="folder:PATH needs a path"):
+        data.get_dataset("folder:")
+    with pytest.raises(DataError, match="or folder:PATH"):
+        data.get_dataset("imagenet")
+
+
+def test_real_fashion_mnist_at_32_px_rgb(data_root):
+    if not (data_root / "fashion-mnist").is_dir():
+        pytest.skip("no fashion-mnist/ in VAEKIT_DATA")
+    x, y = load_split("fashion-mnist", "test", data_dir=data_root, size=(32, 32), channels=3)
+    assert x.shape == (10000, 3, 32, 32) and torch.bincount(y).tolist() == [1000] * 10
+    x28, _ = load_split("fashion-mnist", "test", data_dir=data_root)
+    assert abs(x.float().mean() - x28.float().mean()) < 1.0  # resizing keeps the brightness

@@ -40,7 +40,6 @@ def add_config_flags(p: argparse.ArgumentParser, cls, title: str) -> None:
 
 def build_parser() -> Parser:
     from .config import PRESETS, TrainConfig
-    from .data import DATASETS
     from .model import ModelConfig
 
     root = Parser(prog="vaekit", description="Variational autoencoders in PyTorch.", epilog=EPILOG)
@@ -57,7 +56,9 @@ def build_parser() -> Parser:
     p.set_defaults(run=cmd_train)
     for action in p._actions:
         if action.dest == "dataset":
-            action.choices = sorted(DATASETS)
+            action.type, action.metavar = dataset_arg, "NAME|folder:PATH"
+        if action.dest == "image_size":
+            action.type, action.metavar = str, "H[xW]"
 
     def run_parser(name: str, help_: str, out: str | None):
         q = sub.add_parser(name, help=help_)
@@ -114,6 +115,27 @@ def build_parser() -> Parser:
     return root
 
 
+def dataset_arg(name: str) -> str:
+    """A known dataset name, or folder:PATH with PATH made absolute (runs move; data stay)."""
+    from .data import DATASETS
+
+    if name.startswith("folder:") and len(name) > len("folder:"):
+        return "folder:" + str(Path(name[len("folder:") :]).expanduser().resolve())
+    if name not in DATASETS:
+        raise argparse.ArgumentTypeError(
+            f"invalid choice: {name!r} (choose from {', '.join(sorted(DATASETS))}, folder:PATH)"
+        )
+    return name
+
+
+def image_size_arg(values: tuple[str, ...]) -> tuple[int, int]:
+    """--image-size 64, 64x48 or 64 48 -> (H, W)."""
+    parts = [p for v in values for p in v.lower().split("x")]
+    if len(parts) not in (1, 2) or not all(p.isdigit() for p in parts):
+        raise ValueError(f"--image-size takes H, HxW or H W, got {' '.join(values)!r}")
+    return int(parts[0]), int(parts[-1])
+
+
 def overrides(args: argparse.Namespace, cls) -> dict:
     """The config fields the user set on the command line (tuples restored from lists)."""
     out = {}
@@ -126,11 +148,13 @@ def overrides(args: argparse.Namespace, cls) -> dict:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .config import TrainConfig, model_config, train_config
-    from .data import get_dataset
+    from .data import describe
     from .model import ModelConfig
     from .train import resume_configs, train
 
     model_o, train_o = overrides(args, ModelConfig), overrides(args, TrainConfig)
+    if "image_size" in model_o:
+        model_o["image_size"] = image_size_arg(model_o["image_size"])
     if args.resume:
         if args.out and args.out != args.resume:
             raise ValueError("--resume RUN_DIR continues in RUN_DIR; drop --out")
@@ -141,9 +165,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             return 0
     else:
         tcfg = train_config(args.preset, **train_o)
-        spec = get_dataset(tcfg.dataset)
-        mcfg = model_config(args.preset, **{"mean": spec.mean, "std": spec.std, **model_o})
-        out, ckpt = args.out or Path("runs") / f"{tcfg.dataset}-{args.preset}", None
+        size, ch = model_o.get("image_size"), model_o.get("in_channels")
+        info = describe(tcfg.dataset, args.data_dir, size, ch, tcfg.crop)
+        data = dict(mean=info.mean, std=info.std, in_channels=info.channels, image_size=info.size)
+        mcfg = model_config(args.preset, **{**data, **model_o})
+        name = tcfg.dataset.replace("folder:", "folder-").replace("/", "_").strip("_")
+        out, ckpt = args.out or Path("runs") / f"{name}-{args.preset}", None
     from . import dist
 
     try:
@@ -168,8 +195,14 @@ def load_run(args: argparse.Namespace, with_data: bool = True):
     model = checkpoint.build_model(ckpt, args.run_dir).to(resolve_device(args.device)).eval()
     if not with_data:
         return model, ckpt, None, None
-    x_test, y_test = load_split(ckpt["train_config"]["dataset"], "test", args.data_dir)
+    x_test, y_test = load_split(*data_args(ckpt, model.cfg, "test", args.data_dir))
     return model, ckpt, modelled(x_test, model.cfg.likelihood), y_test
+
+
+def data_args(ckpt: dict, cfg, split: str, data_dir: Path | None) -> tuple:
+    """load_split's arguments for a run's data, as its model takes them."""
+    tc = ckpt["train_config"]
+    return tc["dataset"], split, data_dir, None, cfg.image_size, cfg.in_channels, tc.get("crop", 0)
 
 
 def check_index(i: int, n: int, flag: str) -> None:
@@ -268,8 +301,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     res["bits_per_dim"] = bits_per_dim(nll, x[0].numel())
     mu_test = posterior_means(model, x)
     res["active_units"] = active_units(mu_test)[0]
+    if len(y_test.unique()) < 2:  # an unlabelled folder: nothing to classify
+        args.no_probe = True
     if not args.no_probe:
-        x_train, y_train = (t[:n] for t in load_split(dataset, "train", args.data_dir))
+        split = load_split(*data_args(ckpt, model.cfg, "train", args.data_dir))
+        x_train, y_train = (t[:n] for t in split)
         mu_train = posterior_means(model, modelled(x_train, model.cfg.likelihood))
         res["probe_accuracy"] = linear_probe(mu_train, y_train, mu_test, y_test)
     if args.out:

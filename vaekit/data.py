@@ -1,15 +1,20 @@
-"""Datasets: a small registry, the IDX reader, verified downloads, device-resident uint8 tensors.
+"""Datasets: a small registry, the IDX and CIFAR readers, verified downloads, image folders.
 
-A dataset is loaded whole as one uint8 tensor (N, C, H, W) plus int64 labels (N,); the training
-loop slices batches from it on the device, so there is no per-image Python work per step.
+Small datasets (the MNIST family, CIFAR-10) are loaded whole as one uint8 tensor (N, C, H, W)
+plus int64 labels (N,); the training loop slices batches from it on the device, so there is no
+per-image Python work per step. Image folders and CelebA are decoded once into a memory-mapped
+uint8 cache (vaekit/cache.py) and read from it batch by batch.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import os
+import pickle
 import struct
+import tarfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -17,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 
 class DataError(Exception):
@@ -35,12 +41,39 @@ class IdxDataset:
     std: float
 
 
+@dataclass(frozen=True)
+class CifarDataset:
+    """CIFAR-10 as the official tarball of Python pickle batches (read without extracting)."""
+
+    name: str
+    files: dict[str, tuple[str, ...]]  # split -> batch names inside cifar-10-batches-py/
+    md5: dict[str, str]  # archive -> md5
+    mirrors: tuple[str, ...]
+    mean: float
+    std: float
+    archive: str = "cifar-10-python.tar.gz"
+    folder: str = "cifar-10-batches-py"  # the archive's top folder, also accepted extracted
+
+
+@dataclass(frozen=True)
+class ImageDataset:
+    """Images decoded into the array cache: a folder tree (folder:PATH) or CelebA."""
+
+    name: str
+    path: str | None = None  # folder:PATH's folder; None: search the data roots (CelebA)
+    size: tuple[int, int] | None = None  # default (H, W); None: the first image's
+    crop: int = 0  # default centre crop before resizing (0: only to the target's aspect)
+    channels: int | None = None  # None: 1 if every image is grey, else 3
+
+
 _MNIST_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
+CELEBA_FILES = ("img_align_celeba.zip", "img_align_celeba")  # the official zip, or extracted
+CELEBA_PARTITION = "list_eval_partition.txt"  # "000001.jpg 0" per line: 0 train, 1 valid, 2 test
 
-DATASETS: dict[str, IdxDataset] = {
+DATASETS: dict[str, IdxDataset | CifarDataset | ImageDataset] = {
     "mnist": IdxDataset(
         "mnist",
         _MNIST_FILES,
@@ -71,12 +104,40 @@ DATASETS: dict[str, IdxDataset] = {
         0.2860,
         0.3530,
     ),
+    "kmnist": IdxDataset(
+        "kmnist",
+        _MNIST_FILES,
+        {
+            "train-images-idx3-ubyte.gz": "bdb82020997e1d708af4cf47b453dcf7",
+            "train-labels-idx1-ubyte.gz": "e144d726b3acfaa3e44228e80efcd344",
+            "t10k-images-idx3-ubyte.gz": "5c965bf0a639b31b8f53240b1b52f4d7",
+            "t10k-labels-idx1-ubyte.gz": "7320c461ea6c1c855c0b718fb2a4b134",
+        },
+        ("http://codh.rois.ac.jp/kmnist/dataset/kmnist/",),
+        0.1918,
+        0.3483,
+    ),
+    "cifar10": CifarDataset(
+        "cifar10",
+        {"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": ("test_batch",)},
+        {"cifar-10-python.tar.gz": "c58f30108f718f92721af3b95e74349a"},
+        ("https://www.cs.toronto.edu/~kriz/",),
+        0.4734,  # over all pixels and channels of the training set
+        0.2516,
+    ),
+    # The aligned-and-cropped faces (178x218), as usual for VAEs: centre 148x148, then 64x64.
+    "celeba": ImageDataset("celeba", size=(64, 64), crop=148, channels=3),
 }
 
 
-def get_dataset(name: str) -> IdxDataset:
+def get_dataset(name: str) -> IdxDataset | CifarDataset | ImageDataset:
+    """The registry's entry for a name, or an image folder for "folder:PATH"."""
+    if name.startswith("folder:"):
+        if not name[len("folder:") :]:
+            raise DataError("folder:PATH needs a path, e.g. --dataset folder:~/pictures")
+        return ImageDataset(name, path=name[len("folder:") :])
     if name not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}; choose from {sorted(DATASETS)}")
+        raise DataError(f"unknown dataset {name!r}; choose from {sorted(DATASETS)} or folder:PATH")
     return DATASETS[name]
 
 
@@ -138,13 +199,21 @@ def download(url: str, dest: Path, md5: str | None, timeout: float = 30.0) -> No
         tmp.unlink(missing_ok=True)
 
 
-def fetch(spec: IdxDataset, file: str, roots: list[Path], mirrors: tuple[str, ...]) -> Path:
+def fetch(
+    spec: IdxDataset | CifarDataset, file: str, roots: list[Path], mirrors: tuple[str, ...]
+) -> Path:
     """Find a dataset file under the roots (ROOT/NAME/FILE or ROOT/FILE), else download it
-    into the first root, trying each mirror in turn (none if VAEKIT_OFFLINE=1)."""
-    for root in roots:
-        for p in (root / spec.name / file, root / file):
-            if p.is_file():
-                return p
+    into the first root, trying each mirror in turn (none if VAEKIT_OFFLINE=1); either way its
+    md5 is checked before it is returned, so a corrupted file is named, not used."""
+    found = [p for r in roots for p in (r / spec.name / file, r / file) if p.is_file()]
+    if found:
+        path, want = found[0], spec.md5.get(file)
+        if want and md5sum(path) != want:
+            raise DataError(
+                f"{path}: md5 {md5sum(path)} != expected {want}; the file is corrupted or "
+                "truncated: delete it and download it again"
+            )
+        return path
     dest = roots[0] / spec.name / file
     if os.environ.get("VAEKIT_OFFLINE") == "1":
         mirrors, errors = (), ["downloads disabled by VAEKIT_OFFLINE=1"]
@@ -159,8 +228,174 @@ def fetch(spec: IdxDataset, file: str, roots: list[Path], mirrors: tuple[str, ..
     where = " or ".join(str(r / spec.name) for r in roots)
     raise DataError(
         f"{spec.name}: {file} not found and could not be downloaded ({'; '.join(errors)}). "
-        f"Put the IDX .gz files in {where}, or point --data-dir / VAEKIT_DATA at their parent"
+        f"Put {'the IDX .gz files' if isinstance(spec, IdxDataset) else file} in {where}, "
+        "or point --data-dir / VAEKIT_DATA at their parent"
     )
+
+
+def read_idx_split(
+    spec: IdxDataset, split: str, roots: list[Path], mirrors: tuple[str, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(images uint8 (N, H, W), labels (N,)) of one split of an IDX dataset."""
+    images, labels = (read_idx(fetch(spec, f, roots, mirrors)) for f in spec.files[split])
+    if images.ndim != 3 or labels.shape != (images.shape[0],):
+        raise DataError(
+            f"{spec.name}/{split}: images {images.shape} and labels {labels.shape} differ"
+        )
+    return images[:, None], labels
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """Unpickles the CIFAR batches (dicts of bytes, lists and numpy arrays) and nothing else:
+    no other global can be loaded, so a crafted file cannot run code."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        return super().find_class(module, name)
+
+
+def read_cifar_batch(raw: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """One pickled CIFAR batch -> (images uint8 (N, 3, 32, 32), labels (N,))."""
+    try:
+        d = _ArraysOnly(io.BytesIO(raw), encoding="bytes").load()
+        data, labels = d[b"data"], d[b"labels"]
+        x = np.asarray(data, dtype=np.uint8).reshape(-1, 3, 32, 32)  # rows: R plane, G, B
+    except Exception as e:  # any malformed pickle: name the file, do not guess
+        raise DataError(f"{where}: not a CIFAR-10 batch ({type(e).__name__}: {e})") from None
+    y = np.asarray(labels, dtype=np.int64)
+    if y.shape != (len(x),):
+        raise DataError(f"{where}: {len(x)} images but {y.shape} labels")
+    return x, y
+
+
+def read_cifar_split(
+    spec: CifarDataset, split: str, roots: list[Path], mirrors: tuple[str, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(images (N, 3, 32, 32), labels (N,)) from an extracted cifar-10-batches-py/ under a
+    root, else from the tarball (found or downloaded, md5-checked), read without extracting."""
+    folders = [p for r in roots for p in (r / spec.name / spec.folder, r / spec.folder)]
+    folder = next((f for f in folders if all((f / b).is_file() for b in spec.files[split])), None)
+    if folder is not None:
+        raws = {b: (folder / b).read_bytes() for b in spec.files[split]}
+    else:
+        path = fetch(spec, spec.archive, roots, mirrors)
+        try:
+            with tarfile.open(path, "r:gz") as tar:
+                raws = {b: tar.extractfile(f"{spec.folder}/{b}").read() for b in spec.files[split]}
+        except (OSError, EOFError, KeyError, tarfile.TarError, AttributeError) as e:
+            raise DataError(f"{path}: cannot read the CIFAR batches ({e})") from None
+    parts = [read_cifar_batch(raw, f"{spec.name}/{b}") for b, raw in raws.items()]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def celeba_source(roots: list[Path]) -> tuple[Path, dict[str, int] | None]:
+    """The CelebA zip or extracted folder under a root (ROOT/celeba/ or ROOT/), and its
+    official train/valid/test partition when list_eval_partition.txt lies beside it."""
+    for r in roots:
+        for d in (r / "celeba", r):
+            for f in CELEBA_FILES:
+                if (d / f).exists():
+                    part = d / CELEBA_PARTITION
+                    return d / f, read_partition(part) if part.is_file() else None
+    where = " or ".join(str(r / "celeba") for r in roots)
+    raise DataError(
+        "celeba: img_align_celeba.zip (or its extracted img_align_celeba/ folder) not found; "
+        f"download it from the CelebA site (Google Drive, no automatic download) into {where}, "
+        "with list_eval_partition.txt beside it for the official split"
+    )
+
+
+def read_partition(path: Path) -> dict[str, int]:
+    """list_eval_partition.txt -> {file name: 0 train, 1 valid, 2 test}."""
+    out = {}
+    for line in path.read_text().split("\n"):
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            out[parts[0]] = int(parts[1])
+    return out
+
+
+def adapt(x: torch.Tensor, channels: int | None, size: tuple[int, int] | None) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> (N, channels, *size): antialiased bilinear resize, grey <-> RGB
+    (repeat, or ITU-R 601 luma as Pillow's "L"); in chunks, so memory stays bounded."""
+    if size is None or tuple(size) == tuple(x.shape[2:]):
+        size = None
+    to_grey = channels == 1 and x.shape[1] == 3
+    if size is None and not to_grey:
+        return x.repeat(1, 3, 1, 1) if channels == 3 and x.shape[1] == 1 else x
+    luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    out = []
+    for xb in x.split(4096):
+        xf = xb.float()  # (b, C, H, W) in 0..255
+        if to_grey:
+            xf = (xf * luma).sum(1, keepdim=True)
+        if size is not None:
+            xf = F.interpolate(xf, size=tuple(size), mode="bilinear", antialias=True)
+        out.append(xf.round_().clamp_(0, 255).to(torch.uint8))
+    return adapt(torch.cat(out), channels, None)
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What a dataset's images are, as the model should take them."""
+
+    channels: int
+    size: tuple[int, int]
+    mean: float  # pixel mean and std in [0, 1] of the training images (input normalisation)
+    std: float
+
+
+def is_cached(name: str) -> bool:
+    """True for datasets read from the on-disk array cache (folders, CelebA)."""
+    return isinstance(get_dataset(name), ImageDataset)
+
+
+def describe(
+    name: str,
+    data_dir: str | Path | None = None,
+    size: tuple[int, int] | None = None,
+    channels: int | None = None,
+    crop: int = 0,
+) -> DataInfo:
+    """The dataset's channels, image size and pixel statistics: as asked where given, else the
+    data's own. A folder or CelebA is decoded into its cache on the way (once)."""
+    spec = get_dataset(name)
+    if isinstance(spec, IdxDataset):
+        return DataInfo(channels or 1, tuple(size or (28, 28)), spec.mean, spec.std)
+    if isinstance(spec, CifarDataset):
+        return DataInfo(channels or 3, tuple(size or (32, 32)), spec.mean, spec.std)
+    *_, man = load_cached(spec, "train", data_dir, size, channels, crop)
+    return DataInfo(man["channels"], tuple(man["size"]), man["mean"], man["std"])
+
+
+def load_cached(
+    spec: ImageDataset,
+    split: str,
+    data_dir: str | Path | None,
+    size: tuple[int, int] | None,
+    channels: int | None,
+    crop: int,
+) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """(images memory-mapped, labels, manifest) of a folder or CelebA split, via the cache."""
+    from . import cache
+
+    if spec.path is not None:
+        source, partition = Path(spec.path).expanduser().resolve(), None
+    else:
+        source, partition = celeba_source(search_roots(data_dir))
+    size, channels, entries = cache.resolve(
+        source, size or spec.size, channels, os.cpu_count() or 1, spec.channels
+    )
+    return cache.build_or_load(source, split, size, channels, crop or spec.crop, entries, partition)
 
 
 def load_split(
@@ -168,31 +403,27 @@ def load_split(
     split: str,
     data_dir: str | Path | None = None,
     mirrors: tuple[str, ...] | None = None,
+    size: tuple[int, int] | None = None,
+    channels: int | None = None,
+    crop: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One split of a dataset as (images uint8 (N, 1, H, W), labels int64 (N,)) on the CPU.
+    """One split as (images uint8 (N, C, H, W), labels int64 (N,)) on the CPU, resized to
+    size (H, W) and converted to channels (1 or 3) where given, else as the data are.
 
-    Each file's md5 is checked before it is parsed, so a corrupted file is named, not used.
+    Folders and CelebA come memory-mapped from their cache (built on first use, crop: a
+    centre crop before resizing); the others are read whole into memory.
     """
     spec = get_dataset(name)
-    if split not in spec.files:
-        raise DataError(f"{name} has no split {split!r}; choose from {sorted(spec.files)}")
-    roots = search_roots(data_dir)
-    arrays = []
-    for file in spec.files[split]:
-        path = fetch(spec, file, roots, spec.mirrors if mirrors is None else mirrors)
-        want = spec.md5.get(file)
-        if want and md5sum(path) != want:
-            raise DataError(
-                f"{path}: md5 {md5sum(path)} != expected {want}; the file is corrupted or "
-                "truncated: delete it and download it again"
-            )
-        arrays.append(read_idx(path))
-    images, labels = arrays
-    if images.ndim != 3 or labels.shape != (images.shape[0],):
-        raise DataError(f"{name}/{split}: images {images.shape} and labels {labels.shape} differ")
-    x = torch.from_numpy(images.copy()).unsqueeze(1)  # (N, 1, H, W) uint8
+    if split not in ("train", "test"):
+        raise DataError(f"{name} has no split {split!r}; choose from ['test', 'train']")
+    if isinstance(spec, ImageDataset):
+        return load_cached(spec, split, data_dir, size, channels, crop)[:2]
+    roots, mirrors = search_roots(data_dir), spec.mirrors if mirrors is None else mirrors
+    read = read_idx_split if isinstance(spec, IdxDataset) else read_cifar_split
+    images, labels = read(spec, split, roots, mirrors)
+    x = torch.from_numpy(images if images.flags.writeable else images.copy())  # (N, C, H, W)
     y = torch.from_numpy(labels.astype(np.int64))  # (N,)
-    return x, y
+    return adapt(x, channels, size), y
 
 
 def to_float(x: torch.Tensor) -> torch.Tensor:

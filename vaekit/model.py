@@ -103,7 +103,8 @@ class ModelConfig:
         if self.arch == "seed" and (self.in_channels, self.image_size) != (1, (28, 28)):
             raise ValueError(
                 "the seed architecture is fixed to 28x28x1 images, got "
-                f"{self.image_size[0]}x{self.image_size[1]}x{self.in_channels}; use arch 'resnet'"
+                f"{self.image_size[0]}x{self.image_size[1]}x{self.in_channels} (HxWxC); use arch "
+                "'resnet', e.g. another preset (mnist, cifar10, celeba64)"
             )
 
     @property
@@ -188,6 +189,15 @@ def stage_sizes(size: tuple[int, int], n: int) -> list[tuple[int, int]]:
         h, w = sizes[-1]
         sizes.append((h // 2, w // 2))
     return sizes
+
+
+def fit_depth(channels: tuple[int, ...], size: tuple[int, int], bottom: int = 4) -> tuple:
+    """Stage widths for an image size: the last width repeated until the smallest side at the
+    bottom is <= bottom, so larger images get deeper nets (28 or 32 px: unchanged)."""
+    ch = tuple(channels)
+    while min(stage_sizes(size, len(ch))[-1]) > bottom:
+        ch = (*ch, ch[-1])
+    return ch
 
 
 class ResBlock(nn.Module):

@@ -21,12 +21,25 @@ from tqdm import tqdm
 
 from . import checkpoint, dist
 from .config import TrainConfig
-from .data import binarize, load_split, modelled, to_float
+from .data import binarize, is_cached, load_split, modelled, to_float
 from .evaluate import evaluate
 from .generate import reconstruction_grid, sample_grid
 from .losses import kl_normal
 from .model import VAE, ModelConfig
 from .plots import plot_curves, save_png
+
+MAX_RESIDENT_BYTES = 4 << 30  # larger training sets are streamed from host memory or disk
+
+
+def gather(x: torch.Tensor, idx: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """x[idx] for host (maybe memory-mapped) x, read in ascending index order (sequential
+    pages), put back in idx's order and sent to device (pinned first for CUDA)."""
+    order = idx.argsort()
+    xb = torch.empty((len(idx), *x.shape[1:]), dtype=x.dtype)
+    xb[order] = x[idx[order]]
+    if device.type == "cuda":
+        return xb.pin_memory().to(device, non_blocking=True)
+    return xb.to(device)
 
 
 class TrainError(Exception):
@@ -191,9 +204,12 @@ def train(
         raise TrainError(f"--batch-size {tcfg.batch_size} is the global batch: >= {world} ranks")
     torch.manual_seed(tcfg.seed)  # the same on every rank: same weights, order and noise
 
-    # Data: whole splits as uint8 tensors on the device.
-    x_train, _ = load_split(tcfg.dataset, "train", data_dir)
-    x_test, _ = load_split(tcfg.dataset, "test", data_dir)
+    # Data: uint8 (N, C, H, W) at the model's size and channels. Small splits live whole on
+    # the device; a cached (memory-mapped) or large one stays on the host, and each batch is
+    # gathered from it and sent over (stream).
+    fmt = dict(size=mcfg.image_size, channels=mcfg.in_channels, crop=tcfg.crop)
+    x_train, _ = load_split(tcfg.dataset, "train", data_dir, **fmt)
+    x_test, _ = load_split(tcfg.dataset, "test", data_dir, **fmt)
     if tcfg.limit:
         x_train = x_train[: tcfg.limit]
     shape = (mcfg.in_channels, *mcfg.image_size)
@@ -202,7 +218,10 @@ def train(
             f"{tcfg.dataset} images are {tuple(x_train.shape[1:])} (C, H, W) but the model "
             f"expects {shape}; set the model's in_channels/image_size to match"
         )
-    x_train, x_test = x_train.to(device), modelled(x_test, mcfg.likelihood).to(device)
+    stream = is_cached(tcfg.dataset) or x_train.nbytes > MAX_RESIDENT_BYTES
+    x_test = modelled(x_test, mcfg.likelihood)
+    if not stream:
+        x_train, x_test = x_train.to(device), x_test.to(device)
     binary = mcfg.likelihood == "bernoulli"  # dynamic binarization: fresh bits every step
     N, B = len(x_train), tcfg.batch_size
     steps_per_epoch = math.ceil(N / B)
@@ -238,6 +257,7 @@ def train(
         f"{tcfg.dataset}: {N} train / {len(x_test)} test images {shape} on {device}; "
         f"{mcfg.arch} VAE, {model.num_params():,} params, latent {mcfg.latent_dim}"
         + (f"; {world} processes" if world > 1 else "")
+        + ("; batches gathered from host memory" if stream else "")
     )
     autocast = torch.autocast(device.type, torch.bfloat16, enabled=tcfg.precision == "bf16")
     x_fig = x_test[:64]  # fixed images for the per-epoch reconstructions
@@ -269,14 +289,16 @@ def train(
             model.train()
             t0 = time.perf_counter()
             epoch_rng, start = shuffle.get_state(), batch
-            perm = torch.randperm(N, generator=shuffle).to(device)
+            perm = torch.randperm(N, generator=shuffle)
+            perm = perm if stream else perm.to(device)
             loss_sum = torch.tensor(loss_sum0, device=device)  # summed on the device
             skipped = 0  # non-finite steps skipped this epoch
             bar = tqdm(
                 range(batch, steps_per_epoch), desc=f"epoch {epoch + 1}", leave=False, disable=None
             )
             for i in bar:
-                xb = x_train[perm[i * B : (i + 1) * B]]  # (Bg, C, H, W) uint8: the global batch
+                idx = perm[i * B : (i + 1) * B]
+                xb = gather(x_train, idx, device) if stream else x_train[idx]  # (Bg, C, H, W)
                 xb = binarize(xb) if binary else xb
                 eps = torch.randn(len(xb), mcfg.latent_dim, device=device)  # (Bg, D)
                 n_global = len(xb)
