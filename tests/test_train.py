@@ -35,7 +35,9 @@ def quiet(*a):
 
 def run(out, data_root, epochs, **kw):
     mcfg = model_config("mnist", **TINY)
-    tcfg = train_config("mnist", epochs=epochs, limit=1024, batch_size=64, figures=False, **kw)
+    tcfg = train_config(
+        "mnist", epochs=epochs, **{"limit": 1024, "batch_size": 64, "figures": False, **kw}
+    )
     return train(mcfg, tcfg, out, data_dir=data_root, log=quiet)
 
 
@@ -291,3 +293,17 @@ def test_kill_9_at_a_random_step_then_resume_is_bit_identical(tmp_path, data_roo
     assert a["step"] == b["step"] == 20 * 16
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
+
+
+def test_channels_last_and_compile_train_the_same_model(tmp_path, data_root):
+    """Speed flags change the memory layout and the kernels, not the model: the same losses up
+    to float rounding, and checkpoints with the plain module's names (no _orig_mod. prefix)."""
+    flags = dict(limit=256, eval_every=0)
+    base = run(tmp_path / "a", data_root, 1, **flags)
+    fast = run(tmp_path / "b", data_root, 1, channels_last=True, compile=True, **flags)
+    assert math.isclose(fast["train_loss"], base["train_loss"], rel_tol=1e-4)
+    a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["model"]
+    assert list(a) == list(b)
+    for k in a:
+        torch.testing.assert_close(b[k].contiguous(), a[k], rtol=1e-3, atol=1e-4)

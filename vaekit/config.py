@@ -31,6 +31,8 @@ class TrainConfig:
     eval_every: int = opt(1, "evaluate on the test set every K epochs (0 = never)")
     device: str = opt("auto", "auto (cuda > mps > cpu), cpu, cuda, mps")
     precision: str = opt("fp32", "fp32, or bf16 autocast (recent GPUs, CPUs with AVX-512 BF16)")
+    compile: bool = opt(False, "torch.compile the model (the first steps wait for the compiler)")
+    channels_last: bool = opt(False, "channels-last memory layout (faster convs on some hardware)")
     kl_warmup: int = opt(
         0, "optimizer steps over which the KL weight rises from 0 to beta (0 = off)"
     )

@@ -96,6 +96,7 @@ def set_rng_state(state: dict, shuffle: torch.Generator) -> None:
 
 # What may change when a run is resumed; everything else is the run's own.
 RESUMABLE = ("epochs", "device", "eval_every", "figures", "save_every", "keep")
+RESUMABLE += ("compile", "channels_last")  # speed only: the same model up to rounding
 
 
 class StopSignal:
@@ -227,11 +228,14 @@ def train(
     steps_per_epoch = math.ceil(N / B)
     total_steps = tcfg.epochs * steps_per_epoch
 
-    model = VAE(mcfg).to(device)
+    layout = torch.channels_last if tcfg.channels_last else torch.contiguous_format
+    model = VAE(mcfg).to(device, memory_format=layout)
     net = model  # what the loop calls: DDP averages the gradients across ranks
     if world > 1:
         ids = [local_rank] if device.type == "cuda" else None
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    if tcfg.compile:  # wraps the call only: checkpoints keep model's own names (no _orig_mod.)
+        net = torch.compile(net)
     opt = torch.optim.AdamW(
         model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay, fused=device.type == "cuda"
     )
@@ -304,7 +308,7 @@ def train(
                 n_global = len(xb)
                 if world > 1:  # every rank drew the same; each takes its disjoint share
                     xb, eps = xb.tensor_split(world)[rank], eps.tensor_split(world)[rank]
-                x = to_float(xb)  # (b, C, H, W) in [0, 1]
+                x = to_float(xb).contiguous(memory_format=layout)  # (b, C, H, W) in [0, 1]
                 for group in opt.param_groups:
                     group["lr"] = lr_at(step, total_steps, tcfg)
                 with autocast:
