@@ -82,16 +82,13 @@ def test_messy_folder_decodes_skips_and_is_left_untouched(messy, capsys):
 
 
 def test_modes_become_rgb_or_grey():
-    def prep(img, channels):
-        return images.to_mode(img, channels)
-
     clear = Image.fromarray(np.zeros((4, 4, 4), np.uint8), "RGBA")
-    assert np.asarray(prep(clear, 3)).min() == 255  # transparent -> white
+    assert np.asarray(images.to_mode(clear, 3)).min() == 255  # transparent -> white
     i16 = Image.fromarray(np.full((4, 4), 40000, np.uint16))
-    assert np.asarray(prep(i16, 1)).max() == 40000 >> 8  # scaled, not clipped to 255
+    assert np.asarray(images.to_mode(i16, 1)).max() == 40000 >> 8  # scaled, not clipped to 255
     pal = Image.fromarray(np.full((4, 4, 3), 9, np.uint8)).convert("P")
-    assert np.asarray(prep(pal, 3)).shape == (4, 4, 3)
-    assert prep(Image.new("CMYK", (4, 4)), 1).mode == "L"
+    assert np.asarray(images.to_mode(pal, 3)).shape == (4, 4, 3)
+    assert images.to_mode(Image.new("CMYK", (4, 4)), 1).mode == "L"
 
 
 def test_crop_resize_keeps_the_centre():
@@ -128,6 +125,9 @@ def test_empty_missing_and_all_broken_folders_are_one_clear_error(tmp_path):
         describe(f"folder:{tmp_path / 'empty'}")
     with pytest.raises(DataError, match="no such folder"):
         describe(f"folder:{tmp_path / 'nope'}")
+    (tmp_path / "file.txt").write_text("not a folder")
+    with pytest.raises(DataError, match="not a folder or a readable zip file"):
+        describe(f"folder:{tmp_path / 'file.txt'}")
     (tmp_path / "broken").mkdir()
     for i in range(3):
         (tmp_path / "broken" / f"{i}.png").write_bytes(b"\x89PNG broken")
@@ -214,8 +214,8 @@ def test_celeba_folder_and_zip_give_the_same_images_and_official_split(tmp_path,
         describe("celeba", data_dir=tmp_path / "none")
 
 
-def pngs(arr_w, arr_h):
-    return 8 * arr_w + 9 * 2, 8 * arr_h + 9 * 2  # an 8x8 grid with 2 px padding
+def grid8(w: int, h: int) -> tuple[int, int]:
+    return 8 * w + 9 * 2, 8 * h + 9 * 2  # an 8x8 grid of w x h images, 2 px padding
 
 
 @pytest.mark.parametrize("size", [32, 64])
@@ -238,7 +238,7 @@ def test_train_and_every_command_at_size_x3(tmp_path, size):
     assert cfg["train"]["dataset"] == f"folder:{root.resolve()}"
     n_test = len(load_split(cfg["train"]["dataset"], "test", size=(size, size), channels=3)[0])
     assert main(["sample", str(run), "--n", "64"]) == 0
-    assert png_size(run / "samples.png") == pngs(size, size)
+    assert png_size(run / "samples.png") == grid8(size, size)
     assert main(["reconstruct", str(run), "--n", str(n_test)]) == 0
     nrow = int(np.ceil(np.sqrt(n_test)))
     side = nrow * (size + 2) + 2
@@ -256,6 +256,18 @@ def test_train_and_every_command_at_size_x3(tmp_path, size):
 def png_size(path) -> tuple[int, int]:
     with Image.open(path) as im:
         return im.size
+
+
+def test_a_zip_of_images_is_a_folder_too(tmp_path):
+    with zipfile.ZipFile(tmp_path / "imgs.zip", "w") as z:
+        for i in range(5):
+            z.writestr(f"cls{i % 2}/{i}.png", png_bytes(np.full((10, 10, 3), 50 * i, np.uint8)))
+        z.writestr("__notes.txt", "ignored")
+    info = describe(f"folder:{tmp_path / 'imgs.zip'}")
+    assert (info.channels, info.size) == (3, (10, 10))
+    x, y = load_split(f"folder:{tmp_path / 'imgs.zip'}", "train", size=(10, 10), channels=3)
+    xt, _ = load_split(f"folder:{tmp_path / 'imgs.zip'}", "test", size=(10, 10), channels=3)
+    assert len(x) + len(xt) == 5 and set(y.tolist()) <= {0, 1}
 
 
 def test_celeba64_preset_trains_on_celeba_like_data(tmp_path):

@@ -49,8 +49,11 @@ def cache_root() -> Path:
 def list_images(source: Path) -> list[Entry]:
     """Every image in a folder tree (hidden entries skipped) or a zip, sorted by path."""
     if source.is_file():
-        with zipfile.ZipFile(source) as z:
-            infos = z.infolist()
+        try:
+            with zipfile.ZipFile(source) as z:
+                infos = z.infolist()
+        except (OSError, zipfile.BadZipFile) as e:
+            raise DataError(f"{source}: not a folder or a readable zip file ({e})") from None
         return sorted(
             (i.filename, i.file_size, i.CRC)
             for i in infos
