@@ -280,6 +280,30 @@ def test_map_projects_every_test_image(served):
     np.testing.assert_allclose(((explorer.mu[:50] - c) @ comps.T).numpy(), m["pca"][:50], atol=2e-3)
 
 
+def test_unlabelled_data_has_no_map_labels(served):
+    explorer, _ = served
+    x = explorer.x[:50]
+    for y in (None, torch.zeros(50, dtype=torch.int64)):  # a folder without class subfolders
+        e = Explorer(explorer.model, x, y, "folder:/somewhere")
+        assert e.info()["labelled"] is False and e.map["labels"] is None
+        assert "label" not in e.encode({"index": 3})
+
+
+def test_colour_models_at_any_size():
+    from vaekit.model import VAE, ModelConfig
+
+    cfg = ModelConfig(in_channels=3, image_size=(32, 48), channels=(8, 16), latent_dim=3)
+    model = VAE(cfg).eval()
+    x = torch.randint(0, 256, (20, 3, 32, 48), dtype=torch.uint8)
+    e = Explorer(model, x, torch.arange(20) % 4, "cifar-like")
+    assert e.info()["image_shape"] == [3, 32, 48]
+    img = decode_png(e.decode({"z": [[0.0, 1.0, -1.0]]})["images"][0])
+    assert img.shape == (32, 48, 3)
+    grey = data_url(png_bytes(np.full((100, 100), 128, np.uint8)))
+    out = e.encode({"image": grey})
+    assert decode_png(out["input"]).shape == (32, 48, 3) and len(out["mu"]) == 3
+
+
 def test_parse_z_accepts_ints_and_floats():
     z = parse_z([[0, 1.5], [-2, 3]], 2)
     assert z.dtype == torch.float32 and z.tolist() == [[0, 1.5], [-2, 3]]

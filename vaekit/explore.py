@@ -143,6 +143,8 @@ class Explorer:
     def __init__(self, model: VAE, x: torch.Tensor, y: torch.Tensor | None, name: str):
         self.model = model.eval()
         self.device = next(model.parameters()).device
+        if y is not None and len(y) and int(y.min()) == int(y.max()):
+            y = None  # one class (e.g. a folder without class subfolders): no labels to show
         self.x, self.y, self.name = x, y, name  # uint8 (N, C, H, W), int64 (N,) or None
         self.lock = threading.Lock()  # one model call at a time
         self.mu, self.kl = self._encode_all(x)  # (N, D), (D,)
