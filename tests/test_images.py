@@ -68,6 +68,7 @@ def test_messy_folder_decodes_skips_and_is_left_untouched(messy, capsys):
     assert info.channels == 3 and info.size == (16, 16)  # mixed modes: RGB
     assert "mixed image modes" in err and "LA: 1" in err and "P: 1" in err and "I;16: 1" in err
     assert "skipped" in err and "cannot be read" in err
+    assert "images of 7 different sizes" in err and "resized to it" in err
     x, y = load_split(f"folder:{messy}", "train", size=(16, 16), channels=3)
     xt, yt = load_split(f"folder:{messy}", "test", size=(16, 16), channels=3)
     # 17 good images, 4 broken ones (truncated png and jpg, empty, text), none hidden

@@ -158,6 +158,7 @@ def scan(source: Path, entries: list[Entry], workers: int) -> dict:
         "fingerprint": fp,
         "modes": dict(Counter(m for m, _ in heads)),
         "size": list(heads[0][1]),
+        "sizes": len({hw for _, hw in heads}),  # how many different (H, W)
     }
     write_json(s, path)
     return s
@@ -197,6 +198,11 @@ def resolve(
         grey = set(s["modes"]) <= set(images.GREY_MODES)
         channels = channels or (1 if grey else 3)
         size = size or tuple(s["size"])
+        if s.get("sizes", 1) > 1:
+            warn(
+                f"{source}: images of {s['sizes']} different sizes; each is centre-cropped to "
+                f"the aspect ratio of {size[0]}x{size[1]} (H x W) and resized to it"
+            )
         if not grey and len(s["modes"]) > 1:
             modes = ", ".join(f"{m}: {n}" for m, n in sorted(s["modes"].items()))
             warn(f"{source}: mixed image modes ({modes}); all become RGB (alpha over white)")
