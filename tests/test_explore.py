@@ -167,6 +167,7 @@ def test_jpeg_upload_works():
     assert x.shape == (1, 28, 28)
 
 
+TRUNCATED = png_bytes(np.random.default_rng(0).integers(0, 256, (64, 64), np.uint8))[:300]
 BAD = [
     ("/api/decode", {"z": [[0, 0, 0]]}, "latent size is 4"),
     ("/api/decode", {"z": [[0, 0, 0, 0, 0]]}, "latent size is 4"),
@@ -195,6 +196,7 @@ BAD = [
     ("/api/encode", {"image": base64.b64encode(b"hello, not an image").decode()}, "readable"),
     ("/api/encode", {"image": 42}, "data URL"),
     ("/api/encode", {"image": data_url(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)}, "readable"),
+    ("/api/encode", {"image": data_url(TRUNCATED)}, "truncated"),
 ]
 
 

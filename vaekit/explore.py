@@ -26,10 +26,10 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from . import images
 from .data import to_float
 from .losses import kl_normal
 from .model import VAE
@@ -102,7 +102,8 @@ def parse_z(z, dim: int) -> torch.Tensor:
 
 def read_image(data: str, channels: int, size: tuple[int, int], invert: bool) -> torch.Tensor:
     """An uploaded image (data URL or base64 of a PNG/JPEG/...) -> uint8 (C, H, W) the model
-    takes: transparency over black, grey or RGB, centre-cropped to the model's aspect, resized."""
+    takes, prepared as training images are (vaekit.images: mode, centre crop to the model's
+    aspect ratio, resize); invert flips dark-on-light drawings for light-on-dark data."""
     if not isinstance(data, str):
         raise ApiError(400, "'image' must be a data URL or base64 string")
     b64 = data.split(",", 1)[1] if data.startswith("data:") and "," in data else data
@@ -112,24 +113,17 @@ def read_image(data: str, channels: int, size: tuple[int, int], invert: bool) ->
         raw = base64.b64decode(b64, validate=True)
     except (binascii.Error, ValueError):
         raise ApiError(400, "'image' is not valid base64") from None
+    unreadable = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError)
     try:
-        im = Image.open(io.BytesIO(raw))
-        if im.width * im.height > MAX_UPLOAD_PIXELS:
-            raise ApiError(413, f"image is {im.width}x{im.height}; at most {MAX_UPLOAD_PIXELS} px")
-        im.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        _, (h, w) = images.header(raw)
+    except (*unreadable, Image.DecompressionBombError):
         raise ApiError(400, "'image' is not a readable PNG, JPEG, WebP, GIF or BMP image") from None
-    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        im = im.convert("RGBA")
-        im = Image.alpha_composite(Image.new("RGBA", im.size, (0, 0, 0, 255)), im)
-    im = im.convert("L" if channels == 1 else "RGB")
-    h, w = size  # centre crop to the model's aspect ratio, then resize
-    scale = min(im.width / w, im.height / h)
-    cw, ch = w * scale, h * scale
-    left, top = (im.width - cw) / 2, (im.height - ch) / 2
-    im = im.resize((w, h), Image.Resampling.LANCZOS, box=(left, top, left + cw, top + ch))
-    arr = np.asarray(im, dtype=np.uint8).reshape(h, w, channels)
-    x = torch.from_numpy(arr.copy()).permute(2, 0, 1)  # (C, H, W)
+    if h * w > MAX_UPLOAD_PIXELS:
+        raise ApiError(413, f"image is {w}x{h}; at most {MAX_UPLOAD_PIXELS} pixels")
+    try:
+        x = torch.from_numpy(images.decode(raw, size, 0, channels).copy())  # (C, H, W)
+    except unreadable:
+        raise ApiError(400, "'image' is truncated or corrupted") from None
     return 255 - x if invert else x
 
 
