@@ -87,7 +87,8 @@ PRESETS: dict[str, tuple[dict, dict]] = {
     # latent dims, no BatchNorm, twice the seed's lr with a cosine decay, half its epochs.
     "mnist": (
         dict(arch="resnet", latent_dim=64, channels=(16, 32, 64)),
-        dict(epochs=10, batch_size=64, lr=2e-3, lr_schedule="cosine"),
+        # channels-last: 1.1-1.6x on this CPU's convs, the same model up to float rounding
+        dict(epochs=10, batch_size=64, lr=2e-3, lr_schedule="cosine", channels_last=True),
     ),
     # Test NLL on dynamically binarized MNIST (report with evaluate --iw-samples 5000): one
     # stochastic layer of 32 dims, a Bernoulli decoder, wider stages than "mnist", a longer
