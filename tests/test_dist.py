@@ -12,7 +12,9 @@ from vaekit.cli import main
 
 from .conftest import TINY as TINY_MODEL
 
-TINY = ["--limit", "1024", "--eval-every", "0", "--no-figures", *TINY_MODEL]
+# Contiguous layout: channels-last kernels round differently at batch 32 (per rank) and 64,
+# beyond the 1e-5 these tests hold DDP to (layout is tested in test_train.py).
+TINY = ["--limit", "1024", "--eval-every", "0", "--no-figures", "--no-channels-last", *TINY_MODEL]
 
 
 def free_port() -> int:
