@@ -10,7 +10,16 @@ from vaekit.cli import main
 
 from .conftest import TINY
 
-COMMANDS = ["train", "sample", "reconstruct", "traverse", "interpolate", "evaluate", "export"]
+COMMANDS = [
+    "train",
+    "sample",
+    "reconstruct",
+    "traverse",
+    "interpolate",
+    "evaluate",
+    "export",
+    "explore",
+]
 
 
 def png_size(path) -> tuple[int, int]:
