@@ -71,14 +71,21 @@ def iw_nll(
 
 
 @torch.inference_mode()
+def posterior(model: VAE, x: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, list]:
+    """One encoder pass over uint8 images x: E_q[z|x] (N, D) on the CPU, and each latent dim's
+    average KL(q(z|x) || p(z)) (D,), the dims the model uses most having the largest."""
+    device = next(model.parameters()).device
+    mus, kl = [], torch.zeros(model.cfg.latent_dim, dtype=torch.float64, device=device)
+    for i in range(0, len(x), batch_size):
+        mu, logvar = model.encode(to_float(x[i : i + batch_size].to(device)))
+        kl += kl_normal(mu, logvar).sum(0).double()
+        mus.append(mu.cpu())
+    return torch.cat(mus), (kl / max(len(x), 1)).tolist()
+
+
 def posterior_means(model: VAE, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """E_q[z|x] of uint8 images x: (N, D) on the CPU, encoder only (model in eval mode)."""
-    device = next(model.parameters()).device
-    mus = [
-        model.encode(to_float(x[i : i + batch_size].to(device)))[0].cpu()
-        for i in range(0, len(x), batch_size)
-    ]
-    return torch.cat(mus)  # (N, D)
+    return posterior(model, x, batch_size)[0]
 
 
 def linear_probe(
@@ -112,12 +119,6 @@ def linear_probe(
         return ((b @ W + c).argmax(1) == y_test).double().mean().item()
 
 
-@torch.inference_mode()
 def latent_kl(model: VAE, x: torch.Tensor, batch_size: int = 1000) -> list[float]:
     """Average KL(q(z|x) || p(z)) of each latent dim over uint8 images x: encoder only."""
-    device = next(model.parameters()).device
-    total = torch.zeros(model.cfg.latent_dim, dtype=torch.float64, device=device)
-    for i in range(0, len(x), batch_size):
-        mu, logvar = model.encode(to_float(x[i : i + batch_size].to(device)))
-        total += kl_normal(mu, logvar).sum(0).double()
-    return (total / len(x)).tolist()
+    return posterior(model, x, batch_size)[1]

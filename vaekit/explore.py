@@ -31,7 +31,7 @@ from PIL import Image, UnidentifiedImageError
 
 from . import images
 from .data import to_float
-from .losses import kl_normal
+from .evaluate import posterior
 from .model import VAE
 
 MAX_BODY = 4 << 20  # bytes of a request body (a base64 upload of MAX_UPLOAD fits)
@@ -141,18 +141,9 @@ class Explorer:
             y = None  # one class (e.g. a folder without class subfolders): no labels to show
         self.x, self.y, self.name = x, y, name  # uint8 (N, C, H, W), int64 (N,) or None
         self.lock = threading.Lock()  # one model call at a time
-        self.mu, self.kl = self._encode_all(x)  # (N, D), (D,)
+        self.mu, self.kl = posterior(model, x)  # (N, D), (D,)
         self.order = sorted(range(len(self.kl)), key=lambda d: -self.kl[d])
         self.map = self._map()
-
-    @torch.inference_mode()
-    def _encode_all(self, x: torch.Tensor, batch: int = 1000) -> tuple[torch.Tensor, list]:
-        mus, kl = [], torch.zeros(self.model.cfg.latent_dim, dtype=torch.float64)
-        for i in range(0, len(x), batch):
-            mu, logvar = self.model.encode(to_float(x[i : i + batch].to(self.device)))
-            kl += kl_normal(mu, logvar).sum(0).double().cpu()
-            mus.append(mu.cpu())
-        return torch.cat(mus), (kl / max(len(x), 1)).tolist()
 
     def _map(self) -> dict:
         """The test set's latent means in 2-D: top-2 PCA directions, and the two top-KL dims."""
