@@ -230,7 +230,7 @@ def build_or_load(
     if man is None or {k: man.get(k) for k in want} != want or man.get("all_files") != files:
         if man is not None:
             warn(f"{dest.name}: the source or preprocessing changed; rebuilding the cache")
-        man = build(source, split, size, channels, crop, entries, partition, dest, want, workers)
+        man = build(source, entries, partition, dest, want, workers)
     n = man["num_images"]
     mm = np.memmap(dest / "images.u8", np.uint8, mode="c", shape=(n, channels, H, W))
     x = torch.from_numpy(mm)  # pages are read on first touch; copy-on-write, never written back
@@ -247,22 +247,19 @@ def read_manifest(dest: Path) -> dict | None:
 
 def build(
     source: Path,
-    split: str,
-    size: tuple[int, int],
-    channels: int,
-    crop: int,
     entries: list[Entry],
     partition: dict[str, int] | None,
     dest: Path,
     want: dict,
     workers: int | None,
 ) -> dict:
-    """Decode one split into dest (a temp dir renamed into place); returns its manifest."""
+    """Decode the split and preprocessing `want` names into dest (a temp dir renamed into
+    place); returns its manifest."""
+    split, (H, W), channels, crop = want["split"], want["size"], want["channels"], want["crop"]
     splits, labels, classes = assign(entries, partition)
     picked = [i for i, s in enumerate(splits) if s == split]
     if not picked:
         raise DataError(f"{source}: no images in its {split} split")
-    H, W = size
     t0 = time.perf_counter()
     tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
