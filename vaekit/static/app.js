@@ -12,6 +12,7 @@ let info = null;     // GET /api/info
 let map = null;      // GET /api/map
 let z = [];          // the current latent code (D numbers)
 let mapLayer = null; // the test-set points, drawn once per projection
+let frame = null;    // that projection's bounds and pixel mapping
 let gridCodes = [];  // the codes behind the traversal grid's cells
 let decoding = false, again = false, timer = null;
 
@@ -125,7 +126,12 @@ function project(code) {
   return [a, b];
 }
 
-function mapFrame() {
+function mapFrame() { // bounds of the current projection, computed once per projection
+  if (!frame) frame = computeFrame();
+  return frame;
+}
+
+function computeFrame() {
   const pts = map[$("map-method").value];
   let [x0, x1, y0, y1] = [Infinity, -Infinity, Infinity, -Infinity];
   for (const [x, y] of pts) {
@@ -256,7 +262,7 @@ async function main() {
     showEncoded(r, file.name);
     say(`encoded ${file.name}`);
   }));
-  $("map-method").addEventListener("change", () => { mapLayer = null; drawMap(); });
+  $("map-method").addEventListener("change", () => { mapLayer = frame = null; drawMap(); });
   $("map").addEventListener("click", guard(async (ev) => {
     const rect = $("map").getBoundingClientRect();
     const sx = $("map").width / rect.width;
