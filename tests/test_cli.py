@@ -1,7 +1,9 @@
 import json
 import math
+import statistics
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -170,6 +172,7 @@ def test_end_to_end_train_resume_and_every_tool(tiny_run, data_root, tmp_path, c
         (["reconstruct", "RUN", "--n", "20000"], "--n 20000 is more than the test set's 10000"),
         (["train", "--resume", "RUN", "--latent-dim", "8"], "a resumed run keeps its config"),
         (["evaluate", "RUN", "--iw-samples", "0"], "--iw-samples must be > 0, got 0"),
+        (["evaluate", "RUN", "--iw-batch", "-2"], "--iw-batch must be > 0, got -2"),
         (["evaluate", "RUN", "--limit", "-1"], "--limit must be >= 0, got -1"),
     ],
 )
@@ -201,6 +204,11 @@ def test_evaluate_reports_the_iw_bound_bits_per_dim_units_and_probe(
     assert res["elbo"] < 0 and res["elbo"] == pytest.approx(-(res["recon"] + res["kl"]))
     assert res["nll_iw"] <= -res["elbo"] + 0.5  # the IW bound is the tighter one
     assert res["bits_per_dim_from"] == "nll_iw"
+    record = json.loads(Path(res["iw_record"]).read_text())  # per-image bounds, beside last.pt
+    assert Path(res["iw_record"]).parent == bernoulli_run and len(record["log_px"]) == 300
+    assert -sum(record["log_px"]) / 300 == pytest.approx(res["nll_iw"])
+    sem = statistics.stdev(record["log_px"]) / math.sqrt(300)
+    assert res["nll_iw_sem"] == pytest.approx(sem) and res["iw_seconds"] > 0
     assert res["bits_per_dim"] == pytest.approx(res["nll_iw"] / (784 * math.log(2)))
     assert isinstance(res["active_units"], int) and 0 <= res["active_units"] <= 4
     assert 0 <= res["probe_accuracy"] <= 1
@@ -208,4 +216,7 @@ def test_evaluate_reports_the_iw_bound_bits_per_dim_units_and_probe(
     res2 = json.loads(capsys.readouterr().out)
     assert "nll_iw" not in res2 and "probe_accuracy" not in res2 and res2["iw_samples"] is None
     assert res2["bits_per_dim_from"] == "elbo" and res2["elbo"] == res["elbo"]  # fixed data, seed
+    assert main(["evaluate", *base, "--no-probe", "--iw-samples", "16", "--iw-chunk", "5"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["nll_iw"] == res["nll_iw"] and "iw bound: read from" in err
     assert res2["bits_per_dim"] == pytest.approx(-res["elbo"] / (784 * math.log(2)))

@@ -95,9 +95,16 @@ def build_parser() -> Parser:
     q = run_parser("evaluate", "test-set ELBO, NLL and bits/dim, active units, linear probe", None)
     q.add_argument("--json", action="store_true", help="print the results as JSON")
     q.add_argument("--out", type=Path, help="also write the JSON to this file")
-    q.add_argument("--batch-size", type=int, default=500, help="images (or samples) per batch")
-    q.add_argument("--iw-samples", type=int, metavar="K", help="also the IWAE NLL bound, K samples")
-    q.add_argument("--iw-chunk", type=int, default=100, help="IW samples per image per pass [100]")
+    q.add_argument("--batch-size", type=int, default=500, help="images per batch [500]")
+    q.add_argument(
+        "--iw-samples",
+        type=int,
+        metavar="K",
+        help="also the IWAE NLL bound with K samples; its progress is kept beside the checkpoint, "
+        "so a stopped evaluation resumes",
+    )
+    q.add_argument("--iw-chunk", type=int, default=50, help="IW samples per image per pass [50]")
+    q.add_argument("--iw-batch", type=int, default=250, help="IW samples per decoder pass [250]")
     q.add_argument("--no-probe", action="store_true", help="skip the linear probe on the latents")
     q.add_argument("--limit", type=int, default=0, help="first N images of each split (0 = all)")
     q.set_defaults(run=cmd_evaluate)
@@ -271,13 +278,16 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    import torch
+
     from . import checkpoint
     from .data import load_split, modelled
-    from .evaluate import evaluate, iw_nll, linear_probe, posterior_means
+    from .evaluate import evaluate, iw_log_px_saved, linear_probe, posterior_means
     from .losses import active_units, bits_per_dim
 
     check_positive(args.batch_size, "--batch-size")
     check_positive(args.iw_chunk, "--iw-chunk")
+    check_positive(args.iw_batch, "--iw-batch")
     if args.iw_samples is not None:
         check_positive(args.iw_samples, "--iw-samples")
     if args.limit < 0:
@@ -296,7 +306,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     }
     nll, res["bits_per_dim_from"] = -res["elbo"], "elbo"
     if args.iw_samples:
-        nll = res["nll_iw"] = iw_nll(model, x, args.iw_samples, args.iw_chunk, args.batch_size)
+        stem = checkpoint.resolve(args.run_dir).with_suffix("")
+        # channels-last: on CPU the bound's millions of decoder passes run ~3x faster (the same
+        # numbers up to rounding), in batches of 250 samples that stay in cache
+        model = model.to(memory_format=torch.channels_last)
+        log_px, info = iw_log_px_saved(
+            model, x, args.iw_samples, stem=stem, chunk=args.iw_chunk, batch_size=args.iw_batch
+        )
+        nll = res["nll_iw"] = -log_px.mean().item()
+        res["nll_iw_sem"] = (log_px.std() / len(x) ** 0.5).item() if len(x) > 1 else None
+        res["iw_seconds"], res["iw_record"] = info["seconds"], info["record"]
         res["bits_per_dim_from"] = "nll_iw"
     res["bits_per_dim"] = bits_per_dim(nll, x[0].numel())
     mu_test = posterior_means(model, x)
@@ -319,7 +338,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         )
         line = f"elbo {res['elbo']:.2f} nats"
         if "nll_iw" in res:
-            line += f", nll_iw {res['nll_iw']:.2f} nats (K={args.iw_samples})"
+            line += f", nll_iw {res['nll_iw']:.2f} nats (K={args.iw_samples}"
+            line += f", s.e. {res['nll_iw_sem']:.2f})" if res["nll_iw_sem"] is not None else ")"
         line += f", {res['bits_per_dim']:.4f} bits/dim, {res['active_units']} active units"
         if "probe_accuracy" in res:
             line += f", probe accuracy {res['probe_accuracy']:.4f}"

@@ -6,8 +6,18 @@ Every function takes uint8 images as the model sees them (data.modelled: binariz
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
 import torch
 
+from . import checkpoint
 from .data import to_float
 from .losses import iw_bound, iw_log_weights, kl_normal
 from .model import VAE
@@ -47,27 +57,144 @@ def evaluate(model: VAE, x: torch.Tensor, batch_size: int = 500, seed: int = 0) 
     }
 
 
-@torch.inference_mode()
-def iw_nll(
-    model: VAE, x: torch.Tensor, K: int, chunk: int = 100, batch_size: int = 500, seed: int = 0
-) -> float:
-    """Mean -log P(x) in nats per image over uint8 images x: the importance-weighted bound with
-    K samples (Burda et al. 2015), an upper bound on the NLL that tightens as K grows.
+def iw_block(K: int, chunk: int, batch_size: int) -> int:
+    """Images per block of the importance-weighted bound: block images of min(chunk, K) samples
+    each go through the decoder at once, at most batch_size samples (or one image's chunk)."""
+    return max(1, batch_size // min(chunk, K))
 
-    The decoder sees at most batch_size samples at once (batch_size // chunk images, chunk
-    samples each), so K = 5000 fits in memory; the noise comes from a generator seeded `seed`.
-    The model should be in eval mode.
+
+@torch.inference_mode()
+def iw_log_px(
+    model: VAE,
+    x: torch.Tensor,
+    K: int,
+    chunk: int = 50,
+    batch_size: int = 250,
+    seed: int = 0,
+    done: torch.Tensor | None = None,
+    on_block: Callable[[torch.Tensor], None] | None = None,
+) -> torch.Tensor:
+    """The importance-weighted bound on log P(x) (Burda et al. 2015) of each uint8 image in x,
+    in nats: (N,) float64 on the CPU. A lower bound that rises to log P(x) as K grows.
+
+    Images go in blocks of iw_block(K, chunk, batch_size), so K = 5000 fits in memory. Each
+    block's noise comes from a CPU generator seeded by (seed, its first index), so a block's
+    value does not depend on which blocks ran before nor on the device: blocks whose entries in
+    `done` (N,) are all numbers are kept, the others (NaN) computed, so a resumed run gives the
+    numbers of one that never stopped. on_block(values) is called after each block. Raises
+    ValueError on a non-finite bound. The model should be in eval mode.
     """
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
     device = next(model.parameters()).device
-    chunk = min(chunk, K)
-    n_img = max(1, batch_size // chunk)
-    g = torch.Generator(device).manual_seed(seed)
-    total = torch.zeros((), dtype=torch.float64, device=device)
+    n_img = iw_block(K, chunk, batch_size)
+    out = torch.full((len(x),), math.nan, dtype=torch.float64) if done is None else done.clone()
+    g = torch.Generator()
     for i in range(0, len(x), n_img):
+        if not out[i : i + n_img].isnan().any():
+            continue
+        g.manual_seed((seed * len(x) + i) % 2**32)  # the CPU generator keeps 32 bits of a seed
         xb = to_float(x[i : i + n_img].to(device))
-        log_w = iw_log_weights(xb, model.encode, model.log_px, K, chunk, g)  # (K, b)
-        total -= iw_bound(log_w).double().sum()
-    return total.item() / len(x)
+        log_w = iw_log_weights(xb, model.encode, model.log_px, K, min(chunk, K), g)  # (K, b)
+        b = iw_bound(log_w).double().cpu()
+        if not b.isfinite().all():
+            raise ValueError(f"the IW bound is not finite for test images {i}..{i + len(b) - 1}")
+        out[i : i + n_img] = b
+        if on_block is not None:
+            on_block(out)
+    return out
+
+
+def fingerprint(model: VAE, x: torch.Tensor) -> str:
+    """SHA-256 of a model's config and weights and of the images x: what a saved bound is for."""
+    h = hashlib.sha256(json.dumps(asdict(model.cfg), sort_keys=True).encode())
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    h.update(x.cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def iw_log_px_saved(
+    model: VAE,
+    x: torch.Tensor,
+    K: int,
+    *,
+    stem: Path,
+    chunk: int = 50,
+    batch_size: int = 250,
+    seed: int = 0,
+    save_every: float = 30.0,
+    log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),
+) -> tuple[torch.Tensor, dict]:
+    """iw_log_px that keeps its progress in a JSON file and picks up from it, so an evaluation
+    of hours survives being stopped: (per-image bounds (N,), {"record": the file, "seconds":
+    time spent on the bound over all the runs that built it}).
+
+    The file is named stem + ".iw{K}-{key digest}.json" and holds the key (model, data, K, seed,
+    block size) and one value per image, null until done; it is replaced atomically at most
+    save_every seconds and at the end, and stays as the record of the per-image bounds (a
+    rerun with the same key reads it and computes nothing). Progress goes to `log` every minute.
+    """
+    key = {
+        "fingerprint": fingerprint(model, x),
+        "K": K,
+        "seed": seed,
+        "block": iw_block(K, chunk, batch_size),
+        "num_images": len(x),
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    path = Path(f"{stem}.iw{K}-{digest}.json")
+    done, spent = None, 0.0
+    if path.is_file():
+        try:
+            state = json.loads(path.read_text())
+            if state["key"] == key and len(state["log_px"]) == len(x):
+                values = [math.nan if v is None else float(v) for v in state["log_px"]]
+                spent = float(state["seconds"])
+                done = torch.tensor(values, dtype=torch.float64)
+        except (ValueError, KeyError, TypeError):
+            log(f"warning: {path} is unreadable; starting the bound afresh")
+    n_done = 0 if done is None else int((~done.isnan()).sum())
+    if n_done == len(x):
+        log(f"iw bound: read from {path}")
+    elif done is not None:
+        log(f"iw bound: resuming from {path} ({n_done:,}/{len(x):,} images done)")
+    t0 = last_save = last_log = time.monotonic()
+    failing = False  # the last save failed: say so once, keep trying
+
+    def save(values: torch.Tensor) -> None:
+        nonlocal failing
+        log_px = [None if math.isnan(v) else v for v in values.tolist()]
+        state = {"key": key, "seconds": spent + time.monotonic() - t0, "log_px": log_px}
+        try:
+            checkpoint.save_json(state, path)
+        except OSError as e:
+            if not failing:
+                log(f"warning: cannot save the bound's progress to {path} ({e}); will retry")
+            failing = True
+        else:
+            failing = False
+
+    def on_block(values: torch.Tensor) -> None:
+        nonlocal last_save, last_log
+        now = time.monotonic()
+        if now - last_save >= save_every:
+            save(values)
+            last_save = now
+        n = int((~values.isnan()).sum())
+        if now - last_log >= 60 and n > n_done:
+            rate = (n - n_done) / (now - t0)
+            left = (len(values) - n) / rate / 60
+            log(
+                f"iw bound: {n:,}/{len(values):,} images, {rate:.2f} images/s, ~{left:.0f} min left"
+            )
+            last_log = now
+
+    out = iw_log_px(model, x, K, chunk, batch_size, seed, done, on_block)
+    if n_done < len(x):
+        save(out)
+    return out, {"record": str(path), "seconds": spent + time.monotonic() - t0}
 
 
 @torch.inference_mode()

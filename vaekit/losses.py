@@ -167,7 +167,8 @@ def iw_log_weights(
 
     encode(x) -> (mu, logvar), each (B, D); decode_log_prob(x, z) -> log p(x|z), (N,) for x
     (N, ...) and z (N, D). The decoder sees at most chunk * B samples at once. Each sample's
-    noise is drawn from the generator in turn, so the result does not depend on chunk.
+    noise is drawn from the generator (on its own device, then moved) in turn, so the result
+    does not depend on chunk, nor, with a CPU generator, on the model's device.
     Run under torch.no_grad() for evaluation, or the graph keeps every chunk alive.
     """
     if K < 1 or chunk < 1:
@@ -175,16 +176,17 @@ def iw_log_weights(
     mu, logvar = encode(x)  # (B, D) each
     std = torch.exp(0.5 * logvar)
     B, D = mu.shape
+    noise_device = generator.device if generator is not None else mu.device
     log_w = []
     for start in range(0, K, chunk):
         n = min(chunk, K - start)
         # one draw per sample, so the generator's stream is the same for any chunk size
         eps = torch.stack(
             [
-                torch.randn(B, D, generator=generator, device=mu.device, dtype=mu.dtype)
+                torch.randn(B, D, generator=generator, device=noise_device, dtype=mu.dtype)
                 for _ in range(n)
             ]
-        )  # (n, B, D)
+        ).to(mu.device)  # (n, B, D)
         z = mu + eps * std  # (n, B, D)
         x_rep = x.unsqueeze(0).expand(n, *x.shape).reshape(n * B, *x.shape[1:])  # (n * B, ...)
         log_px = decode_log_prob(x_rep, z.reshape(n * B, D)).reshape(n, B)
