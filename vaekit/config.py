@@ -103,6 +103,7 @@ PRESETS: dict[str, tuple[dict, dict]] = {
             lr=1e-3,
             lr_schedule="cosine",
             kl_warmup=5000,
+            channels_last=True,
         ),
     ),
     # CIFAR-10, 32x32x3: a discretized logistic mixture over the 256 pixel values (bits/dim
