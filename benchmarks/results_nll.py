@@ -74,11 +74,17 @@ def main() -> None:
         *data,
     ]
     train_s = run(train)
-    eval_s = run(evaluate)
     rows = {}  # epoch -> its metrics row (the last one written, if an epoch was redone)
     for line in (a.out / "metrics.jsonl").read_text().splitlines():
         row = json.loads(line)
         rows[row["epoch"]] = row
+    epochs = json.loads((a.out / "config.json").read_text())["train"]["epochs"]
+    if max(rows, default=0) < epochs:  # stopped by a signal: the model is not the final one
+        sys.exit(
+            f"results_nll: training stopped after epoch {max(rows, default=0)} of {epochs}; "
+            "run the same command again to continue"
+        )
+    eval_s = run(evaluate)
     ev = json.loads((a.out / "eval_iw.json").read_text())
     result = {
         "protocol": "MNIST, dynamic binarization for training, test set binarized once (seed 0),"
