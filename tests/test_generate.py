@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from vaekit import VAE
-from vaekit.evaluate import latent_kl
+from vaekit.evaluate import posterior
 from vaekit.generate import (
     interpolate_grid,
     reconstruction_grid,
@@ -70,5 +70,5 @@ def test_reconstruction_grid_puts_originals_left(model, x):
 
 def test_top_kl_dims_orders_by_kl(model, x):
     assert top_kl_dims([0.1, 3.0, 0.5, 2.0], 2) == [1, 3]
-    kl = latent_kl(model, x)
+    kl = posterior(model, x)[1]
     assert len(kl) == 6 and min(kl) >= 0

@@ -250,7 +250,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
 
 def cmd_traverse(args: argparse.Namespace) -> int:
-    from .evaluate import latent_kl
+    from .evaluate import posterior
     from .generate import top_kl_dims, traverse_grid
 
     check_positive(args.steps, "--steps")
@@ -258,7 +258,7 @@ def cmd_traverse(args: argparse.Namespace) -> int:
     check_index(args.index, len(x), "--index")
     dims = args.dims
     if dims is None:
-        dims = top_kl_dims(latent_kl(model, x), 2)
+        dims = top_kl_dims(posterior(model, x)[1], 2)
         print(f"traversing latent dims {dims[0]} (rows) and {dims[1]} (columns): the top-KL dims")
     return write(
         traverse_grid(model, x[args.index], tuple(dims), args.steps, args.span),
@@ -282,7 +282,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from . import checkpoint
     from .data import load_split, modelled
-    from .evaluate import evaluate, iw_log_px_saved, linear_probe, posterior_means
+    from .evaluate import evaluate, iw_log_px_saved, linear_probe, posterior
     from .losses import active_units, bits_per_dim
 
     check_positive(args.batch_size, "--batch-size")
@@ -318,14 +318,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         res["iw_seconds"], res["iw_record"] = info["seconds"], info["record"]
         res["bits_per_dim_from"] = "nll_iw"
     res["bits_per_dim"] = bits_per_dim(nll, x[0].numel())
-    mu_test = posterior_means(model, x)
+    mu_test = posterior(model, x)[0]
     res["active_units"] = active_units(mu_test)[0]
     if len(y_test.unique()) < 2:  # an unlabelled folder: nothing to classify
         args.no_probe = True
     if not args.no_probe:
         split = load_split(*data_args(ckpt, model.cfg, "train", args.data_dir))
         x_train, y_train = (t[:n] for t in split)
-        mu_train = posterior_means(model, modelled(x_train, model.cfg.likelihood))
+        mu_train = posterior(model, modelled(x_train, model.cfg.likelihood))[0]
         res["probe_accuracy"] = linear_probe(mu_train, y_train, mu_test, y_test)
     if args.out:
         checkpoint.save_json(res, args.out)

@@ -210,11 +210,6 @@ def posterior(model: VAE, x: torch.Tensor, batch_size: int = 1000) -> tuple[torc
     return torch.cat(mus), (kl / max(len(x), 1)).tolist()
 
 
-def posterior_means(model: VAE, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """E_q[z|x] of uint8 images x: (N, D) on the CPU, encoder only (model in eval mode)."""
-    return posterior(model, x, batch_size)[0]
-
-
 def linear_probe(
     f_train: torch.Tensor,
     y_train: torch.Tensor,
@@ -244,8 +239,3 @@ def linear_probe(
     opt.step(closure)
     with torch.no_grad():
         return ((b @ W + c).argmax(1) == y_test).double().mean().item()
-
-
-def latent_kl(model: VAE, x: torch.Tensor, batch_size: int = 1000) -> list[float]:
-    """Average KL(q(z|x) || p(z)) of each latent dim over uint8 images x: encoder only."""
-    return posterior(model, x, batch_size)[1]
