@@ -2,7 +2,7 @@
 K importance samples on the full test set. Writes RUN_DIR/results_nll.json with the figures, the
 commands, the hardware, the commit and the times. A benchmark, not a test: run it alone.
 Stopped at any point, it continues where it was when run again with the same --out: training
-from last.pt, the bound from its progress file (together ~9 hours on a 2-core CPU).
+from last.pt, the bound from its progress file (on a 2-core CPU: ~1.5 h, then ~2.3 h).
 
     python benchmarks/results_nll.py --out runs/results-nll              # the full protocol
     python benchmarks/results_nll.py --out /tmp/smoke --epochs 1 --limit 512 --iw-samples 10 \\
