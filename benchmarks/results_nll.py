@@ -78,10 +78,11 @@ def main() -> None:
     for line in (a.out / "metrics.jsonl").read_text().splitlines():
         row = json.loads(line)
         rows[row["epoch"]] = row
+    done = max(rows, default=0)
     epochs = json.loads((a.out / "config.json").read_text())["train"]["epochs"]
-    if max(rows, default=0) < epochs:  # stopped by a signal: the model is not the final one
+    if done < epochs:  # stopped by a signal: the model is not the final one
         sys.exit(
-            f"results_nll: training stopped after epoch {max(rows, default=0)} of {epochs}; "
+            f"results_nll: training stopped after epoch {done} of {epochs}; "
             "run the same command again to continue"
         )
     eval_s = run(evaluate)
