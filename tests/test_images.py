@@ -110,6 +110,48 @@ def png_bytes(a) -> bytes:
     return buf.getvalue()
 
 
+def exif_bytes(a, fmt: str, orientation: int) -> bytes:
+    """a (H, W[, 3]) encoded as fmt with an EXIF orientation tag, as a phone camera stores it."""
+    import io
+
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    Image.fromarray(a).save(
+        buf, fmt, exif=exif.tobytes(), **({"quality": 95} if fmt == "JPEG" else {})
+    )
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+@pytest.mark.parametrize("orientation, turn", [(1, 0), (3, 2), (6, -1), (8, 1)])
+def test_exif_orientation_turns_the_image_upright(fmt, orientation, turn):
+    """A sideways-stored photo (EXIF orientation 6: turn 90 degrees clockwise to view, 8:
+    anticlockwise) decodes upright, and its header reports the upright (H, W)."""
+    a = np.zeros((24, 40, 3), np.uint8)  # landscape as stored, with a white top-left block
+    a[:8, :8] = 255
+    raw = exif_bytes(a, fmt, orientation)
+    want = np.rot90(a, turn)  # upright, as a viewer shows it
+    mode, hw = images.header(raw)
+    assert mode == "RGB" and hw == want.shape[:2]
+    out = images.decode(raw, hw, 0, 3).transpose(1, 2, 0)
+    assert out.shape == want.shape
+    assert np.abs(out.astype(int) - want).max() <= (0 if fmt == "PNG" else 40)
+
+
+def test_a_folder_of_sideways_phone_photos_is_cached_upright(tmp_path):
+    a = np.zeros((24, 40, 3), np.uint8)
+    a[:8, :8] = 255
+    for i in range(4):
+        (tmp_path / "phone").mkdir(exist_ok=True)
+        (tmp_path / "phone" / f"{i}.jpg").write_bytes(exif_bytes(a, "JPEG", 6))
+    info = describe(f"folder:{tmp_path / 'phone'}")
+    assert info.size == (40, 24)  # portrait, as taken
+    x, _ = load_split(f"folder:{tmp_path / 'phone'}", "train")
+    upright = x[0].permute(1, 2, 0).numpy().astype(int)
+    assert np.abs(upright - np.rot90(a, -1)).max() <= 40  # the block is now top-right
+
+
 def test_grey_folder_gives_one_channel_and_its_own_size(tmp_path):
     for i in range(4):
         save(tmp_path / "g" / f"{i}.png", np.full((12, 10), 30 * i, np.uint8))

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from . import images
 from .data import DataError
 
-VERSION = 1  # bump when the cache layout or the decoding changes
+VERSION = 2  # bump when the cache layout or the decoding changes (2: EXIF orientation)
 TEST_PERCENT = 5  # held-out share of a folder without train/ and test/ subfolders
 Entry = tuple[str, int, int]  # (path inside the source, bytes, mtime_ns or CRC for a zip)
 
@@ -148,7 +148,7 @@ def scan(source: Path, entries: list[Entry], workers: int) -> dict:
     fp = fingerprint(entries)
     if path.is_file():
         s = json.loads(path.read_text())
-        if s.get("fingerprint") == fp:
+        if s.get("fingerprint") == fp and s.get("version") == VERSION:
             return s
     tasks = [(str(source), e[0]) for e in entries]
     heads = [h for h in pool_map(_header, tasks, workers, "scanning") if h is not None]
@@ -156,6 +156,7 @@ def scan(source: Path, entries: list[Entry], workers: int) -> dict:
         raise DataError(f"{source}: none of its {len(entries)} image files can be read")
     s = {
         "fingerprint": fp,
+        "version": VERSION,
         "modes": dict(Counter(m for m, _ in heads)),
         "size": list(heads[0][1]),
         "sizes": len({hw for _, hw in heads}),  # how many different (H, W)

@@ -1,4 +1,5 @@
-"""One image file -> one uint8 array (C, H, W): decode, fix its mode, crop, resize (Pillow only).
+"""One image file -> one uint8 array (C, H, W): decode, turn it upright by its EXIF orientation, fix
+its mode, crop, resize (Pillow only).
 
 Used by the cache builder's worker processes, so it imports neither torch nor the rest of vaekit.
 """
@@ -8,10 +9,25 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from PIL import Image
+from PIL import ExifTags, Image, ImageOps, PngImagePlugin
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+
+
+def orientation(img: Image.Image) -> int:
+    """The EXIF orientation (1 upright, 2..8 flipped or turned; also XMP's tiff:Orientation),
+    from the header: a PNG's eXIf chunk counts only before the pixels, so that reading it never
+    decodes them and header() and decode() always agree."""
+    try:
+        if isinstance(img, PngImagePlugin.PngImageFile):
+            exif = Image.Image.getexif(img)  # PngImageFile.getexif would decode the pixels
+        else:
+            exif = img.getexif()
+        o = int(exif.get(ExifTags.Base.Orientation, 1))
+    except Exception:  # a malformed EXIF block: the image as stored, not a skipped file
+        return 1
+    return o if 1 <= o <= 8 else 1
 
 
 def to_mode(img: Image.Image, channels: int) -> Image.Image:
@@ -47,15 +63,21 @@ def crop_resize(img: Image.Image, size: tuple[int, int], crop: int) -> Image.Ima
 
 
 def decode(data: bytes, size: tuple[int, int], crop: int, channels: int) -> np.ndarray:
-    """Encoded image bytes -> uint8 (C, H, W). Raises on unreadable or truncated data."""
+    """Encoded image bytes -> uint8 (C, H, W), upright as its EXIF orientation says (a phone's
+    portrait photo stored sideways is turned). Raises on unreadable or truncated data."""
     with Image.open(io.BytesIO(data)) as img:
+        turn = orientation(img) != 1
         img.load()  # decode fully now: a truncated file fails here, not later
+        if turn:
+            img = ImageOps.exif_transpose(img)
         img = crop_resize(to_mode(img, channels), size, crop)
     a = np.asarray(img, dtype=np.uint8)  # (H, W) or (H, W, 3)
     return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
 
 
 def header(data: bytes) -> tuple[str, tuple[int, int]]:
-    """(mode, (H, W)) from an image's header, without decoding the pixels."""
+    """(mode, (H, W)) from an image's header, without decoding the pixels; (H, W) as decode()
+    turns it: an EXIF orientation of 5 to 8 (a quarter turn) swaps them."""
     with Image.open(io.BytesIO(data)) as img:
-        return img.mode, (img.size[1], img.size[0])
+        w, h = img.size
+        return img.mode, ((w, h) if orientation(img) >= 5 else (h, w))
