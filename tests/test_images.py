@@ -3,7 +3,12 @@ then training at 32x32x3 and 64x64x3 and every generation command's image sizes.
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -221,6 +226,116 @@ def test_process_pool_gives_the_same_cache(tmp_path, monkeypatch):
     first = next(e[0] for e, s in zip(entries, splits, strict=True) if s == "train")
     with Image.open(root / first) as im:  # no resize at the native size: the pixels as they are
         assert torch.equal(x1[0], torch.from_numpy(np.asarray(im).transpose(2, 0, 1).copy()))
+
+
+KILLED_BUILD = """
+import sys, time
+from pathlib import Path
+
+from vaekit import cache
+
+
+def slow(task):  # a build that lasts a few seconds, so that it can be killed midway
+    time.sleep(0.02)
+    return cache.images.decode(cache.read_bytes(task[0], task[1]), *task[2:])
+
+
+if __name__ == "__main__":
+    cache._decode = slow
+    root = Path(sys.argv[1])
+    cache.build_or_load(root, "train", (8, 8), 3, 0, cache.list_images(root), workers=2)
+"""
+
+
+def children(pid: int) -> list[int]:
+    """The live (not zombie) child processes of pid, from /proc."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(stat.parent.name))
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_for(check, seconds: float) -> bool:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if check():
+            return True
+        time.sleep(0.05)
+    return check()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs /proc (Linux)")
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "term"])
+def test_a_killed_build_leaves_no_workers_and_its_temp_folder_goes_next_time(tmp_path, sig):
+    rng = np.random.default_rng(6)
+    root = tmp_path / "many"
+    for i in range(300):  # enough to use the process pool
+        save(root / f"{i:03d}.png", rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
+    (tmp_path / "build.py").write_text(KILLED_BUILD)
+    repo = str(Path(__file__).resolve().parent.parent)
+    path = os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "VAEKIT_CACHE": str(tmp_path / "cache"), "PYTHONPATH": path}
+    proc = subprocess.Popen(
+        [sys.executable, str(tmp_path / "build.py"), str(root)],
+        env={**env, "OMP_NUM_THREADS": "1"},
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert wait_for(lambda: len(children(proc.pid)) >= 2, 30), "the pool never started"
+        workers = children(proc.pid)
+        assert list((tmp_path / "cache").glob("*/.train-*.tmp*")), "no build under way"
+        proc.send_signal(sig)
+        proc.wait(5)
+        assert wait_for(lambda: not any(map(alive, workers)), 3), "workers outlived their parent"
+    finally:
+        proc.kill()
+        proc.wait()
+        for w in workers if "workers" in locals() else []:
+            if alive(w):
+                os.kill(w, signal.SIGKILL)
+    stale = list((tmp_path / "cache").glob("*/.train-*.tmp*"))
+    assert stale  # what the killed build left
+    entries = cache.list_images(root)
+    x, _, man = cache.build_or_load(root, "train", (8, 8), 3, 0, entries, workers=1)
+    assert not any(p.exists() for p in stale)
+    assert len(x) == man["num_images"] == cache.assign(entries, None)[0].count("train")
+
+
+def test_clean_stale_keeps_running_builds_and_removes_left_overs(tmp_path, monkeypatch):
+    dead = 2**30  # above any pid_max: never a live process
+    paths = {
+        "ours": tmp_path / f".train-8x8x3-crop0.tmp{os.getpid()}-{cache.HOST}",
+        "dead": tmp_path / f".train-8x8x3-crop0.tmp{dead}-{cache.HOST}",
+        "dead_old_style": tmp_path / f".test-8x8x3-crop0.tmp{dead}",
+        "dead_json": tmp_path / f".scan.json.tmp{dead}-{cache.HOST}",
+        "other_host": tmp_path / f".train-8x8x3-crop0.tmp{dead}-elsewhere",
+        "other_host_old": tmp_path / f".test-8x8x3-crop0.tmp{dead}-elsewhere",
+        "cache": tmp_path / "train-8x8x3-crop0",
+    }
+    for k, p in paths.items():
+        if "json" in k:
+            p.write_text("{}")
+        else:
+            p.mkdir()
+            (p / "images.u8").write_bytes(b"")
+    day_ago = time.time() - cache.STALE_SECONDS - 60
+    for p in (paths["other_host_old"], paths["other_host_old"] / "images.u8"):
+        os.utime(p, (day_ago, day_ago))
+    cache.clean_stale(tmp_path)
+    kept = {k for k, p in paths.items() if p.exists()}
+    assert kept == {"ours", "other_host", "cache"}
 
 
 def celeba_like(root, n=12):

@@ -13,8 +13,11 @@ import hashlib
 import json
 import multiprocessing as mp
 import os
+import re
 import shutil
+import socket
 import sys
+import threading
 import time
 import zipfile
 from collections import Counter
@@ -32,6 +35,10 @@ from .data import DataError
 VERSION = 2  # bump when the cache layout or the decoding changes (2: EXIF orientation)
 TEST_PERCENT = 5  # held-out share of a folder without train/ and test/ subfolders
 Entry = tuple[str, int, int]  # (path inside the source, bytes, mtime_ns or CRC for a zip)
+STALE_SECONDS = 24 * 3600  # a temporary file or folder untouched this long is left over
+PARENT_POLL_SECONDS = 0.2  # how often a pool worker checks that its parent is still there
+HOST = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname())[:64]  # in temporary names
+TMP_NAME = re.compile(r"^\.(?P<name>.+)\.tmp(?P<pid>\d+)(?:-(?P<host>\w*))?$")
 
 
 def warn(msg: str) -> None:
@@ -98,6 +105,21 @@ def _decode(task: tuple[str, str, tuple[int, int], int, int]) -> np.ndarray | st
         return f"{type(e).__name__}: {str(e).split(' <_io.')[0]}"  # not the BytesIO's repr
 
 
+def _watch_parent(parent: int) -> None:
+    """Pool worker initializer: a daemon thread that ends this worker as soon as the process
+    that started it is gone (kill -9, SIGTERM, a crash), which the pool cannot tell it: the
+    workers would otherwise wait on their task queue forever. Polls os.getppid(), which
+    changes when a process is orphaned; portable, and unlike Linux's PR_SET_PDEATHSIG not
+    fooled by the parent's starting thread ending first."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_SECONDS)
+        os._exit(1)  # nothing to clean up: a worker only reads files and returns arrays
+
+    threading.Thread(target=watch, name="vaekit-parent-watch", daemon=True).start()
+
+
 def pool_map(fn: Callable, tasks: list, workers: int, desc: str):
     """fn over tasks in order, on `workers` processes (in this one for small jobs), with a
     progress bar on stderr when it is a terminal."""
@@ -106,7 +128,10 @@ def pool_map(fn: Callable, tasks: list, workers: int, desc: str):
         yield from tqdm(map(fn, tasks), **bar)
         return
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    with ProcessPoolExecutor(workers, mp_context=ctx) as ex:
+    pool = ProcessPoolExecutor(
+        workers, mp_context=ctx, initializer=_watch_parent, initargs=(os.getpid(),)
+    )
+    with pool as ex:
         chunk = max(1, min(256, len(tasks) // (8 * workers)))
         yield from tqdm(ex.map(fn, tasks, chunksize=chunk), **bar)
 
@@ -169,10 +194,61 @@ def source_key(source: Path) -> str:
     return hashlib.sha1(str(source.resolve()).encode()).hexdigest()[:16]
 
 
+def temp_twin(path: Path) -> Path:
+    """This process's temporary twin of path, named so that clean_stale can tell whose it is."""
+    return path.with_name(f".{path.name}.tmp{os.getpid()}-{HOST}")
+
+
+def pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    if os.name == "nt":  # os.kill would terminate it there; only the age test applies
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: alive, another user's
+        return True
+    return True
+
+
+def last_touched(path: Path) -> float:
+    """The newest mtime of path and (for a folder) of the files right inside it."""
+    try:
+        times = [path.stat().st_mtime]
+        if path.is_dir():
+            times += [p.stat().st_mtime for p in path.iterdir()]
+        return max(times)
+    except OSError:  # removed meanwhile
+        return time.time()
+
+
+def clean_stale(folder: Path) -> None:
+    """Remove the temporary cache folders and JSON files that a killed build left in folder:
+    those of a process of this host that is gone, and any not touched for STALE_SECONDS (a
+    reused PID, another host sharing the cache). Those of running builds stay."""
+    try:
+        names = [p for p in folder.iterdir() if p.name.startswith(".")]
+    except OSError:
+        return
+    for p in names:
+        m = TMP_NAME.match(p.name)
+        if m is None:
+            continue
+        here = m["host"] is None or m["host"] == HOST  # no host: written by an older vaekit
+        old = time.time() - last_touched(p) > STALE_SECONDS
+        if old or (here and not pid_alive(int(m["pid"]))):
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+
+
 def write_json(obj: dict, path: Path) -> None:
     """Write JSON atomically: a temp file beside it, then a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = temp_twin(path)
     tmp.write_text(json.dumps(obj))
     os.replace(tmp, path)
 
@@ -227,6 +303,7 @@ def build_or_load(
     prep = {"size": [H, W], "channels": channels, "crop": crop, "filter": "bilinear"}
     want = {"version": VERSION, "source": str(source.resolve()), "split": split, **prep}
     files = [list(e) for e in entries]
+    clean_stale(dest.parent)  # what a killed build left behind
     man = read_manifest(dest)
     if man is None or {k: man.get(k) for k in want} != want or man.get("all_files") != files:
         if man is not None:
@@ -262,7 +339,7 @@ def build(
     if not picked:
         raise DataError(f"{source}: no images in its {split} split")
     t0 = time.perf_counter()
-    tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}")
+    tmp = temp_twin(dest)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
