@@ -73,7 +73,7 @@ def test_messy_folder_decodes_skips_and_is_left_untouched(messy, capsys):
     assert info.channels == 3 and info.size == (16, 16)  # mixed modes: RGB
     assert "mixed image modes" in err and "LA: 1" in err and "P: 1" in err and "I;16: 1" in err
     assert "skipped" in err and "cannot be read" in err
-    assert "images of 7 different sizes" in err and "resized to it" in err
+    assert "7 image sizes (" in err and ", ...)" in err and "resized to it" in err
     x, y = load_split(f"folder:{messy}", "train", size=(16, 16), channels=3)
     xt, yt = load_split(f"folder:{messy}", "test", size=(16, 16), channels=3)
     # 17 good images, 4 broken ones (truncated png and jpg, empty, text), none hidden
@@ -164,6 +164,37 @@ def test_grey_folder_gives_one_channel_and_its_own_size(tmp_path):
     assert (info.channels, info.size) == (1, (12, 10))
     x, _ = load_split(f"folder:{tmp_path / 'g'}", "train", size=(12, 10), channels=1)
     assert x.shape[1:] == (1, 12, 10)
+
+
+def test_one_large_image_does_not_set_the_size_of_a_folder(tmp_path, capsys):
+    """The most common size wins, not the first file's: one 1024 px image sorted first among
+    48 px ones gave a 1024x1024 model that ran out of memory."""
+    root = tmp_path / "mixed"
+    save(root / "000-big.png", np.zeros((1024, 1024), np.uint8))
+    for i in range(12):
+        save(root / f"{i + 1:03d}.png", np.full((48, 48), i, np.uint8))
+    save(root / "zzz-odd.png", np.zeros((40, 56), np.uint8))
+    assert cache.list_images(root)[0][0] == "000-big.png"
+    size, channels, _ = cache.resolve(root, None, None, workers=1)
+    assert (size, channels) == ((48, 48), 1)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1  # one line, naming the sizes, the choice and the flag
+    assert "3 image sizes (48x48: 12, 40x56: 1, 1024x1024: 1)" in err
+    assert "using the most common, 48x48" in err and "--image-size" in err
+    assert describe(f"folder:{root}").size == (48, 48)
+    assert cache.resolve(root, (1024, 1024), 1, workers=1)[0] == (1024, 1024)  # as asked
+    assert cache.resolve(root, (32, 32), None, workers=1)[0] == (32, 32)
+
+
+def test_the_most_common_size_ties_to_the_smaller(tmp_path, capsys):
+    assert cache.common_size({(64, 64): 3, (32, 32): 3, (16, 16): 1}) == (32, 32)
+    assert cache.common_size({(48, 64): 2, (64, 48): 2}) == (48, 64)
+    many = {(i, i): 1 for i in range(1, 7)}
+    assert cache.size_summary(many) == "6 image sizes (1x1: 1, 2x2: 1, 3x3: 1, 4x4: 1, ...)"
+    for i in range(3):
+        save(tmp_path / "one" / f"{i}.png", np.zeros((20, 30, 3), np.uint8))
+    assert cache.resolve(tmp_path / "one", None, None, workers=1)[0] == (20, 30)
+    assert "using the images' size, 20x30" in capsys.readouterr().err
 
 
 def test_empty_missing_and_all_broken_folders_are_one_clear_error(tmp_path):

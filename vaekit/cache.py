@@ -167,13 +167,13 @@ def fingerprint(entries: list[Entry]) -> str:
 
 
 def scan(source: Path, entries: list[Entry], workers: int) -> dict:
-    """Modes and the first image's size, from headers only; kept beside the caches so a
-    second run with unchanged files does not read them again."""
+    """How many images have each mode and each size (H, W), from headers only; kept beside the
+    caches so a second run with unchanged files does not read them again."""
     path = cache_root() / source_key(source) / "scan.json"
     fp = fingerprint(entries)
     if path.is_file():
         s = json.loads(path.read_text())
-        if s.get("fingerprint") == fp and s.get("version") == VERSION:
+        if s.get("fingerprint") == fp and s.get("version") == VERSION and "size_counts" in s:
             return s
     tasks = [(str(source), e[0]) for e in entries]
     heads = [h for h in pool_map(_header, tasks, workers, "scanning") if h is not None]
@@ -183,11 +183,24 @@ def scan(source: Path, entries: list[Entry], workers: int) -> dict:
         "fingerprint": fp,
         "version": VERSION,
         "modes": dict(Counter(m for m, _ in heads)),
-        "size": list(heads[0][1]),
-        "sizes": len({hw for _, hw in heads}),  # how many different (H, W)
+        "size_counts": [[h, w, n] for (h, w), n in Counter(hw for _, hw in heads).items()],
     }
     write_json(s, path)
     return s
+
+
+def common_size(counts: dict[tuple[int, int], int]) -> tuple[int, int]:
+    """The most common (H, W) among the images; a tie goes to the smaller (fewer pixels, then
+    the lower H): never a size that one odd file imposes on the whole folder."""
+    return min(counts, key=lambda hw: (-counts[hw], hw[0] * hw[1], hw))
+
+
+def size_summary(counts: dict[tuple[int, int], int], most: int = 4) -> str:
+    """'3 image sizes (48x48: 120, 1024x1024: 1, 64x48: 1)', the most common first."""
+    order = sorted(counts, key=lambda hw: (-counts[hw], hw[0] * hw[1], hw))
+    shown = [f"{h}x{w}: {counts[h, w]}" for h, w in order[:most]]
+    more = ", ..." if len(order) > most else ""
+    return f"{len(counts)} image sizes ({', '.join(shown)}{more})"
 
 
 def source_key(source: Path) -> str:
@@ -260,8 +273,9 @@ def resolve(
     workers: int,
     default_channels: int | None = None,
 ) -> tuple[tuple[int, int], int, list[Entry]]:
-    """(size, channels, entries): what was asked, else what the images are (the first image's
-    size; 1 channel only if every image is grey)."""
+    """(size, channels, entries): what was asked, else what the images are: the most common
+    size (H, W), ties to the smaller, said on stderr with the sizes found when they differ; 1
+    channel only if every image is grey."""
     if not source.exists():
         raise DataError(f"{source}: no such folder or zip file")
     entries = list_images(source)
@@ -274,11 +288,22 @@ def resolve(
         s = scan(source, entries, workers)
         grey = set(s["modes"]) <= set(images.GREY_MODES)
         channels = channels or (1 if grey else 3)
-        size = size or tuple(s["size"])
-        if s.get("sizes", 1) > 1:
+        counts = {(h, w): n for h, w, n in s["size_counts"]}
+        if size is None:
+            size = common_size(counts)
+            H, W = size
+            if len(counts) > 1:
+                warn(
+                    f"{source}: {size_summary(counts)}; using the most common, {H}x{W} (H x W; "
+                    "ties: the smaller); set --image-size to choose; the others are "
+                    "centre-cropped to its aspect ratio and resized"
+                )
+            else:
+                print(f"vaekit: {source}: using the images' size, {H}x{W} (H x W)", file=sys.stderr)
+        elif len(counts) > 1:
             warn(
-                f"{source}: images of {s['sizes']} different sizes; each is centre-cropped to "
-                f"the aspect ratio of {size[0]}x{size[1]} (H x W) and resized to it"
+                f"{source}: {size_summary(counts)}; each is centre-cropped to the aspect ratio "
+                f"of {size[0]}x{size[1]} (H x W) and resized to it"
             )
         if not grey and len(s["modes"]) > 1:
             modes = ", ".join(f"{m}: {n}" for m, n in sorted(s["modes"].items()))

@@ -61,7 +61,7 @@ class ImageDataset:
 
     name: str
     path: str | None = None  # folder:PATH's folder; None: search the data roots (CelebA)
-    size: tuple[int, int] | None = None  # default (H, W); None: the first image's
+    size: tuple[int, int] | None = None  # default (H, W); None: the most common
     crop: int = 0  # default centre crop before resizing (0: only to the target's aspect)
     channels: int | None = None  # None: 1 if every image is grey, else 3
 
