@@ -7,6 +7,7 @@ import struct
 import tarfile
 import threading
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -283,3 +284,31 @@ def test_real_fashion_mnist_at_32_px_rgb(data_root):
     assert x.shape == (10000, 3, 32, 32) and torch.bincount(y).tolist() == [1000] * 10
     x28, _ = load_split("fashion-mnist", "test", data_dir=data_root)
     assert abs(x.float().mean() - x28.float().mean()) < 1.0  # resizing keeps the brightness
+
+
+def imports_of(module: str) -> set[str]:
+    """The vaekit modules that vaekit/<module>.py imports, at the top or inside functions."""
+    import ast
+
+    tree = ast.parse((Path(data.__file__).parent / f"{module}.py").read_text())
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:  # from . import x, from .x import
+            out |= {node.module} if node.module else {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("vaekit."):
+            out.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            out |= {a.name.split(".")[1] for a in node.names if a.name.startswith("vaekit.")}
+    return out
+
+
+def test_data_and_cache_do_not_import_each_other():
+    """cache.py raises DataError without importing data.py (which imports cache.py): the
+    error lives in vaekit.errors, and vaekit.data.DataError is the same class."""
+    from vaekit import cache, errors
+
+    assert "data" not in imports_of("cache") and "data" not in imports_of("images")
+    assert imports_of("errors") == set()
+    assert data.DataError is errors.DataError is cache.DataError is DataError
+    with pytest.raises(DataError, match="no such folder"):
+        cache.resolve(Path("/nonexistent/vaekit"), None, None, workers=1)

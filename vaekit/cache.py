@@ -30,7 +30,7 @@ import torch
 from tqdm import tqdm
 
 from . import images
-from .data import DataError
+from .errors import DataError
 
 VERSION = 2  # bump when the cache layout or the decoding changes (2: EXIF orientation)
 TEST_PERCENT = 5  # held-out share of a folder without train/ and test/ subfolders

@@ -24,9 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-
-class DataError(Exception):
-    """A dataset is missing, corrupted or unreadable; the message says what to do."""
+from .errors import DataError  # defined apart (cache.py raises it too); vaekit.data.DataError
 
 
 @dataclass(frozen=True)
@@ -386,7 +384,7 @@ def load_cached(
     crop: int,
 ) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """(images memory-mapped, labels, manifest) of a folder or CelebA split, via the cache."""
-    from . import cache
+    from . import cache  # here, not at the top: Pillow, tqdm and the process pool cost ~0.1 s
 
     if spec.path is not None:
         source, partition = Path(spec.path).expanduser().resolve(), None
