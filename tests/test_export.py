@@ -1,3 +1,5 @@
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -17,16 +19,50 @@ def test_safetensors_round_trip_gives_identical_outputs(tiny_run, tmp_path, caps
     assert all(torch.equal(u, v) for u, v in zip(a.encode(x), b.encode(x), strict=True))
 
 
-def test_onnx_decoder_matches_in_onnxruntime(tiny_run, tmp_path):
+def test_onnx_decoder_is_one_file_that_runs_alone_in_onnxruntime(tiny_run, tmp_path, capsys):
     ort = pytest.importorskip("onnxruntime")
-    assert main(["export", str(tiny_run), "--format", "onnx"]) == 0
-    session = ort.InferenceSession(str(tiny_run / "decoder.onnx"))
+    out = tmp_path / "export" / "decoder.onnx"
+    out.parent.mkdir()
+    assert main(["export", str(tiny_run), "--format", "onnx", "--out", str(out)]) == 0
+    assert capsys.readouterr().out == f"wrote {out}\n"
+    # self-contained: no decoder.onnx.data (issue #19) and no temp file left beside it
+    assert sorted(p.name for p in out.parent.iterdir()) == ["decoder.onnx"]
+    # the one file named is all a user copies; it must run on its own elsewhere
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(out, elsewhere)
+    session = ort.InferenceSession(str(elsewhere / "decoder.onnx"))
     model = vaekit.load(tiny_run)
     for n in (1, 9):  # the batch size is dynamic
         z = torch.randn(n, model.cfg.latent_dim)
         got = session.run(None, {"z": z.numpy()})[0]
         assert got.shape == (n, 1, 28, 28)
         np.testing.assert_allclose(got, model.decode(z).detach().numpy(), atol=1e-5)
+
+
+def test_onnx_too_large_for_one_file_names_both_files(tiny_run, tmp_path, monkeypatch, capsys):
+    ort = pytest.importorskip("onnxruntime")
+    # torch saves weights beside the graph past this size (under protobuf's 2 GB limit);
+    # lowering it stands in for a model that big
+    onnx_program = pytest.importorskip("torch.onnx._internal.exporter._onnx_program")
+    monkeypatch.setattr(onnx_program, "_LARGE_MODEL_THRESHOLD", 0)
+    out = tmp_path / "export" / "decoder.onnx"
+    out.parent.mkdir()
+    assert main(["export", str(tiny_run), "--format", "onnx", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    data = out.with_name("decoder.onnx.data")
+    assert sorted(p.name for p in out.parent.iterdir()) == ["decoder.onnx", "decoder.onnx.data"]
+    assert f"wrote {data}" in printed and f"wrote {out}" in printed
+    assert "both" in printed  # says the two files go together
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(out, elsewhere)
+    shutil.copy(data, elsewhere)
+    session = ort.InferenceSession(str(elsewhere / "decoder.onnx"))
+    model = vaekit.load(tiny_run)
+    z = torch.randn(3, model.cfg.latent_dim)
+    got = session.run(None, {"z": z.numpy()})[0]
+    np.testing.assert_allclose(got, model.decode(z).detach().numpy(), atol=1e-5)
 
 
 def test_export_errors_are_one_line(tmp_path, capsys):

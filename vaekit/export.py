@@ -7,6 +7,9 @@ optional (pip install "vaekit[export]") and imported only here.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import torch
@@ -58,17 +61,44 @@ class _Decoder(torch.nn.Module):
 
 
 def save_onnx(model: VAE, path: str | Path) -> Path:
-    """The decoder as ONNX with a dynamic batch: input "z" (N, D), output "x" (N, C, H, W)."""
+    """The decoder as ONNX with a dynamic batch: input "z" (N, D), output "x" (N, C, H, W).
+
+    One self-contained file, weights included, written atomically. A model too large for one
+    protobuf (torch's exporter switches at 1.5 GB) gets its weights in PATH.data beside it:
+    both files are printed and both are needed. Returns path.
+    """
     _need("onnxscript")  # torch's ONNX exporter builds the graph with it
+    path = Path(path)
     z = torch.randn(2, model.cfg.latent_dim)
-    torch.onnx.export(
-        _Decoder(model.cpu().eval()),
-        (z,),
-        str(path),
-        input_names=["z"],
-        output_names=["x"],
-        dynamic_shapes={"z": {0: torch.export.Dim("batch")}},
-        dynamo=True,
-        verbose=False,
-    )
-    return Path(path)
+    decoder = _Decoder(model.cpu().eval()).eval()
+    # export into a private folder beside path, under path's own name (an external data
+    # file records the name it was written as), then move each file into place
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        torch.onnx.export(
+            decoder,
+            (z,),
+            str(tmp / path.name),
+            input_names=["z"],
+            output_names=["x"],
+            dynamic_shapes={"z": {0: torch.export.Dim("batch")}},
+            dynamo=True,
+            external_data=False,  # weights inside the .onnx unless it would pass 2 GB
+            verbose=False,
+        )
+        extra = sorted(p.name for p in tmp.iterdir() if p.name != path.name)
+        for name in [*extra, path.name]:  # the graph last: it is what names the others
+            with open(tmp / name, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp / name, path.parent / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if not extra:
+        # weights left by an earlier export that stored them outside; this file doesn't use them
+        path.with_name(path.name + ".data").unlink(missing_ok=True)
+    for name in extra:
+        print(
+            f"wrote {path.parent / name} (the weights, too large to go inside {path.name}: "
+            "copy both files, side by side)"
+        )
+    return path
