@@ -1,7 +1,9 @@
-"""The latent explorer on a trained run: decode latency (API and in the browser) and the
-README's screenshot. Not a test; needs Playwright and Chromium (as the browser tests do).
+"""The latent explorer on a trained run: decode latency (API and in the browser), a burst of
+concurrent decode requests, and the README's screenshot. Not a test; the browser part needs
+Playwright and Chromium (as the browser tests do); --no-browser skips it.
 
     python benchmarks/explorer.py runs/mnist --screenshot docs/explorer.png --out runs/explorer.json
+    python benchmarks/explorer.py runs/mnist --no-browser --concurrent 200 --bursts 5
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import shutil
 import statistics
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -62,16 +65,71 @@ def api_latency(server, dim: int, n: int) -> dict:
     return summary(ms)
 
 
+def burst(server, dim: int, clients: int) -> tuple[list[float], Counter]:
+    """`clients` threads, released at once, each POST /api/decode of one random code on its own
+    connection: (latencies in ms of those answered 200, {failure: count} of the rest)."""
+    host, port = server.server_address[:2]
+    bodies = [json.dumps({"z": torch.randn(1, dim).tolist()}) for _ in range(clients)]
+    go = threading.Barrier(clients)
+    results = [None] * clients
+
+    def one(i: int) -> None:
+        go.wait()
+        t0 = time.perf_counter()
+        try:
+            conn = http.client.HTTPConnection(host, port, timeout=60)
+            conn.request("POST", "/api/decode", body=bodies[i])
+            r = conn.getresponse()
+            r.read()
+            conn.close()
+            outcome = r.status
+        except OSError as e:
+            outcome = type(e).__name__
+        results[i] = (outcome, 1000 * (time.perf_counter() - t0))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ok = [ms for outcome, ms in results if outcome == 200]
+    return ok, Counter(str(outcome) for outcome, _ in results if outcome != 200)
+
+
+def concurrent(server, dim: int, clients: int, bursts: int) -> dict:
+    """Served count, and median and p99 latency over all bursts' answered requests."""
+    ms, failed, served = [], Counter(), []
+    for _ in range(bursts):
+        ok, bad = burst(server, dim, clients)
+        ms += ok
+        failed += bad
+        served.append(len(ok))
+        time.sleep(0.5)  # let the last burst's connections close
+    q = statistics.quantiles(ms, n=100) if len(ms) > 1 else ms * 99
+    return {
+        "clients": clients,
+        "bursts": bursts,
+        "served_per_burst": served,
+        "served": sum(served),
+        "requests": clients * bursts,
+        "failed": dict(failed),
+        "median_ms": statistics.median(ms) if ms else None,
+        "p99_ms": q[98] if ms else None,
+        "max_ms": max(ms) if ms else None,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run_dir", type=Path)
     ap.add_argument("--n", type=int, default=200, help="decodes to time [200]")
+    ap.add_argument("--concurrent", type=int, default=200, help="clients per burst (0: none) [200]")
+    ap.add_argument("--bursts", type=int, default=3, help="bursts of concurrent clients [3]")
+    ap.add_argument("--no-browser", action="store_true", help="skip the headless Chromium part")
     ap.add_argument("--screenshot", type=Path, help="write a full-page PNG here")
     ap.add_argument("--out", type=Path, help="write the figures as JSON here")
     ap.add_argument("--chromium", default=os.environ.get("VAEKIT_CHROMIUM") or "chromium")
     args = ap.parse_args()
-
-    from playwright.sync_api import sync_playwright
 
     ckpt = checkpoint.load(args.run_dir)
     model = checkpoint.build_model(ckpt, args.run_dir).eval()
@@ -91,6 +149,21 @@ def main() -> None:
         "startup_s": round(startup, 2),
         "api_decode": api_latency(server, dim, args.n),
     }
+    if args.concurrent:
+        res["concurrent_decode"] = concurrent(server, dim, args.concurrent, args.bursts)
+    if not args.no_browser:
+        browser_part(server, dim, args, res)
+    server.shutdown()
+    res.update(date=time.strftime("%Y-%m-%d"), commit=commit(), hardware=hardware("cpu"))
+    print(json.dumps(res, indent=2))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(res, indent=2) + "\n")
+
+
+def browser_part(server, dim: int, args, res: dict) -> None:
+    from playwright.sync_api import sync_playwright
+
     with sync_playwright() as p:
         chromium = shutil.which(args.chromium) or args.chromium
         browser = p.chromium.launch(executable_path=chromium, args=FLAGS)
@@ -113,12 +186,6 @@ def main() -> None:
             page.screenshot(path=str(args.screenshot), full_page=True)
             res["screenshot"] = str(args.screenshot)
         browser.close()
-    server.shutdown()
-    res.update(date=time.strftime("%Y-%m-%d"), commit=commit(), hardware=hardware("cpu"))
-    print(json.dumps(res, indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(res, indent=2) + "\n")
 
 
 if __name__ == "__main__":

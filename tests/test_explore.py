@@ -1,5 +1,6 @@
 """The explorer's JSON API against a real server on 127.0.0.1: answers, and refusals (4xx with a
-JSON error, never a 500 or a dead server) for bad input."""
+JSON error, never a 500 or a dead server) for bad input; the HTTP layer under many, slow,
+vanishing and foreign clients."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ import io
 import json
 import os
 import shutil
+import socket
+import struct
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -27,12 +31,13 @@ from vaekit.explore import (
     make_server,
     parse_z,
     read_image,
+    split_host,
     url_of,
 )
 
 
-def start(explorer: Explorer):
-    server = make_server(explorer, "127.0.0.1", 0, quiet=True)
+def start(explorer: Explorer, **options):
+    server = make_server(explorer, "127.0.0.1", 0, **{"quiet": True, **options})
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
@@ -331,6 +336,225 @@ def test_cli_explore_refuses_a_busy_port(served, tiny_run, data_root, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert f"cannot listen on 127.0.0.1:{port}" in err
+
+
+# ---- the HTTP layer: many clients, foreign hosts and origins, slow and vanishing clients.
+# Each runs against its own server with small deadlines, and finishes in a few seconds.
+
+
+@pytest.fixture
+def server_with(served):
+    """make(**options) -> a server on the shared explorer with those make_server options,
+    serving on a free port; all are closed after the test."""
+    explorer, _ = served
+    servers = []
+
+    def make(**options):
+        servers.append(start(explorer, **options))
+        return servers[-1]
+
+    yield make
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def exchange(server, data: bytes, half_close: bool = False, timeout: float = 8):
+    """Send raw bytes, read until the server closes: (status, parsed JSON body, seconds)."""
+    t0 = time.monotonic()
+    with socket.create_connection(server.server_address[:2], timeout=timeout) as s:
+        s.sendall(data)
+        if half_close:
+            s.shutdown(socket.SHUT_WR)
+        reply = b""
+        while chunk := s.recv(65536):
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body), time.monotonic() - t0
+
+
+def test_200_concurrent_decodes_are_all_served(served):
+    # Before: a listen backlog of 5 reset 23-29% of them.
+    _, server = served
+    n, results = 200, {}
+    go = threading.Barrier(n)
+
+    def one(i):
+        go.wait()
+        try:
+            results[i] = request(server, "POST", "/api/decode", {"z": [[i / n, 0, 0, 0]]})[0]
+        except OSError as e:
+            results[i] = repr(e)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    failed = {i: r for i, r in results.items() if r != 200}
+    assert len(results) == n and not failed, f"{len(failed)} of {n} failed: {failed}"
+
+
+def test_requests_for_another_host_are_refused(served):
+    # DNS rebinding: a page on evil.example re-points its name at 127.0.0.1; its requests then
+    # carry Host: evil.example. Before, they got the test images and labels.
+    explorer, server = served
+    port = server.server_address[1]
+    rebound = {"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}"}
+    status, out, headers = request(server, "POST", "/api/encode", {"index": 0}, headers=rebound)
+    assert status == 403 and "evil.example" in out["error"] and "label" not in out
+    assert "default-src 'self'" in headers["Content-Security-Policy"]
+    for host in (
+        "evil.example",
+        f"evil.example:{port}",
+        f"localhost.evil.example:{port}",
+        f"127.0.0.1:{port + 1}",
+        "127.0.0.1",  # port 80
+        f"10.0.0.1:{port}",  # an IP address, but not loopback: this server listens on loopback
+        f"user@127.0.0.1:{port}",
+        "",
+    ):
+        status, out, _ = request(server, "GET", "/api/map", headers={"Host": host})
+        assert status == 403 and "not this server's address" in out["error"], host
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"LocalHost:{port}", f"[::1]:{port}"):
+        assert request(server, "GET", "/api/info", headers={"Host": host})[0] == 200, host
+    no_host = b"GET /api/info HTTP/1.0\r\n\r\n"
+    two = f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nHost: evil.example\r\n\r\n".encode()
+    for data in (no_host, two):
+        status, out, _ = exchange(server, data)
+        assert status == 403 and "exactly one Host" in out["error"]
+
+
+def test_cross_origin_posts_are_refused(served):
+    # CSRF: a page elsewhere posting to http://127.0.0.1:PORT (its browser sends its Origin).
+    _, server = served
+    port = server.server_address[1]
+    z = {"z": [[0.0] * 4]}
+    for origin in (
+        "http://evil.example",
+        f"http://evil.example:{port}",
+        "null",  # a sandboxed frame or a file:// page
+        f"https://127.0.0.1:{port}",
+        f"http://127.0.0.1:{port + 1}",
+        f"http://localhost:{port}",  # another origin than the page's, http://127.0.0.1:PORT
+    ):
+        status, out, _ = request(server, "POST", "/api/decode", z, headers={"Origin": origin})
+        assert status == 403 and "cross-origin" in out["error"], origin
+    # The page's own fetches (browsers send Origin on POST), and clients that send none, work.
+    own = {"Origin": f"http://127.0.0.1:{port}"}
+    assert request(server, "POST", "/api/decode", z, headers=own)[0] == 200
+    assert request(server, "POST", "/api/decode", z)[0] == 200
+    by_name = {"Host": f"localhost:{port}", "Origin": f"http://localhost:{port}"}
+    assert request(server, "POST", "/api/decode", z, headers=by_name)[0] == 200
+    assert request(server, "GET", "/api/info", headers=own)[0] == 200
+
+
+def test_hosts_accepted_when_listening_on_all_addresses(served):
+    explorer, _ = served
+    server = make_server(explorer, "0.0.0.0", 0, quiet=True, hosts=("explorer.lan",))
+    try:
+        port = server.port
+        for name in ("127.0.0.1", "192.168.1.20", "[fe80::1]", "localhost", "Explorer.lan"):
+            assert server.accepts(*split_host(f"{name}:{port}")), name
+        assert server.accepts(socket.gethostname().lower(), port)
+        for host in (f"evil.example:{port}", f"127.0.0.1:{port + 1}", "explorer.lan"):
+            assert not server.accepts(*split_host(host)), host
+    finally:
+        server.server_close()
+
+
+def test_byte_at_a_time_clients_are_dropped(server_with):
+    # Slowloris. Before, each held a thread as long as it kept sending (a 30 s timeout per
+    # recv); now the headers have 1 s in all, and at most 4 threads serve connections.
+    server = server_with(workers=4, header_timeout=1)
+    host, port = server.server_address[:2]
+    n, open_for = 8, {}
+    line = f"GET /api/info HTTP/1.1\r\nHost: {host}:{port}\r\nX-Slow: ".encode() + b"a" * 100
+
+    def slow(i):
+        t0 = time.monotonic()
+        with socket.create_connection((host, port), timeout=1) as s:
+            s.setblocking(False)
+            for byte in line:
+                try:
+                    s.send(bytes([byte]))
+                    if s.recv(1) == b"":  # the server closed the connection
+                        break
+                except BlockingIOError:
+                    pass  # still open, nothing to read
+                except OSError:  # reset or broken pipe: closed
+                    break
+                time.sleep(0.05)
+            else:
+                open_for[i] = None  # still open after all 100+ bytes (over 5 s)
+                return
+        open_for[i] = time.monotonic() - t0
+
+    threads = [threading.Thread(target=slow, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    assert request(server, "GET", "/api/info")[0] == 200  # still answering others
+    answered = time.monotonic() - t0
+    workers = [t for t in threading.enumerate() if t.name.startswith(f"explorer-{port}-")]
+    for t in threads:
+        t.join(timeout=10)
+    assert len(workers) <= 4
+    assert all(s is not None and s < 2.5 for s in open_for.values()) and len(open_for) == n, (
+        open_for
+    )
+    assert answered < 2.5
+
+
+def test_connections_beyond_the_queue_get_a_503_at_once(server_with):
+    server = server_with(workers=1, max_queued=2, header_timeout=2)
+    silent = []
+    for _ in range(3):  # one held by the only worker, two waiting in the queue
+        silent.append(socket.create_connection(server.server_address[:2], timeout=5))
+        time.sleep(0.1)
+    status, out, seconds = exchange(server, b"")
+    assert status == 503 and "try again" in out["error"] and seconds < 1
+    for s in silent:
+        s.close()
+    deadline = time.monotonic() + 3  # the worker reads the closed ones' EOF, and is free again
+    while (status := request(server, "GET", "/api/info")[0]) == 503:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert status == 200
+
+
+def test_a_short_body_is_a_prompt_408_not_a_500(server_with):
+    # Before: 500 "internal error: TimeoutError" after 30 s.
+    server = server_with(body_timeout=1)
+    host, port = server.server_address[:2]
+    head = f"POST /api/decode HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: 100\r\n\r\n"
+    data = head.encode() + b'{"z": [[0, 0'
+    status, out, seconds = exchange(server, data)  # the client waits: the body never comes
+    assert status == 408 and "not received within 1 s" in out["error"] and seconds < 3
+    status, out, seconds = exchange(server, data, half_close=True)  # the client ends it
+    assert status == 400 and "ended after 12 of its 100 bytes" in out["error"] and seconds < 1
+    assert request(server, "POST", "/api/decode", {"z": [[0.0] * 4]})[0] == 200
+
+
+def test_a_client_that_disconnects_leaves_one_log_line(server_with, capsys):
+    # Before: a BrokenPipe/ConnectionReset traceback in the server's log.
+    server = server_with(quiet=False)
+    host, port = server.server_address[:2]
+    body = json.dumps({"z": [[0.5] * 4] * MAX_ROWS}).encode()  # a large answer to write
+    head = f"POST /api/decode HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: {len(body)}"
+    with socket.create_connection((host, port), timeout=5) as s:
+        s.sendall(head.encode() + b"\r\n\r\n" + body)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST
+    err, deadline = "", time.monotonic() + 5
+    while "disconnected" not in err and time.monotonic() < deadline:
+        time.sleep(0.05)
+        err += capsys.readouterr().err
+    time.sleep(0.2)
+    err += capsys.readouterr().err
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert "client disconnected" in err and err.startswith("127.0.0.1 ")
+    assert request(server, "GET", "/api/info")[0] == 200
 
 
 # ---- the page in headless Chromium, driven by Playwright

@@ -1,9 +1,11 @@
 """The latent explorer: a local web page and a JSON API over a trained VAE.
 
-Standard library HTTP server (one thread per request, model calls under one lock), static
-assets from vaekit/static (no CDN: the page makes no request off this server). Every API
+Standard library HTTP server (a bounded pool of worker threads, model calls under one lock),
+static assets from vaekit/static (no CDN: the page makes no request off this server). Every API
 handler validates its input and answers bad input with a 4xx and a JSON error; the server
-never dies on a request.
+never dies on a request. It answers only requests addressed to it (the Host header) and not
+sent by another site's page (the Origin header), and reads each request under deadlines, so
+slow or silent clients cannot hold its threads.
 
 API (JSON in and out; images are PNG data URLs at the model's resolution):
   GET  /api/info                         latent size, image shape, dataset, per-dim KL
@@ -19,11 +21,16 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import ipaddress
 import json
 import math
+import queue
+import re
+import socket
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import torch
@@ -49,6 +56,20 @@ ASSETS = {  # route -> (file, content type): the only files the server reads
 # Nothing but this server: no CDN, no fonts, no analytics; images come as data: URLs.
 CSP = "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+# The HTTP layer's limits. A connection waits in the listen backlog, then in a queue of accepted
+# connections, until one of the workers reads it under deadlines counted from its accept.
+BACKLOG = 256  # listen() backlog: a burst of concurrent clients waits instead of being reset
+WORKERS = 32  # threads serving connections, at most
+MAX_QUEUED = 512  # accepted connections waiting for a worker; beyond it a 503 at once
+HEADER_TIMEOUT = 5.0  # seconds from accept to a complete request line and headers
+BODY_TIMEOUT = 10.0  # seconds from the headers to the whole body: then 408
+SEND_TIMEOUT = 10.0  # seconds a client may take to take in a response
+_BUSY_BODY = b'{"error": "the explorer has too many connections waiting; try again"}'
+BUSY = (
+    b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+    b"Content-Length: %d\r\nRetry-After: 1\r\nConnection: close\r\n\r\n%s"
+    % (len(_BUSY_BODY), _BUSY_BODY)
+)
 
 
 class ApiError(Exception):
@@ -225,20 +246,59 @@ class Explorer:
         return out
 
 
+class _DeadlineReader(io.RawIOBase):
+    """A connection's input with a deadline for a whole part of the request (the request line
+    and headers, then the body): unlike a socket timeout, which each byte restarts, it drops a
+    client that sends one byte at a time. Bytes already received are read even past the
+    deadline (a request that waited in the queue is not lost); waiting for more is not."""
+
+    def __init__(self, sock: socket.socket, deadline: float, send_timeout: float, late: str):
+        self.sock, self.deadline, self.send_timeout = sock, deadline, send_timeout
+        self.late = late  # the TimeoutError's message
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        self.sock.settimeout(max(self.deadline - time.monotonic(), 0.0))  # 0: data already here
+        try:
+            return self.sock.recv_into(buf)
+        except (BlockingIOError, TimeoutError):
+            raise TimeoutError(self.late) from None
+        finally:
+            self.sock.settimeout(self.send_timeout)  # for the response
+
+
 class Handler(BaseHTTPRequestHandler):
-    """Routes requests to an Explorer (set on a subclass by make_server); JSON errors only."""
+    """Routes requests to an Explorer (set on a subclass by make_server); JSON errors only.
+    Answers only requests addressed to this server (Host) from its own page or no page (Origin).
+    """
 
     explorer: Explorer
     server_version = "vaekit-explore"
-    timeout = 30  # seconds a client may stall mid-request before its thread gives up
+    header_timeout = HEADER_TIMEOUT  # seconds from accept to the end of the headers
+    body_timeout = BODY_TIMEOUT  # seconds from the headers to the end of the body
+    timeout = SEND_TIMEOUT  # seconds a client may take to take in a response
     quiet = False
+
+    def setup(self) -> None:
+        super().setup()
+        accepted = getattr(getattr(self.server, "local", None), "accepted", None)
+        start = time.monotonic() if accepted is None else accepted
+        self.rfile.close()  # the plain socket file: read through the deadline instead
+        late = f"no complete request line and headers within {self.header_timeout:g} s"
+        deadline = start + self.header_timeout
+        self.input = _DeadlineReader(self.connection, deadline, self.timeout, late)
+        self.rfile = io.BufferedReader(self.input)
 
     def log_message(self, fmt: str, *args) -> None:
         if not self.quiet:
             sys.stderr.write(f"{self.address_string()} {fmt % args}\n")
 
     def _send(self, status: int, body: bytes, ctype: str) -> None:
-        self.send_response(status)
+        self.send_response_only(status)  # logged once sent: a vanished client logs one line
+        self.send_header("Server", self.version_string())
+        self.send_header("Date", self.date_time_string())
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Content-Security-Policy", CSP)
@@ -247,6 +307,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+        self.log_request(status, len(body))
 
     def _json(self, status: int, obj: dict) -> None:
         self._send(status, json.dumps(obj).encode(), "application/json")
@@ -276,7 +337,42 @@ class Handler(BaseHTTPRequestHandler):
         if n < 0 or n > MAX_BODY:
             self.close_connection = True  # the body is not read: drop the connection after
             raise ApiError(413, f"request body is {n} bytes; at most {MAX_BODY} allowed")
-        return self.rfile.read(n)
+        self.input.deadline = time.monotonic() + self.body_timeout
+        try:
+            raw = self.rfile.read(n)
+        except TimeoutError:
+            self.close_connection = True
+            why = f"request body ({n} bytes) not received within {self.body_timeout:g} s"
+            raise ApiError(408, why) from None
+        if len(raw) < n:
+            self.close_connection = True
+            raise ApiError(400, f"request body ended after {len(raw)} of its {n} bytes")
+        return raw
+
+    def _check_addressed_to_us(self) -> None:
+        """403 unless Host names this server (a page elsewhere cannot reach it by re-pointing
+        its own domain at 127.0.0.1: DNS rebinding) and any Origin is this server's own (a
+        page elsewhere cannot post to it: CSRF)."""
+        hosts = self.headers.get_all("Host") or []
+        if len(hosts) != 1:
+            raise ApiError(403, f"a request needs exactly one Host header, got {len(hosts)}")
+        host = split_host(hosts[0])
+        if host is None or not self.server.accepts(*host):
+            raise ApiError(403, f"Host {hosts[0][:80]!r} is not this server's address")
+        origin = self.headers.get("Origin")
+        if origin is not None:
+            own = origin.lower().startswith("http://") and split_host(origin[7:]) == host
+            if not own:
+                raise ApiError(403, f"cross-origin request refused (Origin {origin[:80]!r})")
+
+    def _gone(self, e: OSError) -> None:
+        """The client went away or stopped reading: one log line, no traceback."""
+        self.close_connection = True
+        if isinstance(e, TimeoutError):
+            why = f"did not take the response within {self.timeout:g} s"
+        else:
+            why = f"disconnected ({type(e).__name__})"
+        self.log_message('"%s %s": client %s', self.command, self.path[:200], why)
 
     def _route(self) -> None:
         path = self.path.split("?", 1)[0]
@@ -284,25 +380,153 @@ class Handler(BaseHTTPRequestHandler):
         get = {"/api/info": ex.info, "/api/map": lambda: ex.map}
         post = {"/api/decode": ex.decode, "/api/sample": ex.sample, "/api/encode": ex.encode}
         try:
-            if self.command in ("GET", "HEAD") and path in ASSETS:
-                file, ctype = ASSETS[path]
-                return self._send(200, (STATIC / file).read_bytes(), ctype)
-            if path == "/favicon.ico":  # browsers ask; there is none
-                return self._send(204, b"", "image/x-icon")
-            if self.command in ("GET", "HEAD") and path in get:
-                return self._json(200, get[path]())
-            if self.command == "POST" and path in post:
-                return self._json(200, post[path](self._body()))
-            if path in ASSETS or path in get or path in post:
-                raise ApiError(405, f"{self.command} is not allowed on {path}")
-            raise ApiError(404, f"no such route: {path}")
-        except ApiError as e:
-            self._json(e.status, {"error": str(e)})
-        except Exception as e:  # a bug, not bad input: answer, log, keep serving
-            self.log_error("internal error on %s: %r", path, e)
-            self._json(500, {"error": f"internal error: {type(e).__name__}"})
+            try:
+                self._check_addressed_to_us()
+                if self.command in ("GET", "HEAD") and path in ASSETS:
+                    file, ctype = ASSETS[path]
+                    return self._send(200, (STATIC / file).read_bytes(), ctype)
+                if path == "/favicon.ico":  # browsers ask; there is none
+                    return self._send(204, b"", "image/x-icon")
+                if self.command in ("GET", "HEAD") and path in get:
+                    return self._json(200, get[path]())
+                if self.command == "POST" and path in post:
+                    return self._json(200, post[path](self._body()))
+                if path in ASSETS or path in get or path in post:
+                    raise ApiError(405, f"{self.command} is not allowed on {path}")
+                raise ApiError(404, f"no such route: {path}")
+            except ApiError as e:
+                self._json(e.status, {"error": str(e)})
+            except (ConnectionError, TimeoutError):
+                raise
+            except Exception as e:  # a bug, not bad input: answer, log, keep serving
+                self.log_error("internal error on %s: %r", path, e)
+                self._json(500, {"error": f"internal error: {type(e).__name__}"})
+        except (ConnectionError, TimeoutError) as e:
+            self._gone(e)
 
     do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _route
+
+
+_HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[^\s:/?#@\[\]\\]+)(?::([0-9]{1,5}))?")
+
+
+def split_host(value: str) -> tuple[str, int] | None:
+    """A Host header (or an origin without its scheme) -> (lower-case name, port), the port 80
+    when absent and IPv6 brackets dropped; None when it is not a plain host[:port]."""
+    m = _HOST.fullmatch(value.strip())
+    if m is None:
+        return None
+    return m.group(1).strip("[]").lower(), int(m.group(2) or 80)
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+class ExplorerServer(HTTPServer):
+    """The explorer's HTTP server: a listen backlog for bursts of clients, a bounded pool of
+    worker threads fed by a bounded queue of accepted connections (a 503 beyond it), and the
+    Host names it answers to.
+
+    Hosts: bound to a loopback address, only localhost, 127.0.0.1, [::1] (and the bound
+    address) with the bound port; bound to another address or 0.0.0.0, also any IP address
+    (a literal address cannot be re-pointed by DNS) and this machine's host name, and any
+    names given in `hosts`."""
+
+    request_queue_size = BACKLOG
+
+    def __init__(
+        self, address, handler, workers: int = WORKERS, max_queued: int = MAX_QUEUED, hosts=()
+    ):
+        self.workers, self.max_queued = workers, max_queued
+        self.local = threading.local()  # a worker's current connection's accept time
+        self._queue: queue.Queue = queue.Queue(max_queued)
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
+        self._lock = threading.Lock()
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, handler)  # binds and listens; OSError if it cannot
+        bound, self.port = self.server_address[:2]
+        self.loopback = ipaddress.ip_address(bound).is_loopback
+        names = {"localhost", "127.0.0.1", "::1", bound.lower()}
+        if not self.loopback:
+            names.add(socket.gethostname().lower())
+        self.host_names = frozenset(names | {h.lower() for h in hosts})
+
+    def accepts(self, name: str, port: int) -> bool:
+        """Whether a request whose Host is name:port is addressed to this server."""
+        if port != self.port:
+            return False
+        return name in self.host_names or (not self.loopback and _is_ip(name))
+
+    def log(self, line: str) -> None:
+        if not self.RequestHandlerClass.quiet:
+            sys.stderr.write(line + "\n")
+
+    def process_request(self, request, client_address) -> None:
+        """Queue the connection for a worker (started up to `workers` as needed), or 503."""
+        try:
+            self._queue.put_nowait((request, client_address, time.monotonic()))
+        except queue.Full:
+            self.log(f"{client_address[0]} 503: {self.max_queued} connections already waiting")
+            request.settimeout(0)
+            try:
+                request.send(BUSY)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        with self._lock:
+            if len(self._threads) < self.workers and self._queue.qsize() > self._idle:
+                t = threading.Thread(target=self._work, daemon=True)
+                t.name = f"explorer-{self.port}-worker-{len(self._threads)}"
+                self._threads.append(t)
+                t.start()
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                self._idle += 1
+            item = self._queue.get()
+            with self._lock:
+                self._idle -= 1
+            if item is None:
+                return
+            request, client_address, self.local.accepted = item
+            try:
+                self.finish_request(request, client_address)
+            except Exception:
+                self.handle_error(request, client_address)
+            finally:
+                self.shutdown_request(request)
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that vanished mid-request is one log line; anything else a traceback."""
+        e = sys.exc_info()[1]
+        if isinstance(e, (ConnectionError, TimeoutError)):
+            self.log(f"{client_address[0]} client disconnected ({type(e).__name__})")
+        else:
+            super().handle_error(request, client_address)
+
+    def server_close(self) -> None:
+        super().server_close()
+        while True:  # connections still waiting for a worker: close them
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                self.shutdown_request(item[0])
+        for _ in self._threads:  # and let the workers end
+            try:
+                self._queue.put_nowait(None)
+            except queue.Full:
+                break
 
 
 def host_warning(host: str) -> str | None:
@@ -311,22 +535,39 @@ def host_warning(host: str) -> str | None:
         return None
     return (
         f"warning: listening on {host}: anyone who can reach this machine on that address can "
-        "use the explorer and see the model and its test images"
+        "use the explorer and see the model and its test images (it answers requests whose Host "
+        "is an IP address, localhost or this machine's name, with this port)"
     )
 
 
 def make_server(
-    explorer: Explorer | None, host: str = "127.0.0.1", port: int = 8000, quiet: bool = False
-) -> ThreadingHTTPServer:
+    explorer: Explorer | None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    quiet: bool = False,
+    *,
+    workers: int = WORKERS,
+    max_queued: int = MAX_QUEUED,
+    header_timeout: float = HEADER_TIMEOUT,
+    body_timeout: float = BODY_TIMEOUT,
+    send_timeout: float = SEND_TIMEOUT,
+    hosts: tuple[str, ...] = (),
+) -> ExplorerServer:
     """A bound (not yet serving) HTTP server for the explorer; port 0 picks a free port.
 
-    The explorer may be set later on server.RequestHandlerClass, to bind before loading."""
-    handler = type("ExplorerHandler", (Handler,), {"explorer": explorer, "quiet": quiet})
-    server = ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True
-    return server
+    The explorer may be set later on server.RequestHandlerClass, to bind before loading.
+    `hosts`: more names for the Host header to accept (a name you reach this machine by)."""
+    attrs = {
+        "explorer": explorer,
+        "quiet": quiet,
+        "header_timeout": header_timeout,
+        "body_timeout": body_timeout,
+        "timeout": send_timeout,
+    }
+    handler = type("ExplorerHandler", (Handler,), attrs)
+    return ExplorerServer((host, port), handler, workers, max_queued, hosts)
 
 
-def url_of(server: ThreadingHTTPServer) -> str:
+def url_of(server: HTTPServer) -> str:
     host, port = server.server_address[:2]
     return f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
