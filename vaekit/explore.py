@@ -26,6 +26,7 @@ import json
 import math
 import queue
 import re
+import selectors
 import socket
 import sys
 import threading
@@ -56,11 +57,12 @@ ASSETS = {  # route -> (file, content type): the only files the server reads
 # Nothing but this server: no CDN, no fonts, no analytics; images come as data: URLs.
 CSP = "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-# The HTTP layer's limits. A connection waits in the listen backlog, then in a queue of accepted
-# connections, until one of the workers reads it under deadlines counted from its accept.
+# The HTTP layer's limits. A connection waits in the listen backlog; once accepted, one thread
+# reads all connections' headers, under a deadline counted from the accept; then a worker
+# thread reads the body, under its own deadline, and answers.
 BACKLOG = 256  # listen() backlog: a burst of concurrent clients waits instead of being reset
-WORKERS = 32  # threads serving connections, at most
-MAX_QUEUED = 512  # accepted connections waiting for a worker; beyond it a 503 at once
+WORKERS = 32  # threads answering requests, at most
+MAX_QUEUED = 512  # connections accepted and not yet taken by a worker; beyond it a 503 at once
 HEADER_TIMEOUT = 5.0  # seconds from accept to a complete request line and headers
 BODY_TIMEOUT = 10.0  # seconds from the headers to the whole body: then 408
 SEND_TIMEOUT = 10.0  # seconds a client may take to take in a response
@@ -252,14 +254,19 @@ class _DeadlineReader(io.RawIOBase):
     client that sends one byte at a time. Bytes already received are read even past the
     deadline (a request that waited in the queue is not lost); waiting for more is not."""
 
-    def __init__(self, sock: socket.socket, deadline: float, send_timeout: float, late: str):
+    def __init__(self, sock, deadline: float, send_timeout: float, late: str, head: bytes = b""):
         self.sock, self.deadline, self.send_timeout = sock, deadline, send_timeout
         self.late = late  # the TimeoutError's message
+        self.head = head  # bytes already read from the socket (by the server's header reader)
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buf) -> int:
+        if self.head:
+            n = min(len(buf), len(self.head))
+            buf[:n], self.head = self.head[:n], self.head[n:]
+            return n
         self.sock.settimeout(max(self.deadline - time.monotonic(), 0.0))  # 0: data already here
         try:
             return self.sock.recv_into(buf)
@@ -283,12 +290,13 @@ class Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        accepted = getattr(getattr(self.server, "local", None), "accepted", None)
-        start = time.monotonic() if accepted is None else accepted
+        local = getattr(self.server, "local", None)  # an ExplorerServer's: what it read
+        start = getattr(local, "accepted", None) or time.monotonic()
         self.rfile.close()  # the plain socket file: read through the deadline instead
         late = f"no complete request line and headers within {self.header_timeout:g} s"
         deadline = start + self.header_timeout
-        self.input = _DeadlineReader(self.connection, deadline, self.timeout, late)
+        head = getattr(local, "head", b"")
+        self.input = _DeadlineReader(self.connection, deadline, self.timeout, late, head)
         self.rfile = io.BufferedReader(self.input)
 
     def log_message(self, fmt: str, *args) -> None:
@@ -428,9 +436,11 @@ def _is_ip(name: str) -> bool:
 
 
 class ExplorerServer(HTTPServer):
-    """The explorer's HTTP server: a listen backlog for bursts of clients, a bounded pool of
-    worker threads fed by a bounded queue of accepted connections (a 503 beyond it), and the
-    Host names it answers to.
+    """The explorer's HTTP server. One thread accepts (a listen backlog for bursts); one thread
+    reads every connection's request line and headers at once (a selector), dropping those not
+    complete within the header deadline, so slow or silent clients hold a socket, not a thread;
+    complete requests go to at most `workers` threads. At most `max_queued` connections wait
+    for a worker (in either stage); beyond that a 503 at once.
 
     Hosts: bound to a loopback address, only localhost, 127.0.0.1, [::1] (and the bound
     address) with the bound port; bound to another address or 0.0.0.0, also any IP address
@@ -443,11 +453,17 @@ class ExplorerServer(HTTPServer):
         self, address, handler, workers: int = WORKERS, max_queued: int = MAX_QUEUED, hosts=()
     ):
         self.workers, self.max_queued = workers, max_queued
-        self.local = threading.local()  # a worker's current connection's accept time
-        self._queue: queue.Queue = queue.Queue(max_queued)
+        self.local = threading.local()  # a worker's connection: accept time, bytes read so far
+        self._new: queue.SimpleQueue = queue.SimpleQueue()  # accepted, for the header reader
+        self._ready: queue.SimpleQueue = queue.SimpleQueue()  # headers complete, for a worker
+        self._waiting = 0  # connections accepted and not yet taken by a worker
         self._threads: list[threading.Thread] = []
         self._idle = 0
         self._lock = threading.Lock()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_w.setblocking(False)
+        self._heads: threading.Thread | None = None
+        self._closed = False
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, handler)  # binds and listens; OSError if it cannot
@@ -469,20 +485,103 @@ class ExplorerServer(HTTPServer):
             sys.stderr.write(line + "\n")
 
     def process_request(self, request, client_address) -> None:
-        """Queue the connection for a worker (started up to `workers` as needed), or 503."""
-        try:
-            self._queue.put_nowait((request, client_address, time.monotonic()))
-        except queue.Full:
+        """Hand an accepted connection to the header reader, or answer 503 when full."""
+        with self._lock:
+            full = self._waiting >= self.max_queued
+            self._waiting += not full
+        if full:
             self.log(f"{client_address[0]} 503: {self.max_queued} connections already waiting")
-            request.settimeout(0)
+            request.setblocking(False)
             try:
                 request.send(BUSY)
             except OSError:
                 pass
             self.shutdown_request(request)
             return
+        if self._heads is None:
+            self._heads = threading.Thread(
+                target=self._read_heads, name=f"explorer-{self.port}-headers", daemon=True
+            )
+            self._heads.start()
+        self._new.put((request, client_address, time.monotonic()))
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:  # the wake-up pipe is full: the reader has wake-ups pending anyway
+            pass
+
+    def _read_heads(self) -> None:
+        """Read all new connections' request lines and headers; hand complete ones to workers,
+        drop those past the header deadline or gone. Connections are kept in accept order, so
+        the first is the next to expire."""
+        sel = selectors.DefaultSelector()
+        sel.register(self._wake_r, selectors.EVENT_READ)
+        conns: dict[socket.socket, tuple] = {}  # sock -> (client address, accept time, bytes)
+        limit = self.RequestHandlerClass.header_timeout
+        while not self._closed:
+            first = next(iter(conns.values()), None)
+            wait = 1.0 if first is None else max(first[1] + limit - time.monotonic(), 0.0)
+            for key, _ in sel.select(wait):
+                sock = key.fileobj
+                if sock is self._wake_r:
+                    try:
+                        self._wake_r.recv(4096)
+                    except BlockingIOError:
+                        pass
+                    while True:
+                        try:
+                            sock, address, accepted = self._new.get_nowait()
+                        except queue.Empty:
+                            break
+                        sock.setblocking(False)
+                        conns[sock] = (address, accepted, b"")
+                        sel.register(sock, selectors.EVENT_READ)
+                    continue
+                address, accepted, head = conns[sock]
+                try:
+                    chunk = sock.recv(65536)
+                except BlockingIOError:
+                    continue
+                except OSError as e:  # reset before its request was complete
+                    self.log(f"{address[0]} client disconnected ({type(e).__name__})")
+                    chunk = b""
+                if chunk:
+                    tail = head[-3:] + chunk
+                    head += chunk
+                    conns[sock] = (address, accepted, head)
+                if not chunk or b"\n\n" in tail or b"\n\r\n" in tail or len(head) > 65540:
+                    sel.unregister(sock)
+                    del conns[sock]
+                    if chunk:  # complete (or too long: the handler answers 414 or 431)
+                        self._hand_over(sock, address, accepted, head)
+                    else:  # closed without a request, as a browser's spare connection does
+                        self._drop(sock)
+            now = time.monotonic()
+            while conns:
+                sock, (address, accepted, head) = next(iter(conns.items()))
+                if now < accepted + limit:
+                    break
+                sel.unregister(sock)
+                del conns[sock]
+                if head:  # a slow client (one that sent nothing is a browser's spare connection)
+                    why = f"no complete request line and headers within {limit:g} s"
+                    self.log(f"{address[0]} dropped: {why}")
+                self._drop(sock)
+        for sock in conns:
+            self._drop(sock)
+        sel.close()
+
+    def _drop(self, sock: socket.socket) -> None:
         with self._lock:
-            if len(self._threads) < self.workers and self._queue.qsize() > self._idle:
+            self._waiting -= 1
+        self.shutdown_request(sock)
+
+    def _hand_over(self, sock: socket.socket, address, accepted: float, head: bytes) -> None:
+        """Queue a connection whose headers are in for a worker (started as needed, at most
+        `workers` of them)."""
+        sock.setblocking(True)
+        self._ready.put((sock, address, accepted, head))
+        with self._lock:
+            if len(self._threads) < self.workers and self._ready.qsize() > self._idle:
                 t = threading.Thread(target=self._work, daemon=True)
                 t.name = f"explorer-{self.port}-worker-{len(self._threads)}"
                 self._threads.append(t)
@@ -492,12 +591,13 @@ class ExplorerServer(HTTPServer):
         while True:
             with self._lock:
                 self._idle += 1
-            item = self._queue.get()
+            item = self._ready.get()
             with self._lock:
                 self._idle -= 1
+                self._waiting -= item is not None
             if item is None:
                 return
-            request, client_address, self.local.accepted = item
+            request, client_address, self.local.accepted, self.local.head = item
             try:
                 self.finish_request(request, client_address)
             except Exception:
@@ -515,18 +615,25 @@ class ExplorerServer(HTTPServer):
 
     def server_close(self) -> None:
         super().server_close()
-        while True:  # connections still waiting for a worker: close them
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is not None:
-                self.shutdown_request(item[0])
+        self._closed = True
+        try:
+            self._wake_w.send(b"\0")  # the header reader ends, closing its connections
+        except OSError:
+            pass
+        if self._heads is not None:
+            self._heads.join(timeout=5)
+        for q in (self._new, self._ready):  # connections not yet read or served: close them
+            while True:
+                try:
+                    item = q.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    self.shutdown_request(item[0])
         for _ in self._threads:  # and let the workers end
-            try:
-                self._queue.put_nowait(None)
-            except queue.Full:
-                break
+            self._ready.put(None)
+        self._wake_r.close()
+        self._wake_w.close()
 
 
 def host_warning(host: str) -> str | None:
