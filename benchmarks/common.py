@@ -37,3 +37,29 @@ def commit() -> str:
         cwd=Path(__file__).parent,
     )
     return r.stdout.strip() or "unknown"
+
+
+def add_run_args(p, iw_samples: int, eval_limit: int) -> None:
+    """The options the training-and-evaluation benchmarks share."""
+    p.add_argument("--limit", type=int, default=0, help="first N training images (0 = all)")
+    p.add_argument(
+        "--iw-samples", type=int, default=iw_samples, help=f"importance samples K [{iw_samples}]"
+    )
+    p.add_argument(
+        "--eval-limit", type=int, default=eval_limit, help=f"first N test images [{eval_limit}]"
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps [auto]")
+    p.add_argument("--data-dir", type=Path, help="dataset root [$VAEKIT_DATA]")
+
+
+def run_vaekit(argv: list[str], who: str) -> float:
+    """Run one vaekit command in-process; its wall time in seconds (exits on failure)."""
+    import sys
+    import time
+
+    from vaekit.cli import main
+
+    t0 = time.perf_counter()
+    if code := main(argv):
+        sys.exit(f"{who}: 'vaekit {' '.join(argv)}' failed with status {code}")
+    return time.perf_counter() - t0

@@ -23,7 +23,7 @@ import torch
 from common import commit, hardware
 
 from vaekit import checkpoint
-from vaekit.data import load_split, modelled
+from vaekit.data import load_split
 from vaekit.explore import Explorer, make_server, url_of
 
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -136,11 +136,11 @@ def main() -> None:
     dataset = ckpt["train_config"]["dataset"]
     x, y = load_split(dataset, "test")
     t0 = time.perf_counter()
-    explorer = Explorer(model, modelled(x, model.cfg.likelihood), y, dataset)
+    explorer = Explorer(model, model.likelihood.prepare_eval(x), y, dataset)
     startup = time.perf_counter() - t0
     server = make_server(explorer, "127.0.0.1", 0, quiet=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    dim = model.cfg.latent_dim
+    dim = model.top_dim
     api_latency(server, dim, 20)  # warm up
     res = {
         "run": str(args.run_dir),

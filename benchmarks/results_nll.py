@@ -15,32 +15,20 @@ import argparse
 import datetime
 import json
 import sys
-import time
 from pathlib import Path
 
-from common import commit, hardware
-
-from vaekit.cli import main as vaekit
+from common import add_run_args, commit, hardware, run_vaekit
 
 
 def run(argv: list[str]) -> float:
-    """Run one vaekit command in-process; its wall time in seconds (exits on failure)."""
-    t0 = time.perf_counter()
-    code = vaekit(argv)
-    if code:
-        sys.exit(f"results_nll: 'vaekit {' '.join(argv)}' failed with status {code}")
-    return time.perf_counter() - t0
+    return run_vaekit(argv, "results_nll")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("runs/results-nll"), help="run directory")
     p.add_argument("--epochs", type=int, help="training epochs [the preset's]")
-    p.add_argument("--limit", type=int, default=0, help="first N training images (0 = all)")
-    p.add_argument("--iw-samples", type=int, default=5000, help="importance samples K [5000]")
-    p.add_argument("--eval-limit", type=int, default=0, help="first N test images (0 = all)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps [auto]")
-    p.add_argument("--data-dir", type=Path, help="dataset root [$VAEKIT_DATA]")
+    add_run_args(p, iw_samples=5000, eval_limit=0)
     a = p.parse_args()
 
     data = ["--data-dir", str(a.data_dir)] if a.data_dir else []

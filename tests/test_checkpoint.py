@@ -21,7 +21,7 @@ def test_save_is_atomic_and_loads_as_plain_data(tmp_path):
     ck = torch.load(p, weights_only=True)
     assert ck["epoch"] == 3
     model = vaekit.load(tmp_path)  # a run dir resolves to its last.pt
-    assert not model.training and model.cfg.latent_dim == 2
+    assert not model.training and model.cfg.net.latent_dim == 2
 
 
 def test_a_failed_write_leaves_the_previous_checkpoint_intact(tmp_path):
@@ -67,9 +67,14 @@ def test_missing_keys_and_wrong_architecture_are_refused(tmp_path):
     with pytest.raises(CheckpointError, match="missing \\['model_config'\\]"):
         checkpoint.load(p)
     state = tiny_state()
-    state["model_config"]["latent_dim"] = 3  # weights are for 2
+    state["model_config"]["net"]["latent_dim"] = 3  # weights are for 2
     torch.save(state, p)
-    with pytest.raises(CheckpointError, match="weights do not fit its architecture"):
+    # the message names the first tensor that does not fit and both shapes
+    want = (
+        r"weights do not fit its architecture \(tensor encoder.head.weight is \(4, 4, 7, 7\) in "
+        r"the checkpoint, \(6, 4, 7, 7\) in the model\)"
+    )
+    with pytest.raises(CheckpointError, match=want):
         vaekit.load(p)
 
 

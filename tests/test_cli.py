@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from vaekit.cli import main
@@ -220,3 +221,21 @@ def test_evaluate_reports_the_iw_bound_bits_per_dim_units_and_probe(
     out, err = capsys.readouterr()
     assert json.loads(out)["nll_iw"] == res["nll_iw"] and "iw bound: read from" in err
     assert res2["bits_per_dim"] == pytest.approx(-res["elbo"] / (784 * math.log(2)))
+
+
+def test_evaluate_labels_mid_epoch_weights_as_such(tiny_run, tmp_path, capsys):
+    ckpt = torch.load(tiny_run / "last.pt", weights_only=True)
+    ckpt.update(epoch=0, batch=5, step=5)  # as saved by a SIGTERM 5 steps into epoch 1
+    (tmp_path / "run").mkdir()
+    torch.save(ckpt, tmp_path / "run" / "last.pt")
+    assert main(["evaluate", str(tmp_path / "run"), "--limit", "100", "--no-probe"]) == 0
+    assert "epoch 0 + 5 steps (mid-epoch 1)" in capsys.readouterr().out
+
+
+def test_a_run_remembers_where_its_data_came_from(tiny_run, tmp_path, monkeypatch, data_root):
+    cfg = json.loads((tiny_run / "config.json").read_text())
+    assert cfg["data_dir"] == str(data_root.resolve())
+    monkeypatch.delenv("VAEKIT_DATA", raising=False)  # a new shell: no environment variable
+    out = tmp_path / "r.png"
+    assert main(["reconstruct", str(tiny_run), "--n", "4", "--out", str(out)]) == 0
+    assert out.is_file()

@@ -13,7 +13,7 @@ from vaekit.cli import main
 from .conftest import TINY as TINY_MODEL
 
 # Contiguous layout: channels-last kernels round differently at batch 32 (per rank) and 64,
-# beyond the 1e-5 these tests hold DDP to (layout is tested in test_train.py).
+# beyond what these tests hold DDP to (layout is tested in test_train.py).
 TINY = ["--limit", "1024", "--eval-every", "0", "--no-figures", "--no-channels-last", *TINY_MODEL]
 
 
@@ -42,8 +42,15 @@ def weights(run) -> dict:
 
 
 def assert_close(a: dict, b: dict) -> None:
+    """Equal up to float rounding, which Adam amplifies. Summing a batch's gradients in two
+    shares rounds differently, and Adam divides by sqrt(v), so a weight whose gradient is ~0
+    steps by ~lr whatever the rounding: runs 2 -> 1 processes moved apart by up to 3.2e-4 (seen
+    on an AMD EPYC, identical before and after the model-families change). A real fault (another
+    batch, noise or step) moves weights by ~lr = 2e-3 a step, 16 steps an epoch."""
     for k in a["model"]:
-        torch.testing.assert_close(a["model"][k], b["model"][k], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(
+            a["model"][k], b["model"][k], rtol=1e-4, atol=1e-3, msg=lambda m, k=k: f"{k}: {m}"
+        )
 
 
 def test_two_processes_equal_one_with_the_same_global_batch(tmp_path, data_root):

@@ -10,14 +10,15 @@ import pytest
 import torch
 
 import vaekit.evaluate as ev
+from vaekit import VAE
+from vaekit.config import build_model_config
 from vaekit.losses import iw_bound, iw_log_weights
-from vaekit.model import VAE, ModelConfig
 
 
 @pytest.fixture(scope="module")
 def model_x():
     torch.manual_seed(0)
-    cfg = ModelConfig(likelihood="bernoulli", latent_dim=3, channels=(4, 8))
+    cfg = build_model_config(dict(likelihood="bernoulli", latent_dim=3, channels=(4, 8)))
     model = VAE(cfg).eval()
     x = (torch.rand(23, 1, 28, 28) < 0.3).to(torch.uint8) * 255  # binarized, as modelled
     return model, x
@@ -59,7 +60,7 @@ def test_saved_bound_survives_a_crash_and_a_rerun_computes_nothing(model_x, tmp_
     kw = dict(K=6, chunk=2, batch_size=10, seed=0)  # blocks of 5 images: 5 blocks
     want = ev.iw_log_px(model, x, **kw)
     calls = []
-    real = ev.iw_log_weights
+    real = model.log_weights
 
     def crashing(*a, **k):
         calls.append(1)
@@ -68,7 +69,7 @@ def test_saved_bound_survives_a_crash_and_a_rerun_computes_nothing(model_x, tmp_
         return real(*a, **k)
 
     logs = []
-    monkeypatch.setattr(ev, "iw_log_weights", crashing)
+    monkeypatch.setattr(model, "log_weights", crashing)
     with pytest.raises(KeyboardInterrupt):
         ev.iw_log_px_saved(model, x, stem=tmp_path / "last", save_every=0, log=logs.append, **kw)
     (record,) = tmp_path.glob("last.iw6-*.json")
@@ -78,7 +79,7 @@ def test_saved_bound_survives_a_crash_and_a_rerun_computes_nothing(model_x, tmp_
     assert state["seconds"] >= 0
 
     calls.clear()
-    monkeypatch.setattr(ev, "iw_log_weights", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    monkeypatch.setattr(model, "log_weights", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
     got, info = ev.iw_log_px_saved(model, x, stem=tmp_path / "last", log=logs.append, **kw)
     assert torch.equal(got, want) and len(calls) == 3  # only the three missing blocks
     assert info["record"] == str(record) and info["seconds"] >= state["seconds"]

@@ -297,9 +297,11 @@ def test_unlabelled_data_has_no_map_labels(served):
 
 
 def test_colour_models_at_any_size():
-    from vaekit.model import VAE, ModelConfig
+    from vaekit import VAE
+    from vaekit.config import build_model_config
 
-    cfg = ModelConfig(in_channels=3, image_size=(32, 48), channels=(8, 16), latent_dim=3)
+    values = dict(in_channels=3, image_size=(32, 48), channels=(8, 16), latent_dim=3)
+    cfg = build_model_config(values)
     model = VAE(cfg).eval()
     x = torch.randint(0, 256, (20, 3, 32, 48), dtype=torch.uint8)
     e = Explorer(model, x, torch.arange(20) % 4, "cifar-like")

@@ -13,7 +13,7 @@ def test_safetensors_round_trip_gives_identical_outputs(tiny_run, tmp_path, caps
     assert main(["export", str(tiny_run), "--format", "safetensors", "--out", str(out)]) == 0
     a, b = vaekit.load(tiny_run), vaekit.load(out)
     assert a.cfg == b.cfg
-    z = torch.randn(5, a.cfg.latent_dim)
+    z = torch.randn(5, a.top_dim)
     x = torch.rand(5, 1, 28, 28)
     assert torch.equal(a.decode(z), b.decode(z))
     assert all(torch.equal(u, v) for u, v in zip(a.encode(x), b.encode(x), strict=True))
@@ -34,7 +34,7 @@ def test_onnx_decoder_is_one_file_that_runs_alone_in_onnxruntime(tiny_run, tmp_p
     session = ort.InferenceSession(str(elsewhere / "decoder.onnx"))
     model = vaekit.load(tiny_run)
     for n in (1, 9):  # the batch size is dynamic
-        z = torch.randn(n, model.cfg.latent_dim)
+        z = torch.randn(n, model.top_dim)
         got = session.run(None, {"z": z.numpy()})[0]
         assert got.shape == (n, 1, 28, 28)
         np.testing.assert_allclose(got, model.decode(z).detach().numpy(), atol=1e-5)
@@ -60,7 +60,7 @@ def test_onnx_too_large_for_one_file_names_both_files(tiny_run, tmp_path, monkey
     shutil.copy(data, elsewhere)
     session = ort.InferenceSession(str(elsewhere / "decoder.onnx"))
     model = vaekit.load(tiny_run)
-    z = torch.randn(3, model.cfg.latent_dim)
+    z = torch.randn(3, model.top_dim)
     got = session.run(None, {"z": z.numpy()})[0]
     np.testing.assert_allclose(got, model.decode(z).detach().numpy(), atol=1e-5)
 

@@ -8,7 +8,7 @@ from vaekit.generate import (
     interpolate_grid,
     reconstruction_grid,
     sample_grid,
-    top_kl_dims,
+    top_dims,
     traverse_grid,
 )
 from vaekit.plots import make_grid
@@ -68,7 +68,7 @@ def test_reconstruction_grid_puts_originals_left(model, x):
     np.testing.assert_array_equal(g[2:30, 2:30], x[0, 0].numpy())
 
 
-def test_top_kl_dims_orders_by_kl(model, x):
-    assert top_kl_dims([0.1, 3.0, 0.5, 2.0], 2) == [1, 3]
+def test_top_dims_orders_by_kl(model, x):
+    assert top_dims([0.1, 3.0, 0.5, 2.0], 2) == [1, 3]
     kl = posterior(model, x)[1]
     assert len(kl) == 6 and min(kl) >= 0

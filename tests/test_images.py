@@ -423,7 +423,7 @@ def test_train_and_every_command_at_size_x3(tmp_path, size):
     assert main([*args, "--epochs", "1", "--out", str(run), "--latent-dim", "4"]) == 0
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["model"]["image_size"] == [size, size] and cfg["model"]["in_channels"] == 3
-    assert len(cfg["model"]["channels"]) == (3 if size == 32 else 4)  # deeper for 64 px
+    assert len(cfg["model"]["net"]["channels"]) == (3 if size == 32 else 4)  # deeper for 64 px
     assert cfg["train"]["dataset"] == f"folder:{root.resolve()}"
     n_test = len(load_split(cfg["train"]["dataset"], "test", size=(size, size), channels=3)[0])
     assert main(["sample", str(run), "--n", "64"]) == 0
@@ -494,19 +494,19 @@ def test_image_size_flag_forms(tmp_path):
 
 def test_streamed_batches_train_exactly_like_resident_ones(tmp_path, monkeypatch):
     """The gather path (for memory-mapped or large data) feeds the same batches."""
-    from vaekit import train as train_mod
-    from vaekit.config import model_config, train_config
+    from vaekit.config import configs
+    from vaekit.training import fit
 
     rng = np.random.default_rng(5)
     x = torch.from_numpy(rng.integers(0, 256, (48, 3, 16, 16), dtype=np.uint8))
-    monkeypatch.setattr(train_mod, "load_split", lambda *a, **k: (x, torch.zeros(48)))
-    mcfg = model_config("mnist", in_channels=3, image_size=(16, 16), channels=(4, 8), latent_dim=3)
-    tcfg = train_config("mnist", epochs=1, batch_size=8, figures=False, eval_every=0)
+    mcfg, ocfg, tcfg = configs(
+        "mnist", in_channels=3, image_size=(16, 16), channels=(4, 8), latent_dim=3, epochs=1,
+        batch_size=8, figures=False, eval_every=0,
+    )  # fmt: skip
     weights = []
-    for limit in (1 << 40, 0):
-        monkeypatch.setattr(train_mod, "MAX_RESIDENT_BYTES", limit)
-        train_mod.train(mcfg, tcfg, tmp_path / f"r{limit}", log=lambda *a: None)
-        weights.append(torch.load(tmp_path / f"r{limit}" / "last.pt")["model"])
+    for stream in (False, True):
+        fit(mcfg, ocfg, tcfg, tmp_path / f"r{stream}", x, x, stream=stream, log=lambda *a: None)
+        weights.append(torch.load(tmp_path / f"r{stream}" / "last.pt")["model"])
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 

@@ -5,7 +5,14 @@ import torch
 from torch import nn
 
 from vaekit import VAE, ModelConfig
+from vaekit.config import ObjectiveConfig, build_model_config
 from vaekit.losses import kl_normal
+from vaekit.objectives import ELBO
+
+
+def mc(**values) -> ModelConfig:
+    """A ModelConfig from flat values (the vae family's options among them)."""
+    return build_model_config(values)
 
 
 def test_seed_preset_parameter_count_matches_the_seed():
@@ -82,18 +89,18 @@ def test_seed_intermediate_shapes():
 
 def test_seed_refuses_other_image_sizes():
     with pytest.raises(ValueError, match="28x28x1"):
-        ModelConfig(arch="seed", image_size=(32, 32))
+        mc(arch="seed", image_size=(32, 32))
 
 
 @pytest.mark.parametrize("size,ch", [((28, 28), 1), ((32, 32), 3), ((40, 24), 1)])
 def test_resnet_shapes_follow_the_config(size, ch):
-    cfg = ModelConfig(image_size=size, in_channels=ch, latent_dim=5, channels=(8, 16, 16))
+    cfg = mc(image_size=size, in_channels=ch, latent_dim=5, channels=(8, 16, 16))
     m = VAE(cfg)
     x = torch.rand(3, ch, *size)
     mu, logvar = m.encode(x)
     assert mu.shape == logvar.shape == (3, 5)
     out = m(x)
-    assert out["loss"].shape == out["recon"].shape == out["kl"].shape == (3,)
+    assert out["recon"].shape == (3,) and [k.shape for k in out["kl"]] == [(3, 5)]
     assert m.decode(mu).shape == x.shape
     assert m.reconstruct(x).shape == x.shape
     assert m.sample(4).shape == (4, ch, *size)
@@ -106,12 +113,12 @@ def test_public_api_images_are_in_unit_range():
 
 
 def test_from_preset_applies_overrides_and_rejects_bad_values():
-    assert VAE.from_preset("mnist", latent_dim=7).cfg.latent_dim == 7
+    assert VAE.from_preset("mnist", latent_dim=7).cfg.net.latent_dim == 7
     with pytest.raises(ValueError, match="latent_dim"):
         VAE.from_preset("mnist", latent_dim=0)
     with pytest.raises(ValueError, match="unknown preset 'nope'"):
         VAE.from_preset("nope")
-    with pytest.raises(ValueError, match="unknown ModelConfig keys"):
+    with pytest.raises(ValueError, match="unknown config field 'latentdim'"):
         VAE.from_preset("mnist", latentdim=3)
 
 
@@ -126,18 +133,20 @@ def test_kl_matches_torch_distributions():
 
 def test_loss_is_recon_plus_beta_kl_with_the_seed_objective():
     torch.manual_seed(0)
-    m = VAE.from_preset("seed", beta=0.5).eval()
+    m = VAE.from_preset("seed").eval()
     x = torch.rand(4, 1, 28, 28)
     torch.manual_seed(1)
+    terms = ELBO(ObjectiveConfig(beta=0.5))(m, x, step=0)
+    torch.testing.assert_close(terms["per_image"], terms["recon"] + 0.5 * terms["kl"])
+    torch.manual_seed(1)
     out = m(x)
-    torch.testing.assert_close(out["loss"], out["recon"] + 0.5 * out["kl"])
     # recon is the summed squared error in z-scored units, at the z the model sampled
     x_net = (x - 0.1307) / 0.3081
-    x_hat = m._decode(out["z"])
+    x_hat = m.decoder_output(out["z"][0])
     torch.testing.assert_close(out["recon"], (x_hat - x_net).pow(2).sum((1, 2, 3)))
     # the seed's KL: -0.5 * sum(1 + logvar - mu^2 - exp(logvar))
     mu, lv = out["mu"], out["logvar"]
-    torch.testing.assert_close(out["kl"], -0.5 * (1 + lv - mu.pow(2) - lv.exp()).sum(1))
+    torch.testing.assert_close(terms["kl"], -0.5 * (1 + lv - mu.pow(2) - lv.exp()).sum(1))
 
 
 def test_reparameterize_has_the_right_moments_and_gradients():
@@ -159,29 +168,29 @@ LIKELIHOODS = ["gaussian", "gaussian-global", "gaussian-pixel", "bernoulli", "lo
 @pytest.mark.parametrize("lik", LIKELIHOODS)
 def test_each_likelihood_sets_the_decoder_channels_and_keeps_the_interface(arch, lik):
     torch.manual_seed(0)
-    cfg = ModelConfig(arch=arch, likelihood=lik, mixtures=3, latent_dim=4, channels=(8, 8))
+    cfg = mc(arch=arch, likelihood=lik, mixtures=3, latent_dim=4, channels=(8, 8))
     m = VAE(cfg)
     want = 3 * (1 + 2 * 1) if lik == "logistic" else 1
     last = m.decoder[-2] if arch == "seed" else m.decoder.out
-    assert last.out_channels == want == cfg.out_channels
+    assert last.out_channels == want == m.likelihood.channels(cfg)
     if arch == "seed":
         assert m.decoder[-1].num_features == want
     x = torch.rand(3, 1, 28, 28)
     if lik == "bernoulli":
         x = torch.bernoulli(x)
     out = m(x)
-    assert out["loss"].shape == out["recon"].shape == out["kl"].shape == (3,)
-    assert torch.isfinite(out["loss"]).all()
-    assert m._decode(out["z"]).shape == (3, want, 28, 28)
+    assert out["recon"].shape == (3,) and out["kl"][0].shape == (3, 4)
+    assert torch.isfinite(out["recon"]).all()
+    assert m.decoder_output(out["z"][0]).shape == (3, want, 28, 28)
     for img in (m.decode(out["mu"]), m.reconstruct(x), m.sample(2)):
         assert img.shape[1:] == (1, 28, 28) and img.min() >= 0 and img.max() <= 1
-    assert m.log_px(x, out["z"]).shape == (3,)
+    assert m.log_px(x, out["z"][0]).shape == (3,)
 
 
 def test_learned_gaussian_variance_is_a_parameter_of_the_right_shape():
-    assert VAE(ModelConfig(likelihood="gaussian-global")).logvar_x.shape == ()
-    assert VAE(ModelConfig(likelihood="gaussian-pixel")).logvar_x.shape == (1, 28, 28)
-    assert not hasattr(VAE(ModelConfig()), "logvar_x")
+    assert VAE(ModelConfig(likelihood="gaussian-global")).likelihood.logvar.shape == ()
+    assert VAE(ModelConfig(likelihood="gaussian-pixel")).likelihood.logvar.shape == (1, 28, 28)
+    assert not hasattr(VAE(ModelConfig()).likelihood, "logvar")
 
 
 def test_seed_network_keeps_its_size_only_with_the_gaussian_likelihood():
@@ -200,14 +209,14 @@ def test_bad_likelihood_options_are_named(bad, match):
 @pytest.mark.parametrize("lik", ["gaussian", "gaussian-global", "gaussian-pixel"])
 def test_gaussian_nats_are_the_pixel_unit_density_plus_the_1_over_255_bins(lik):
     torch.manual_seed(0)
-    m = VAE(ModelConfig(likelihood=lik, latent_dim=3, channels=(8, 8)))
+    m = VAE(mc(likelihood=lik, latent_dim=3, channels=(8, 8)))
     if lik != "gaussian":
         with torch.no_grad():
-            m.logvar_x.normal_()
+            m.likelihood.logvar.normal_()
     x, z = torch.rand(5, 1, 28, 28), torch.randn(5, 3)
     mean, std = m.cfg.mean, m.cfg.std
-    h = m._decode(z)
-    var_net = torch.tensor(0.5) if lik == "gaussian" else m.logvar_x.exp()
+    h = m.decoder_output(z)
+    var_net = torch.tensor(0.5) if lik == "gaussian" else m.likelihood.logvar.exp()
     p = torch.distributions.Normal(h * std + mean, var_net.sqrt() * std)  # pixel units
     want = p.log_prob(x).sum((1, 2, 3)) - 784 * math.log(255)
     torch.testing.assert_close(m.log_px(x, z), want, rtol=1e-5, atol=1e-2)
@@ -215,12 +224,12 @@ def test_gaussian_nats_are_the_pixel_unit_density_plus_the_1_over_255_bins(lik):
 
 def test_gaussian_nats_match_the_exact_mass_of_1_over_255_bins():
     # x = k / 255 and a wide Gaussian: the density at the bin centre times 1/255 is its mass
-    m = VAE(ModelConfig(likelihood="gaussian-global", latent_dim=2, channels=(8, 8)))
+    m = VAE(mc(likelihood="gaussian-global", latent_dim=2, channels=(8, 8)))
     with torch.no_grad():
-        m.logvar_x.fill_(-1.0)
+        m.likelihood.logvar.fill_(-1.0)
     z = torch.randn(2, 2)
     x = torch.randint(0, 256, (2, 1, 28, 28)).float() / 255
-    h = m._decode(z).double()
+    h = m.decoder_output(z).double()
     p = torch.distributions.Normal(h * m.cfg.std + m.cfg.mean, math.exp(-0.5) * m.cfg.std)
     xd = x.double()
     mass = p.cdf(xd + 0.5 / 255) - p.cdf(xd - 0.5 / 255)
@@ -231,8 +240,8 @@ def test_gaussian_nats_match_the_exact_mass_of_1_over_255_bins():
 def test_bernoulli_and_logistic_nats_are_their_recon_terms():
     torch.manual_seed(0)
     for lik in ("bernoulli", "logistic"):
-        m = VAE(ModelConfig(likelihood=lik, latent_dim=3, channels=(8, 8))).eval()
+        m = VAE(mc(likelihood=lik, latent_dim=3, channels=(8, 8))).eval()
         x = torch.bernoulli(torch.rand(4, 1, 28, 28))
         torch.manual_seed(1)
         out = m(x)
-        torch.testing.assert_close(m.log_px(x, out["z"]), -out["recon"])
+        torch.testing.assert_close(m.log_px(x, out["z"][0]), -out["recon"])

@@ -10,18 +10,19 @@ import time
 import pytest
 import torch
 
-import vaekit.train as T
+import vaekit.objectives as O
+import vaekit.training.checkpoints as C
 from vaekit.cli import main
-from vaekit.config import TrainConfig, model_config, train_config
+from vaekit.config import TrainConfig, configs, model_config, objective_config, train_config
 from vaekit.data import binarize, modelled
-from vaekit.train import (
+from vaekit.objectives import kl_objective, kl_weight
+from vaekit.training import (
     TrainError,
-    kl_objective,
-    kl_weight,
+    fit,
+    load_training_data,
     lr_at,
     resolve_device,
     resume_configs,
-    train,
 )
 
 from .conftest import TINY as TINY_ARGS
@@ -33,12 +34,24 @@ def quiet(*a):
     pass
 
 
-def run(out, data_root, epochs, **kw):
-    mcfg = model_config("mnist", **TINY)
-    tcfg = train_config(
-        "mnist", epochs=epochs, **{"limit": 1024, "batch_size": 64, "figures": False, **kw}
+def train(mcfg, ocfg, tcfg, out, data_dir, ckpt=None):
+    """fit() on the named dataset, as the CLI calls it."""
+    x_train, x_test, stream = load_training_data(
+        tcfg.dataset, mcfg.image_size, mcfg.in_channels, tcfg.crop, tcfg.limit, data_dir
     )
-    return train(mcfg, tcfg, out, data_dir=data_root, log=quiet)
+    return fit(mcfg, ocfg, tcfg, out, x_train, x_test, stream=stream, ckpt=ckpt, log=quiet)
+
+
+def run(out, data_root, epochs, **kw):
+    mcfg, ocfg, tcfg = configs(
+        "mnist", **TINY, epochs=epochs, **{"limit": 1024, "batch_size": 64, "figures": False, **kw}
+    )
+    return train(mcfg, ocfg, tcfg, out, data_root)
+
+
+def resume(out, data_root, **overrides):
+    mcfg, ocfg, tcfg, ckpt = resume_configs(out, overrides)
+    return train(mcfg, ocfg, tcfg, out, data_root, ckpt)
 
 
 def test_short_training_lowers_the_loss(tmp_path, data_root):
@@ -51,7 +64,7 @@ def test_short_training_lowers_the_loss(tmp_path, data_root):
         math.isclose(r["test_loss"], r["test_recon"] + r["test_kl"], rel_tol=1e-6) for r in rows
     )
     cfg = json.loads((tmp_path / "config.json").read_text())
-    assert cfg["model"]["channels"] == [8, 16] and cfg["train"]["epochs"] == 3
+    assert cfg["model"]["net"]["channels"] == [8, 16] and cfg["train"]["epochs"] == 3
 
 
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, data_root):
@@ -59,18 +72,72 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, data_ro
     # 1-epoch cosine run is a different run from a 2-epoch one
     run(tmp_path / "a", data_root, 2, eval_every=0, lr_schedule="constant")
     run(tmp_path / "b", data_root, 1, eval_every=0, lr_schedule="constant")
-    mcfg, tcfg, ckpt = resume_configs(tmp_path / "b", {}, {"epochs": 2})
-    train(mcfg, tcfg, tmp_path / "b", data_dir=data_root, ckpt=ckpt, log=quiet)
+    resume(tmp_path / "b", data_root, epochs=2)
     a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
     b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
     assert a["step"] == b["step"] == 2 * 16
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
+    # the resumed epoch reports its own training loss, not the previous epoch's added to it
+    rows_a, rows_b = (metrics(tmp_path / r) for r in "ab")
+    assert [r["epoch"] for r in rows_b] == [1, 2]
+    assert rows_b[1]["train_loss"] == rows_a[1]["train_loss"] < rows_a[0]["train_loss"]
     # and the run really changed the weights in its second epoch
     assert (
         a["metrics"]["train_loss"]
         != json.loads((tmp_path / "b" / "metrics.jsonl").read_text().splitlines()[0])["train_loss"]
     )
+
+
+def metrics(run_dir) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_a_row_logged_before_a_crash_is_not_repeated_after_resume(tmp_path, data_root):
+    run(tmp_path, data_root, 1, eval_every=0, lr_schedule="constant")
+    row = metrics(tmp_path)[0]
+    # kill -9 between epoch 2's metrics line and its checkpoint: the line is there, the
+    # checkpoint still says epoch 1
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({**row, "epoch": 2, "train_loss": -1.0}) + "\n")
+    resume(tmp_path, data_root, epochs=2)
+    rows = metrics(tmp_path)
+    assert [r["epoch"] for r in rows] == [1, 2] and rows[0] == row and rows[1]["train_loss"] > 0
+
+
+def test_without_a_terminal_progress_lines_come_inside_long_epochs(
+    tmp_path, data_root, monkeypatch
+):
+    import vaekit.training.loop as F
+
+    monkeypatch.setattr(F, "PROGRESS_SECONDS", 0.0)
+    mcfg, ocfg, tcfg = configs("mnist", **TINY, epochs=1, limit=256, figures=False, eval_every=0)
+    x_train, x_test, _ = load_training_data("mnist", (28, 28), 1, 0, 256, data_root)
+    lines = []
+    fit(mcfg, ocfg, tcfg, tmp_path, x_train, x_test, log=lines.append)
+    assert "epoch 1: step 1/4" in lines and any(m.startswith("epoch 1/1  train") for m in lines)
+
+
+def test_without_a_terminal_each_epoch_line_arrives_as_it_happens(tmp_path, data_root):
+    """stdout to a pipe is block-buffered: the epoch lines must be flushed as they are made."""
+    import select
+
+    args = ["--limit", "256", "--epochs", "500", "--eval-every", "0", "--no-figures", *TINY_ARGS]
+    cmd = [sys.executable, "-m", "vaekit", "train", *args, "--out", str(tmp_path / "r")]
+    p = subprocess.Popen(
+        [*cmd, "--data-dir", str(data_root)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        text=True,
+    )  # fmt: skip
+    try:
+        lines, deadline = [], time.monotonic() + 120
+        while not any(line.startswith("epoch 2/500") for line in lines):
+            assert p.poll() is None and time.monotonic() < deadline, lines
+            if select.select([p.stdout], [], [], 1.0)[0]:
+                lines.append(p.stdout.readline())
+        assert p.poll() is None  # still training: the lines came while it ran, not at exit
+    finally:
+        p.kill()
+        p.wait()
 
 
 def test_existing_run_is_never_overwritten(tmp_path, data_root):
@@ -79,10 +146,17 @@ def test_existing_run_is_never_overwritten(tmp_path, data_root):
     with pytest.raises(TrainError, match="already holds a run; pass --resume"):
         run(tmp_path, data_root, 1)
     assert (tmp_path / "last.pt").read_bytes() == before
-    with pytest.raises(TrainError, match="only .* may change"):
-        resume_configs(tmp_path, {"latent_dim": 8}, {"epochs": 3})
-    with pytest.raises(TrainError, match="has trained 1 of 1 epochs"):
-        resume_configs(tmp_path, {}, {"epochs": 1})
+    with pytest.raises(
+        TrainError, match=r"only .* may change, not \['latent_dim'\] \(latent_dim: 4 -> 8\)"
+    ):
+        resume_configs(tmp_path, {"latent_dim": 8, "epochs": 3})
+    _, _, tcfg, _ = resume_configs(tmp_path, {"epochs": 2, "eval_every": 0})  # these may change
+    assert (tcfg.epochs, tcfg.eval_every) == (2, 0)
+    # a flag given again with the run's own value is no change (re-running the same command)
+    *_, ckpt = resume_configs(tmp_path, {"limit": 1024, "latent_dim": 4, "epochs": 1})
+    assert ckpt["epoch"] == 1
+    with pytest.raises(TrainError, match=r"limit: 1024 -> 2000"):
+        resume_configs(tmp_path, {"limit": 2000})
 
 
 def test_lr_schedule():
@@ -134,38 +208,37 @@ def test_training_batches_are_fresh_binarizations_and_the_test_set_is_fixed():
 
 
 def test_bernoulli_training_with_warmup_and_free_bits_runs(tmp_path, data_root):
-    mcfg = model_config("mnist", likelihood="bernoulli", **TINY)
-    tcfg = train_config(
-        "mnist", epochs=1, limit=256, kl_warmup=3, free_bits=0.1, figures=False, eval_every=0
-    )
-    row = train(mcfg, tcfg, tmp_path, data_dir=data_root, log=quiet)
+    mcfg, ocfg, tcfg = configs(
+        "mnist", likelihood="bernoulli", **TINY, epochs=1, limit=256, kl_warmup=3, free_bits=0.1,
+        figures=False, eval_every=0,
+    )  # fmt: skip
+    row = train(mcfg, ocfg, tcfg, tmp_path, data_root)
     # the reported loss is the true recon + beta * KL (nats of binary data), not the objective
     assert 0 < row["train_loss"] < 784 * math.log(2) * 1.5
 
 
 def test_mnist_nll_preset_is_a_bernoulli_resnet_with_kl_warmup():
-    m, t = model_config("mnist-nll"), train_config("mnist-nll")
-    assert (m.likelihood, m.arch, t.dataset) == ("bernoulli", "resnet", "mnist")
-    assert 32 <= m.latent_dim <= 64 and t.kl_warmup > 0
+    m, o, t = model_config("mnist-nll"), objective_config("mnist-nll"), train_config("mnist-nll")
+    assert (m.likelihood, m.net.arch, t.dataset) == ("bernoulli", "resnet", "mnist")
+    assert 32 <= m.net.latent_dim <= 64 and o.kl_warmup > 0
 
 
 def test_a_crash_mid_epoch_then_resume_gives_identical_weights(tmp_path, data_root, monkeypatch):
     run(tmp_path / "a", data_root, 2, eval_every=0)  # 2 epochs of 16 steps, cosine lr
-    real = T.kl_weight
+    real = O.kl_weight
 
     def crash_at_step_23(step, beta, warmup):
         if step == 23:
             raise RuntimeError("simulated crash")
         return real(step, beta, warmup)
 
-    monkeypatch.setattr(T, "kl_weight", crash_at_step_23)
+    monkeypatch.setattr(O, "kl_weight", crash_at_step_23)
     with pytest.raises(RuntimeError, match="simulated crash"):
         run(tmp_path / "b", data_root, 2, eval_every=0, save_every=5)
     ck = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
     assert (ck["epoch"], ck["batch"], ck["step"]) == (1, 4, 20)  # the last save before the crash
-    monkeypatch.setattr(T, "kl_weight", real)
-    mcfg, tcfg, ckpt = resume_configs(tmp_path / "b", {}, {})
-    train(mcfg, tcfg, tmp_path / "b", data_dir=data_root, ckpt=ckpt, log=quiet)
+    monkeypatch.setattr(O, "kl_weight", real)
+    resume(tmp_path / "b", data_root)
     a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
     b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
     for k in a["model"]:
@@ -199,14 +272,13 @@ def test_sigterm_saves_at_a_step_boundary_and_exits_0(tmp_path, data_root):
     ck = torch.load(out / "last.pt", weights_only=True)
     assert 8 <= ck["step"] < 500 * 8
     # the saved state continues: finish the epoch under way
-    mcfg, tcfg, ckpt = resume_configs(out, {}, {"epochs": ck["epoch"] + 1})
-    row = train(mcfg, tcfg, out, data_dir=data_root, ckpt=ckpt, log=quiet)
+    row = resume(out, data_root, epochs=ck["epoch"] + 1)
     assert row["epoch"] == ck["epoch"] + 1 and row["step"] == 8 * row["epoch"]
 
 
 def test_non_finite_steps_are_skipped_and_counted(tmp_path, data_root, monkeypatch):
-    real = T.kl_weight
-    monkeypatch.setattr(T, "kl_weight", lambda step, *a: math.nan if step == 5 else real(step, *a))
+    real = O.kl_weight
+    monkeypatch.setattr(O, "kl_weight", lambda step, *a: math.nan if step == 5 else real(step, *a))
     row = run(tmp_path, data_root, 1, eval_every=0)
     assert row["skipped_steps"] == 1 and math.isfinite(row["train_loss"])
     ck = torch.load(tmp_path / "last.pt", weights_only=True)
@@ -216,8 +288,8 @@ def test_non_finite_steps_are_skipped_and_counted(tmp_path, data_root, monkeypat
 def test_a_run_of_bad_steps_stops_and_keeps_the_last_good_checkpoint(
     tmp_path, data_root, monkeypatch
 ):
-    real = T.kl_weight
-    monkeypatch.setattr(T, "kl_weight", lambda step, *a: math.nan if step >= 20 else real(step, *a))
+    real = O.kl_weight
+    monkeypatch.setattr(O, "kl_weight", lambda step, *a: math.nan if step >= 20 else real(step, *a))
     with pytest.raises(TrainError, match="4 consecutive steps with a non-finite loss"):
         run(tmp_path, data_root, 3, eval_every=0, max_bad_steps=4)
     ck = torch.load(tmp_path / "last.pt", weights_only=True)
@@ -255,7 +327,7 @@ def test_a_full_disk_or_unwritable_out_dir_fails_before_training(tmp_path, data_
     with pytest.raises(TrainError, match="cannot create run dir"):
         run(tmp_path / "file" / "run", data_root, 1)
     usage = shutil.disk_usage(tmp_path)
-    monkeypatch.setattr(T.shutil, "disk_usage", lambda p: usage._replace(free=1000))
+    monkeypatch.setattr(C.shutil, "disk_usage", lambda p: usage._replace(free=1000))
     with pytest.raises(TrainError, match="MiB free but the checkpoints need about"):
         run(tmp_path / "full", data_root, 1)
     assert not (tmp_path / "full" / "last.pt").exists()
@@ -307,3 +379,30 @@ def test_channels_last_and_compile_train_the_same_model(tmp_path, data_root):
     assert list(a) == list(b)
     for k in a:
         torch.testing.assert_close(b[k].contiguous(), a[k], rtol=1e-3, atol=1e-4)
+
+
+def test_a_disk_that_fills_mid_run_is_one_line_and_the_last_checkpoint_survives(
+    tmp_path, data_root, monkeypatch
+):
+    import errno
+
+    run(tmp_path, data_root, 1, lr_schedule="constant")  # evaluated: last.pt and best.pt
+    before = (tmp_path / "last.pt").read_bytes()
+    real = C.checkpoint.save
+
+    def full(state, path):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(C.checkpoint, "save", full)
+    with pytest.raises(TrainError) as e:
+        resume(tmp_path, data_root, epochs=2)
+    msg = str(e.value)
+    assert "\n" not in msg and "No space left on device" in msg
+    assert f"{tmp_path / 'last.pt'} holds the last good checkpoint" in msg
+    assert (tmp_path / "last.pt").read_bytes() == before
+    # the room check of a resumed run counts the space its replaced checkpoints free
+    monkeypatch.setattr(C.checkpoint, "save", real)
+    usage = shutil.disk_usage(tmp_path)
+    room = 2 * len(before) + 2**20  # less than last + best + a temporary file anew
+    monkeypatch.setattr(C.shutil, "disk_usage", lambda p: usage._replace(free=room))
+    assert resume(tmp_path, data_root, epochs=2)["epoch"] == 2

@@ -6,15 +6,27 @@ from pathlib import Path
 
 import torch
 
-from .config import PRESETS, TrainConfig
-from .model import VAE, ModelConfig
+from .config import PRESETS, ModelConfig, ObjectiveConfig, TrainConfig
+from .models import LatentModel, create_model, list_models
+from .models.vae import VAE
 
 __version__ = "0.1.0"
-__all__ = ["VAE", "ModelConfig", "TrainConfig", "PRESETS", "load", "__version__"]
+__all__ = [
+    "VAE",
+    "LatentModel",
+    "ModelConfig",
+    "ObjectiveConfig",
+    "TrainConfig",
+    "PRESETS",
+    "create_model",
+    "list_models",
+    "load",
+    "__version__",
+]
 
 
-def load(run_dir_or_checkpoint: str | Path, device: str | torch.device = "cpu") -> VAE:
-    """A trained VAE from a run directory (its last.pt), a checkpoint file or a .safetensors
+def load(run_dir_or_checkpoint: str | Path, device: str | torch.device = "cpu") -> LatentModel:
+    """A trained model from a run directory (its last.pt), a checkpoint file or a .safetensors
     export, in eval mode."""
     from . import checkpoint
 

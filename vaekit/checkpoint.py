@@ -13,7 +13,8 @@ from pathlib import Path
 
 import torch
 
-from .model import VAE, ModelConfig
+from .config import ModelConfig, ObjectiveConfig, option_names
+from .models import LatentModel, create_model
 
 
 class CheckpointError(Exception):
@@ -71,15 +72,55 @@ def load(run_or_ckpt: str | Path, map_location: str | torch.device = "cpu") -> d
     missing = [k for k in ("model", "model_config") if not isinstance(ckpt, dict) or k not in ckpt]
     if missing:
         raise CheckpointError(f"{path}: not a vaekit checkpoint (missing {missing})")
-    return ckpt
+    return upgrade(ckpt)
 
 
-def build_model(ckpt: dict, where: str | Path = "checkpoint") -> VAE:
-    """The VAE a loaded checkpoint describes, with its weights; a mismatch is a clear error."""
+def upgrade(ckpt: dict) -> dict:
+    """A checkpoint written before model families (vaekit 0.1: a flat model config with arch,
+    latent_dim, channels and beta; KL warm-up and free bits in the train config; the learned
+    Gaussian variance as "logvar_x") in today's layout. Today's checkpoints pass unchanged."""
+    model, train = dict(ckpt["model_config"]), dict(ckpt.get("train_config", {}))
+    if "net" in model and "objective_config" in ckpt:
+        return ckpt
+    if "net" not in model:
+        model["net"] = {k: model.pop(k) for k in sorted(option_names() & set(model))}
+        model["family"] = model.get("family", "vae")
+    objective = {"beta": model.pop("beta", 1.0)}
+    for k in ("kl_warmup", "free_bits"):
+        if k in train:
+            objective[k] = train.pop(k)
+    weights = {("likelihood.logvar" if k == "logvar_x" else k): v for k, v in ckpt["model"].items()}
+    return {
+        **ckpt,
+        "model": weights,
+        "model_config": model,
+        "objective_config": ckpt.get("objective_config", ObjectiveConfig(**objective).to_dict()),
+        "train_config": train,
+    }
+
+
+def build_model(ckpt: dict, where: str | Path = "checkpoint") -> LatentModel:
+    """The model a loaded checkpoint describes, with its weights; a mismatch is a clear error
+    naming the first tensor that does not fit and both shapes."""
     try:
-        model = VAE(ModelConfig.from_dict(ckpt["model_config"]))
-        model.load_state_dict(ckpt["model"])
-    except (ValueError, TypeError, RuntimeError) as e:
-        first = str(e).strip().splitlines()[0]
-        raise CheckpointError(f"{where}: weights do not fit its architecture ({first})") from None
+        model = create_model(ModelConfig.from_dict(ckpt["model_config"]))
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{where}: its model config is not valid ({e})") from None
+    want, got = model.state_dict(), ckpt["model"]
+    for name, t in want.items():
+        if name not in got:
+            raise CheckpointError(
+                f"{where}: weights do not fit its architecture (no tensor {name})"
+            )
+        if tuple(got[name].shape) != tuple(t.shape):
+            raise CheckpointError(
+                f"{where}: weights do not fit its architecture (tensor {name} is "
+                f"{tuple(got[name].shape)} in the checkpoint, {tuple(t.shape)} in the model)"
+            )
+    extra = sorted(set(got) - set(want))
+    if extra:
+        raise CheckpointError(
+            f"{where}: weights do not fit its architecture (unexpected {extra[0]})"
+        )
+    model.load_state_dict(got)
     return model

@@ -21,14 +21,28 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def add_config_flags(p: argparse.ArgumentParser, cls, title: str) -> None:
-    """One --flag per dataclass field, typed from its default; None means 'keep the preset's'."""
+def add_config_flags(
+    p: argparse.ArgumentParser, cls, title: str, types: dict | None = None, seen: set | None = None
+) -> None:
+    """One --flag per dataclass field, typed from its default; None means 'keep the preset's'.
+    types: field -> (type, metavar) where the default's type is not the flag's; seen: names
+    already given a flag (a field shared by two families' options gets one)."""
     group = p.add_argument_group(title)
+    types, seen = types or {}, seen if seen is not None else set()
     for f in fields(cls):
+        if f.name in seen or f.name == "net":
+            continue
+        seen.add(f.name)
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not MISSING else None
         help_ = f.metadata.get("help", "")
-        if isinstance(default, bool):
+        if f.name in types:
+            kind, metavar = types[f.name]
+            nargs = "+" if isinstance(default, tuple) else None
+            group.add_argument(
+                flag, type=kind, nargs=nargs, default=None, metavar=metavar, help=help_
+            )
+        elif isinstance(default, bool):
             group.add_argument(
                 flag, action=argparse.BooleanOptionalAction, default=None, help=help_
             )
@@ -39,8 +53,7 @@ def add_config_flags(p: argparse.ArgumentParser, cls, title: str) -> None:
 
 
 def build_parser() -> Parser:
-    from .config import PRESETS, TrainConfig
-    from .model import ModelConfig
+    from .config import FAMILIES, PRESETS, ModelConfig, ObjectiveConfig, TrainConfig
 
     root = Parser(prog="vaekit", description="Variational autoencoders in PyTorch.", epilog=EPILOG)
     root.add_argument("--version", action="version", version=f"vaekit {__version__}")
@@ -51,14 +64,15 @@ def build_parser() -> Parser:
     p.add_argument("--out", type=Path, help="run directory [runs/DATASET-PRESET]")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR")
     p.add_argument("--data-dir", type=Path, help="dataset root [$VAEKIT_DATA, ~/.cache/vaekit]")
-    add_config_flags(p, TrainConfig, "training (defaults: the preset's)")
-    add_config_flags(p, ModelConfig, "model (defaults: the preset's)")
+    types = {"dataset": (dataset_arg, "NAME|folder:PATH"), "image_size": (str, "H[xW]")}
+    add_config_flags(p, TrainConfig, "training (defaults: the preset's)", types)
+    add_config_flags(p, ObjectiveConfig, "objective (defaults: the preset's)")
+    add_config_flags(p, ModelConfig, "model (defaults: the preset's)", types)
+    seen: set = set()
+    for options in dict.fromkeys(f.options for f in FAMILIES.values()):
+        names = ", ".join(k for k, f in FAMILIES.items() if f.options is options)
+        add_config_flags(p, options, f"model options of the {names} families", seen=seen)
     p.set_defaults(run=cmd_train)
-    for action in p._actions:
-        if action.dest == "dataset":
-            action.type, action.metavar = dataset_arg, "NAME|folder:PATH"
-        if action.dest == "image_size":
-            action.type, action.metavar = str, "H[xW]"
 
     def run_parser(name: str, help_: str, out: str | None):
         q = sub.add_parser(name, help=help_)
@@ -143,45 +157,64 @@ def image_size_arg(values: tuple[str, ...]) -> tuple[int, int]:
     return int(parts[0]), int(parts[-1])
 
 
-def overrides(args: argparse.Namespace, cls) -> dict:
-    """The config fields the user set on the command line (tuples restored from lists)."""
+def config_values(args: argparse.Namespace) -> dict:
+    """The config fields the user set on the command line, flat (tuples restored from lists)."""
+    from .config import ModelConfig, ObjectiveConfig, TrainConfig, option_names
+
+    names = option_names().union(*({f.name for f in fields(c)} for c in
+                                   (ModelConfig, ObjectiveConfig, TrainConfig)))  # fmt: skip
     out = {}
-    for f in fields(cls):
-        v = getattr(args, f.name, None)
+    for name in sorted(names):
+        v = getattr(args, name, None)
         if v is not None:
-            out[f.name] = tuple(v) if isinstance(v, list) else v
+            out[name] = tuple(v) if isinstance(v, list) else v
+    if "image_size" in out:
+        out["image_size"] = image_size_arg(out["image_size"])
     return out
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from .config import TrainConfig, model_config, train_config
-    from .data import describe
-    from .model import ModelConfig
-    from .train import resume_configs, train
+def data_location(data_dir: Path | None) -> str | None:
+    """Where this command found its data, to record with a run: --data-dir, else $VAEKIT_DATA."""
+    where = data_dir or os.environ.get("VAEKIT_DATA")
+    return str(Path(where).expanduser().resolve()) if where else None
 
-    model_o, train_o = overrides(args, ModelConfig), overrides(args, TrainConfig)
-    if "image_size" in model_o:
-        model_o["image_size"] = image_size_arg(model_o["image_size"])
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from . import dist
+    from .config import configs, train_config
+    from .data import describe
+    from .training import fit, load_training_data, resume_configs
+
+    values = config_values(args)
     if args.resume:
         if args.out and args.out != args.resume:
             raise ValueError("--resume RUN_DIR continues in RUN_DIR; drop --out")
-        mcfg, tcfg, ckpt = resume_configs(args.resume, model_o, train_o)
+        mcfg, ocfg, tcfg, ckpt = resume_configs(args.resume, values)
         out = args.resume
         if ckpt["epoch"] >= tcfg.epochs:
             print(f"{out} has trained all its {tcfg.epochs} epochs; --epochs N trains further")
             return 0
+        data_dir = args.data_dir or (
+            None if os.environ.get("VAEKIT_DATA") else ckpt.get("data_dir")
+        )
     else:
-        tcfg = train_config(args.preset, **train_o)
-        size, ch = model_o.get("image_size"), model_o.get("in_channels")
+        tcfg = train_config(args.preset, **values)
+        size, ch = values.get("image_size"), values.get("in_channels")
         info = describe(tcfg.dataset, args.data_dir, size, ch, tcfg.crop)
         data = dict(mean=info.mean, std=info.std, in_channels=info.channels, image_size=info.size)
-        mcfg = model_config(args.preset, **{**data, **model_o})
+        mcfg, ocfg, tcfg = configs(args.preset, **{**data, **values})
         name = tcfg.dataset.replace("folder:", "folder-").replace("/", "_").strip("_")
-        out, ckpt = args.out or Path("runs") / f"{name}-{args.preset}", None
-    from . import dist
-
+        out, ckpt, data_dir = (
+            args.out or Path("runs") / f"{name}-{args.preset}",
+            None,
+            args.data_dir,
+        )
+    x_train, x_test, stream = load_training_data(
+        tcfg.dataset, mcfg.image_size, mcfg.in_channels, tcfg.crop, tcfg.limit, data_dir
+    )
     try:
-        train(mcfg, tcfg, out, data_dir=args.data_dir, ckpt=ckpt)
+        fit(mcfg, ocfg, tcfg, out, x_train, x_test, stream=stream, ckpt=ckpt,
+            data_dir=data_location(data_dir))  # fmt: skip
         dist.barrier()  # leave together: rank 0 may still be writing figures
     finally:
         dist.cleanup()
@@ -190,20 +223,28 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_data_dir(args: argparse.Namespace, ckpt: dict) -> Path | None:
+    """The data root for a run command: --data-dir, else $VAEKIT_DATA (read by data.py), else
+    where the run was trained from (recorded in its checkpoint)."""
+    if args.data_dir or os.environ.get("VAEKIT_DATA"):
+        return args.data_dir
+    return ckpt.get("data_dir")
+
+
 def load_run(args: argparse.Namespace, with_data: bool = True):
     """(model in eval mode, checkpoint dict, test images, test labels) for a run command;
     the data are None without with_data. The test images are as the model sees them:
     binarized once, with a fixed seed, for bernoulli."""
     from . import checkpoint
-    from .data import load_split, modelled
-    from .train import resolve_device
+    from .data import load_split
+    from .training import resolve_device
 
     ckpt = checkpoint.load(args.run_dir)
     model = checkpoint.build_model(ckpt, args.run_dir).to(resolve_device(args.device)).eval()
     if not with_data:
         return model, ckpt, None, None
-    x_test, y_test = load_split(*data_args(ckpt, model.cfg, "test", args.data_dir))
-    return model, ckpt, modelled(x_test, model.cfg.likelihood), y_test
+    x_test, y_test = load_split(*data_args(ckpt, model.cfg, "test", run_data_dir(args, ckpt)))
+    return model, ckpt, model.likelihood.prepare_eval(x_test), y_test
 
 
 def data_args(ckpt: dict, cfg, split: str, data_dir: Path | None) -> tuple:
@@ -236,6 +277,12 @@ def cmd_sample(args: argparse.Namespace) -> int:
     check_positive(args.n, "--n")
     check_positive(args.temperature, "--temperature")
     model, *_ = load_run(args, with_data=False)
+    if not model.has_prior:
+        print(
+            f"note: a {model.cfg.family} model has no prior: these are decoded codes z ~ N(0, "
+            "T^2 I), not samples of a generative model",
+            file=sys.stderr,
+        )
     return write(sample_grid(model, args.n, args.temperature, args.seed), args, "samples.png")
 
 
@@ -251,15 +298,17 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
 def cmd_traverse(args: argparse.Namespace) -> int:
     from .evaluate import posterior
-    from .generate import top_kl_dims, traverse_grid
+    from .generate import dim_scores, top_dims, traverse_grid
 
     check_positive(args.steps, "--steps")
     model, _, x, _ = load_run(args)
     check_index(args.index, len(x), "--index")
     dims = args.dims
     if dims is None:
-        dims = top_kl_dims(posterior(model, x)[1], 2)
-        print(f"traversing latent dims {dims[0]} (rows) and {dims[1]} (columns): the top-KL dims")
+        mu, kl = posterior(model, x)
+        dims = top_dims(dim_scores(mu, kl), 2)
+        how = "the top-KL dims" if kl is not None else "the dims whose codes vary most"
+        print(f"traversing latent dims {dims[0]} (rows) and {dims[1]} (columns): {how}")
     return write(
         traverse_grid(model, x[args.index], tuple(dims), args.steps, args.span),
         args,
@@ -277,11 +326,17 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     return write(interpolate_grid(model, x[args.a], x[args.b], args.steps), args, "interp.png")
 
 
+def weights_label(ckpt: dict) -> str:
+    """Which weights a checkpoint holds: "epoch 8", or "epoch 8 + 120 steps (mid-epoch 9)"."""
+    epoch, batch = ckpt["epoch"], ckpt.get("batch", 0)
+    return f"epoch {epoch}" + (f" + {batch} steps (mid-epoch {epoch + 1})" if batch else "")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
     from . import checkpoint
-    from .data import load_split, modelled
+    from .data import load_split
     from .evaluate import evaluate, iw_log_px_saved, linear_probe, posterior
     from .losses import active_units, bits_per_dim
 
@@ -294,17 +349,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ValueError(f"--limit must be >= 0, got {args.limit}")
     n = args.limit or None
     model, ckpt, x, y_test = load_run(args)
+    if args.iw_samples and not model.has_kl:
+        raise ValueError(
+            f"--iw-samples: a {model.cfg.family} model has no posterior density, so no "
+            "likelihood bound; drop --iw-samples"
+        )
     x, y_test = x[:n], y_test[:n]
     dataset = ckpt["train_config"]["dataset"]
     res = {
         "dataset": dataset,
         "split": "test",
+        "family": model.cfg.family,
         "likelihood": model.cfg.likelihood,
         "epoch": ckpt["epoch"],
+        "step": ckpt.get("step"),
+        "mid_epoch_steps": ckpt.get("batch", 0),
         "iw_samples": args.iw_samples,
         **evaluate(model, x, batch_size=args.batch_size),
     }
-    nll, res["bits_per_dim_from"] = -res["elbo"], "elbo"
+    nll, res["bits_per_dim_from"] = (None, None) if res["elbo"] is None else (-res["elbo"], "elbo")
     if args.iw_samples:
         stem = checkpoint.resolve(args.run_dir).with_suffix("")
         # channels-last: on CPU the bound's millions of decoder passes run ~3x faster (the same
@@ -317,33 +380,40 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         res["nll_iw_sem"] = (log_px.std() / len(x) ** 0.5).item() if len(x) > 1 else None
         res["iw_seconds"], res["iw_record"] = info["seconds"], info["record"]
         res["bits_per_dim_from"] = "nll_iw"
-    res["bits_per_dim"] = bits_per_dim(nll, x[0].numel())
+    res["bits_per_dim"] = None if nll is None else bits_per_dim(nll, x[0].numel())
     mu_test = posterior(model, x)[0]
     res["active_units"] = active_units(mu_test)[0]
     if len(y_test.unique()) < 2:  # an unlabelled folder: nothing to classify
         args.no_probe = True
     if not args.no_probe:
-        split = load_split(*data_args(ckpt, model.cfg, "train", args.data_dir))
+        split = load_split(*data_args(ckpt, model.cfg, "train", run_data_dir(args, ckpt)))
         x_train, y_train = (t[:n] for t in split)
-        mu_train = posterior(model, modelled(x_train, model.cfg.likelihood))[0]
+        mu_train = posterior(model, model.likelihood.prepare_eval(x_train))[0]
         res["probe_accuracy"] = linear_probe(mu_train, y_train, mu_test, y_test)
     if args.out:
         checkpoint.save_json(res, args.out)
     if args.json:
         print(json.dumps(res, indent=2))
+        return 0
+    head = f"{res['dataset']} test ({res['num_images']} images, {weights_label(ckpt)}): "
+    if res["kl"] is None:
+        print(head + f"loss {res['test_loss']:.3f} = recon per image ({res['family']}: no KL)")
+        line = "no ELBO (no posterior density)"
     else:
         print(
-            f"{res['dataset']} test ({res['num_images']} images, epoch {res['epoch']}): "
-            f"loss {res['test_loss']:.3f} = recon {res['recon']:.3f} + kl {res['kl']:.3f} per image"
+            head + f"loss {res['test_loss']:.3f} = recon {res['recon']:.3f} + kl {res['kl']:.3f} "
+            "per image"
         )
         line = f"elbo {res['elbo']:.2f} nats"
-        if "nll_iw" in res:
-            line += f", nll_iw {res['nll_iw']:.2f} nats (K={args.iw_samples}"
-            line += f", s.e. {res['nll_iw_sem']:.2f})" if res["nll_iw_sem"] is not None else ")"
-        line += f", {res['bits_per_dim']:.4f} bits/dim, {res['active_units']} active units"
-        if "probe_accuracy" in res:
-            line += f", probe accuracy {res['probe_accuracy']:.4f}"
-        print(line)
+    if "nll_iw" in res:
+        line += f", nll_iw {res['nll_iw']:.2f} nats (K={args.iw_samples}"
+        line += f", s.e. {res['nll_iw_sem']:.2f})" if res["nll_iw_sem"] is not None else ")"
+    if res["bits_per_dim"] is not None:
+        line += f", {res['bits_per_dim']:.4f} bits/dim"
+    line += f", {res['active_units']} active units"
+    if "probe_accuracy" in res:
+        line += f", probe accuracy {res['probe_accuracy']:.4f}"
+    print(line)
     return 0
 
 
@@ -388,7 +458,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     from .checkpoint import CheckpointError
     from .data import DataError
-    from .train import TrainError
+    from .training import TrainError
 
     args = build_parser().parse_args(argv)
     try:

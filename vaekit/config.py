@@ -1,10 +1,219 @@
-"""Training configuration and presets. Presets are plain data: overrides of the two configs."""
+"""Configs, registries and presets: plain dataclasses and names, no torch.
+
+Model code imports this module, never the reverse. Three configs describe a run:
+- ModelConfig: the family (a registered name), the data it takes, the likelihood, and the
+  family's own options in their own dataclass (ModelConfig.net, tagged by the family's name);
+- ObjectiveConfig: what the loop minimises (elbo or iwae, beta, KL warm-up, free bits, K);
+- TrainConfig: data, optimisation, schedule, output.
+Registries map names to classes given as "module:Class" strings, imported on first use
+(resolve), so reading a config never imports torch. A preset is a flat dict of field values,
+each routed to the config that owns the field (every field name is unique across configs).
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+import importlib
+from dataclasses import asdict, dataclass, field, fields, replace
 
-from .model import ModelConfig, config_from_dict, fit_depth, opt
+
+def opt(default, help: str):
+    """A dataclass field with a one-line doc; the CLI turns each field into a --flag."""
+    return field(default=default, metadata={"help": help})
+
+
+def config_from_dict(cls, d: dict):
+    """A config dataclass from a plain dict (JSON, a checkpoint), naming any unknown keys."""
+    unknown = sorted(set(d) - {f.name for f in fields(cls)})
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys: {unknown}")
+    return cls(**d)
+
+
+def check(obj, checks: list[tuple[bool, str]]) -> None:
+    """Raise ValueError for the first failed (ok, "field_name must ...") check, with its value."""
+    for ok, msg in checks:
+        if not ok:
+            raise ValueError(f"{msg}, got {getattr(obj, msg.split()[0])!r}")
+
+
+def resolve(path: str):
+    """ "package.module:Name" -> the object, imported now (registries hold such strings)."""
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+# --- Family options -----------------------------------------------------------------------------
+
+
+def stage_sizes(size: tuple[int, int], n: int) -> list[tuple[int, int]]:
+    """Spatial size at the input of each of n stages: halved (floor) by each max-pool."""
+    sizes = [tuple(size)]
+    for _ in range(n):
+        h, w = sizes[-1]
+        sizes.append((h // 2, w // 2))
+    return sizes
+
+
+def fit_depth(channels: tuple[int, ...], size: tuple[int, int], bottom: int = 4) -> tuple:
+    """Stage widths for an image size: the last width repeated until the smallest side at the
+    bottom is <= bottom, so larger images get deeper nets (28 or 32 px: unchanged)."""
+    ch = tuple(channels)
+    while min(stage_sizes(size, len(ch))[-1]) > bottom:
+        ch = (*ch, ch[-1])
+    return ch
+
+
+@dataclass
+class ConvNet:
+    """Options of the one-latent families (vae, ae): a flat z and a conv encoder/decoder body."""
+
+    arch: str = opt("resnet", "seed (the seed's network, 28x28x1) or resnet (sized from config)")
+    latent_dim: int = opt(20, "dimensions of z")
+    channels: tuple[int, ...] = opt(
+        (32, 64, 64), "resnet: width of each stage, top first; each halves H, W"
+    )
+
+    def __post_init__(self) -> None:
+        self.channels = tuple(int(c) for c in self.channels)
+        check(
+            self,
+            [
+                (self.arch in ("seed", "resnet"), "arch must be seed or resnet"),
+                (self.latent_dim >= 1, "latent_dim must be >= 1"),
+                (bool(self.channels) and min(self.channels) >= 1, "channels must be positive"),
+            ],
+        )
+
+    def fit(self, model: ModelConfig, given: set[str]) -> ConvNet:
+        """These options for the model's images: refuse the seed net off 28x28x1; a resnet
+        gets more stages for larger images unless its channels were given."""
+        if self.arch == "seed" and (model.in_channels, model.image_size) != (1, (28, 28)):
+            h, w = model.image_size
+            raise ValueError(
+                f"the seed architecture is fixed to 28x28x1 images, got {h}x{w}x"
+                f"{model.in_channels} (HxWxC); use arch 'resnet', e.g. another preset (mnist, "
+                "cifar10, celeba64)"
+            )
+        if self.arch == "resnet" and "channels" not in given:
+            return replace(self, channels=fit_depth(self.channels, model.image_size))
+        return self
+
+
+@dataclass(frozen=True)
+class Family:
+    """A registered model family: its options dataclass and its model class ("module:Class")."""
+
+    options: type
+    model: str
+    doc: str
+
+
+# name -> family. Adding a family: a module with its model class, and one line here.
+FAMILIES: dict[str, Family] = {
+    "vae": Family(ConvNet, "vaekit.models.vae:VAE", "variational autoencoder, one Gaussian z"),
+}
+
+# name -> likelihood module p(x|z) ("module:Class"); each owns its decoder channels.
+LIKELIHOODS: dict[str, str] = {
+    "gaussian": "vaekit.likelihoods:FixedGaussian",
+    "gaussian-global": "vaekit.likelihoods:GlobalGaussian",
+    "gaussian-pixel": "vaekit.likelihoods:PixelGaussian",
+    "bernoulli": "vaekit.likelihoods:Bernoulli",
+    "logistic": "vaekit.likelihoods:LogisticMixture",
+}
+
+# name -> training objective ("module:Class"), a callable (model, x, step, eps) -> terms.
+OBJECTIVES: dict[str, str] = {
+    "elbo": "vaekit.objectives:ELBO",
+    "iwae": "vaekit.objectives:IWAE",
+}
+
+
+# --- The three configs --------------------------------------------------------------------------
+
+
+@dataclass
+class ModelConfig:
+    """What the model is: family, images, likelihood, and the family's options (net)."""
+
+    family: str = opt(
+        "vae", "model family: " + ", ".join(f"{k} ({v.doc})" for k, v in FAMILIES.items())
+    )
+    in_channels: int = opt(1, "image channels (1 grey, 3 colour)")
+    image_size: tuple[int, int] = opt((28, 28), "(H, W) of the images the model takes")
+    likelihood: str = opt(
+        "gaussian",
+        "p(x|z): gaussian (the seed's squared error), gaussian-global, gaussian-pixel (learned "
+        "variance), bernoulli (binarized data), logistic (discretized mixture)",
+    )
+    mixtures: int = opt(1, "logistic: mixture components per pixel")
+    mean: float = opt(0.1307, "input normalisation: x_net = (x - mean) / std")
+    std: float = opt(0.3081, "input normalisation std (the dataset's pixel std)")
+    net: object = field(default=None, metadata={"help": "the family's options"})
+
+    def __post_init__(self) -> None:
+        self.image_size = tuple(int(s) for s in self.image_size)
+        check(
+            self,
+            [
+                (self.family in FAMILIES, f"family must be one of {sorted(FAMILIES)}"),
+                (self.likelihood in LIKELIHOODS, f"likelihood must be one of {tuple(LIKELIHOODS)}"),
+                (self.mixtures >= 1, "mixtures must be >= 1"),
+                (len(self.image_size) == 2 and min(self.image_size) >= 8, "image_size must be "
+                 "(H, W) with both >= 8"),
+                (self.in_channels in (1, 3), "in_channels must be 1 or 3"),
+                (self.std > 0, "std must be > 0"),
+            ],
+        )  # fmt: skip
+        options = FAMILIES[self.family].options
+        if self.net is None:
+            self.net = options()
+        elif isinstance(self.net, dict):
+            self.net = config_from_dict(options, self.net)
+        elif not isinstance(self.net, options):
+            raise ValueError(
+                f"family {self.family} takes {options.__name__} options, got {self.net}"
+            )
+
+    def to_dict(self) -> dict:
+        return to_plain(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        return config_from_dict(cls, d)
+
+
+@dataclass
+class ObjectiveConfig:
+    """What training minimises; test figures are always the true ELBO and KL."""
+
+    objective: str = opt("elbo", "training objective: " + ", ".join(OBJECTIVES))
+    beta: float = opt(1.0, "weight of the KL term (1 = the ELBO)")
+    kl_warmup: int = opt(
+        0, "optimizer steps over which the KL weight rises from 0 to beta (0 = off)"
+    )
+    free_bits: float = opt(0.0, "nats per latent dim below which a dim's batch KL is not penalised")
+    iw_k: int = opt(5, "iwae: importance samples per image (Burda et al. 2015)")
+
+    def __post_init__(self) -> None:
+        check(
+            self,
+            [
+                (self.objective in OBJECTIVES, f"objective must be one of {tuple(OBJECTIVES)}"),
+                (self.beta >= 0, "beta must be >= 0"),
+                (self.kl_warmup >= 0, "kl_warmup must be >= 0"),
+                (self.free_bits >= 0, "free_bits must be >= 0"),
+                (self.iw_k >= 1, "iw_k must be >= 1"),
+            ],
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ObjectiveConfig:
+        return config_from_dict(cls, d)
+
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16")
@@ -33,10 +242,6 @@ class TrainConfig:
     precision: str = opt("fp32", "fp32, or bf16 autocast (recent GPUs, CPUs with AVX-512 BF16)")
     compile: bool = opt(False, "torch.compile the model (the first steps wait for the compiler)")
     channels_last: bool = opt(False, "channels-last memory layout (faster convs on some hardware)")
-    kl_warmup: int = opt(
-        0, "optimizer steps over which the KL weight rises from 0 to beta (0 = off)"
-    )
-    free_bits: float = opt(0.0, "nats per latent dim below which a dim's batch KL is not penalised")
     figures: bool = opt(True, "write reconstructions and samples after every epoch")
     save_every: int = opt(0, "also checkpoint every N steps inside an epoch (0 = epoch ends)")
     keep: int = opt(0, "also keep the last N epochs' checkpoints, checkpoints/epoch_NNN.pt")
@@ -44,29 +249,26 @@ class TrainConfig:
     max_bad_steps: int = opt(20, "stop after this many consecutive non-finite steps")
 
     def __post_init__(self) -> None:
-        checks = [
-            (self.epochs >= 1, "epochs must be >= 1"),
-            (self.batch_size >= 1, "batch_size must be >= 1"),
-            (self.lr > 0, "lr must be > 0"),
-            (self.weight_decay >= 0, "weight_decay must be >= 0"),
-            (self.lr_schedule in ("constant", "cosine"), "lr_schedule must be constant|cosine"),
-            (0 <= self.lr_min_frac <= 1, "lr_min_frac must be in [0, 1]"),
-            (self.limit >= 0, "limit must be >= 0"),
-            (self.crop >= 0, "crop must be >= 0"),
-            (self.eval_every >= 0, "eval_every must be >= 0"),
-            (self.save_every >= 0, "save_every must be >= 0"),
-            (self.keep >= 0, "keep must be >= 0"),
-            (self.grad_clip >= 0, "grad_clip must be >= 0"),
-            (self.max_bad_steps >= 1, "max_bad_steps must be >= 1"),
-            (self.kl_warmup >= 0, "kl_warmup must be >= 0"),
-            (self.free_bits >= 0, "free_bits must be >= 0"),
-            (self.device in DEVICES, f"device must be one of {DEVICES}"),
-            (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}"),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                name = msg.split()[0]
-                raise ValueError(f"{msg}, got {getattr(self, name)!r}")
+        check(
+            self,
+            [
+                (self.epochs >= 1, "epochs must be >= 1"),
+                (self.batch_size >= 1, "batch_size must be >= 1"),
+                (self.lr > 0, "lr must be > 0"),
+                (self.weight_decay >= 0, "weight_decay must be >= 0"),
+                (self.lr_schedule in ("constant", "cosine"), "lr_schedule must be constant|cosine"),
+                (0 <= self.lr_min_frac <= 1, "lr_min_frac must be in [0, 1]"),
+                (self.limit >= 0, "limit must be >= 0"),
+                (self.crop >= 0, "crop must be >= 0"),
+                (self.eval_every >= 0, "eval_every must be >= 0"),
+                (self.save_every >= 0, "save_every must be >= 0"),
+                (self.keep >= 0, "keep must be >= 0"),
+                (self.grad_clip >= 0, "grad_clip must be >= 0"),
+                (self.max_bad_steps >= 1, "max_bad_steps must be >= 1"),
+                (self.device in DEVICES, f"device must be one of {DEVICES}"),
+                (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}"),
+            ],
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -76,83 +278,115 @@ class TrainConfig:
         return config_from_dict(cls, d)
 
 
-# name -> (model overrides, train overrides) on top of the dataclass defaults.
-PRESETS: dict[str, tuple[dict, dict]] = {
+def to_plain(cfg) -> dict:
+    """A config as JSON-ready data: tuples as lists, the family's options as a nested dict."""
+    d = asdict(cfg)
+
+    def lists(v):
+        return [lists(x) for x in v] if isinstance(v, (tuple, list)) else v
+
+    return {k: ({kk: lists(vv) for kk, vv in v.items()} if isinstance(v, dict) else lists(v))
+            for k, v in d.items()}  # fmt: skip
+
+
+# --- Presets: flat field values, routed to the config that owns each field ----------------------
+
+PRESETS: dict[str, dict] = {
     # The seed notebook, reproduced: its network, objective and optimisation.
-    "seed": (
-        dict(arch="seed", latent_dim=20),
-        dict(epochs=20, batch_size=64, lr=1e-3, lr_schedule="constant"),
-    ),
+    "seed": dict(arch="seed", latent_dim=20, epochs=20, batch_size=64, lr=1e-3,
+                 lr_schedule="constant"),
     # Our MNIST default: same family, thin at full resolution (where the compute is), more
     # latent dims, no BatchNorm, twice the seed's lr with a cosine decay, half its epochs.
-    "mnist": (
-        dict(arch="resnet", latent_dim=64, channels=(16, 32, 64)),
-        # channels-last: 1.1-1.6x on this CPU's convs, the same model up to float rounding
-        dict(epochs=10, batch_size=64, lr=2e-3, lr_schedule="cosine", channels_last=True),
-    ),
+    # channels-last: 1.1-1.6x on this CPU's convs, the same model up to float rounding.
+    "mnist": dict(arch="resnet", latent_dim=64, channels=(16, 32, 64), epochs=10, batch_size=64,
+                  lr=2e-3, lr_schedule="cosine", channels_last=True),
     # Test NLL on dynamically binarized MNIST (report with evaluate --iw-samples 5000): one
     # stochastic layer of 32 dims, a Bernoulli decoder, wider stages than "mnist", a longer
     # cosine run with KL warm-up over ~10 epochs (Sonderby et al. 2016) against inactive
     # units. Chosen by reasoning from the literature's setups, not by a sweep.
-    "mnist-nll": (
-        dict(arch="resnet", likelihood="bernoulli", latent_dim=32, channels=(32, 64, 64)),
-        dict(
-            dataset="mnist",
-            epochs=50,
-            batch_size=128,
-            lr=1e-3,
-            lr_schedule="cosine",
-            kl_warmup=5000,
-            channels_last=True,
-        ),
-    ),
+    "mnist-nll": dict(arch="resnet", likelihood="bernoulli", latent_dim=32, channels=(32, 64, 64),
+                      dataset="mnist", epochs=50, batch_size=128, lr=1e-3, lr_schedule="cosine",
+                      kl_warmup=5000, channels_last=True),
     # CIFAR-10, 32x32x3: a discretized logistic mixture over the 256 pixel values (bits/dim
     # comparable with the literature), four stages down to 2x2, 128 latents.
-    "cifar10": (
-        dict(
-            arch="resnet",
-            likelihood="logistic",
-            mixtures=5,
-            latent_dim=128,
-            channels=(32, 64, 128, 128),
-        ),
-        dict(dataset="cifar10", epochs=50, batch_size=128, lr=1e-3, lr_schedule="cosine"),
-    ),
+    "cifar10": dict(arch="resnet", likelihood="logistic", mixtures=5, latent_dim=128,
+                    channels=(32, 64, 128, 128), dataset="cifar10", epochs=50, batch_size=128,
+                    lr=1e-3, lr_schedule="cosine"),
     # CelebA aligned faces, centre 148 crop resized to 64x64x3 (the common VAE setting):
     # five stages down to 2x2, the same logistic likelihood, 128 latents.
-    "celeba64": (
-        dict(
-            arch="resnet",
-            likelihood="logistic",
-            mixtures=5,
-            latent_dim=128,
-            channels=(32, 64, 128, 128, 256),
-        ),
-        dict(dataset="celeba", epochs=20, batch_size=128, lr=1e-3, lr_schedule="cosine"),
-    ),
-}
+    "celeba64": dict(arch="resnet", likelihood="logistic", mixtures=5, latent_dim=128,
+                     channels=(32, 64, 128, 128, 256), dataset="celeba", epochs=20,
+                     batch_size=128, lr=1e-3, lr_schedule="cosine"),
+}  # fmt: skip
 
 
-def _preset(name: str) -> tuple[dict, dict]:
+def field_names(cls) -> set[str]:
+    return {f.name for f in fields(cls)}
+
+
+def option_names() -> set[str]:
+    """Every field of every registered family's options."""
+    return {n for fam in FAMILIES.values() for n in field_names(fam.options)}
+
+
+def route(values: dict) -> tuple[dict, dict, dict, dict]:
+    """Flat field values -> (model, family options, objective, train) dicts; unknown names and
+    None values (unset flags) are refused and dropped."""
+    parts: tuple[dict, dict, dict, dict] = ({}, {}, {}, {})
+    owners = [field_names(ModelConfig) - {"net"}, option_names(), field_names(ObjectiveConfig),
+              field_names(TrainConfig)]  # fmt: skip
+    for k, v in values.items():
+        if v is None:
+            continue
+        i = next((i for i, names in enumerate(owners) if k in names), None)
+        if i is None:
+            raise ValueError(f"unknown config field {k!r}")
+        parts[i][k] = tuple(v) if isinstance(v, list) else v
+    return parts
+
+
+def preset_values(name: str) -> dict:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
-    return PRESETS[name]
+    return dict(PRESETS[name])
+
+
+def build_model_config(values: dict, given: set[str] | None = None) -> ModelConfig:
+    """A ModelConfig from flat values (the family's options among them), fitted to its images.
+    given: the names set by the user rather than a preset (default: all of values); a resnet
+    whose channels were not given gets more stages for larger images."""
+    model, net, _, _ = route(values)
+    family = model.get("family", "vae")
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {sorted(FAMILIES)}, got {family!r}")
+    options = FAMILIES[family].options
+    unknown = sorted(set(net) - field_names(options))
+    if unknown:
+        raise ValueError(f"family {family} has no options {unknown}")
+    cfg = ModelConfig(**model, net=options(**net))
+    return replace(cfg, net=cfg.net.fit(cfg, set(values) if given is None else given))
+
+
+def configs(preset: str, **overrides) -> tuple[ModelConfig, ObjectiveConfig, TrainConfig]:
+    """The three configs of a preset with flat field overrides applied (None: the preset's)."""
+    given = {k for k, v in overrides.items() if v is not None}
+    values = {**preset_values(preset), **{k: overrides[k] for k in given}}
+    _, _, objective, train = route(values)
+    return build_model_config(values, given), ObjectiveConfig(**objective), TrainConfig(**train)
 
 
 def model_config(preset: str, **overrides) -> ModelConfig:
-    """The preset's ModelConfig with field overrides applied (None values are ignored).
+    """The preset's ModelConfig with overrides (model fields and the family's options)."""
+    given = {k for k, v in overrides.items() if v is not None}
+    return build_model_config({**preset_values(preset), **{k: overrides[k] for k in given}}, given)
 
-    Unless channels is overridden, a resnet gets more stages for larger images (fit_depth)."""
-    base = dict(_preset(preset)[0])
-    base.update({k: v for k, v in overrides.items() if v is not None})
-    cfg = ModelConfig.from_dict(base)
-    if cfg.arch == "resnet" and overrides.get("channels") is None:
-        cfg = replace(cfg, channels=fit_depth(cfg.channels, cfg.image_size))
-    return cfg
+
+def objective_config(preset: str, **overrides) -> ObjectiveConfig:
+    values = {**preset_values(preset), **{k: v for k, v in overrides.items() if v is not None}}
+    return ObjectiveConfig(**route(values)[2])
 
 
 def train_config(preset: str, **overrides) -> TrainConfig:
     """The preset's TrainConfig with field overrides applied (None values are ignored)."""
-    base = dict(_preset(preset)[1])
-    base.update({k: v for k, v in overrides.items() if v is not None})
-    return TrainConfig.from_dict(base)
+    values = {**preset_values(preset), **{k: v for k, v in overrides.items() if v is not None}}
+    return TrainConfig(**route(values)[3])

@@ -1,7 +1,7 @@
 """Test-set evaluation: fixed, unshuffled data and a fixed noise seed, so numbers repeat.
 
-Every function takes uint8 images as the model sees them (data.modelled: binarized once for a
-"bernoulli" model). Likelihoods are in nats of the 8-bit (or binary) data, see VAE.log_px.
+Every function takes uint8 images as the model sees them (likelihood.prepare_eval: binarized once
+for a "bernoulli" model). Likelihoods are in nats of the 8-bit (or binary) data.
 """
 
 from __future__ import annotations
@@ -19,41 +19,54 @@ import torch
 
 from . import checkpoint
 from .data import to_float
-from .losses import iw_bound, iw_log_weights, kl_normal
-from .model import VAE
+from .losses import iw_bound, kl_normal
+from .models import LatentModel
 
 
 @torch.inference_mode()
-def evaluate(model: VAE, x: torch.Tensor, batch_size: int = 500, seed: int = 0) -> dict:
-    """Mean per-image loss, recon and KL over uint8 images x (N, C, H, W), the ELBO, KL per dim.
+def evaluate(model: LatentModel, x: torch.Tensor, batch_size: int = 500, seed: int = 0) -> dict:
+    """Mean per-image loss, recon and KL over uint8 images x (N, C, H, W), the ELBO, KL per dim
+    of the top group and per group.
 
-    loss and recon are in the training objective's units (for "gaussian", the seed's); elbo is
-    -(recon + KL) in nats of the 8-bit data, a lower bound on log P(x). Runs in eval mode with
-    z sampled from q(z|x) under a fixed seed; restores the model's mode and the global RNG.
+    recon is in the likelihood's training units (for "gaussian", the seed's); test_loss = recon
+    + KL (the true -ELBO in those units, whatever the training objective); elbo = -(-log P(x|z)
+    + KL) in nats of the 8-bit data, a lower bound on log P(x). A model without a KL (ae) gets
+    kl, elbo and the KL lists as None. Runs in eval mode with z sampled from q(z|x) under a
+    fixed seed; restores the model's mode and the global RNG.
     """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    totals = torch.zeros(4, dtype=torch.float64, device=device)  # loss, recon, kl, -log P(x|z)
-    kl_dims = torch.zeros(model.cfg.latent_dim, dtype=torch.float64, device=device)
+    totals = torch.zeros(2, dtype=torch.float64, device=device)  # recon, -log P(x|z)
+    kl_groups = torch.zeros(len(model.latent_shapes), dtype=torch.float64, device=device)
+    kl_dims = torch.zeros(model.top_dim, dtype=torch.float64, device=device)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         for i in range(0, len(x), batch_size):
             xb = to_float(x[i : i + batch_size].to(device, non_blocking=True))
             out = model(xb)
-            terms = [out["loss"], out["recon"], out["kl"], model.discrete_nll(out["recon"])]
-            totals += torch.stack([t.sum() for t in terms]).double()
-            kl_dims += kl_normal(out["mu"], out["logvar"]).sum(0).double()
+            recon = out["recon"]
+            totals += torch.stack(
+                [recon.sum(), model.likelihood.discrete_nll(recon).sum()]
+            ).double()
+            if out["kl"]:
+                kl_groups += torch.stack([k.flatten(1).sum() for k in out["kl"]]).double()
+                kl_dims += out["kl"][0].flatten(1).sum(0).double()
     model.train(was_training)
     n = len(x)
-    loss, recon, kl, nll_x_z = (totals / n).tolist()
+    recon, nll_x_z = (totals / n).tolist()
+    if not model.has_kl:
+        return {"test_loss": recon, "recon": recon, "kl": None, "elbo": None, "num_images": n,
+                "kl_per_dim": None, "kl_per_group": None}  # fmt: skip
+    kl = float(kl_groups.sum()) / n
     return {
-        "test_loss": loss,
+        "test_loss": recon + kl,
         "recon": recon,
         "kl": kl,
         "elbo": -(nll_x_z + kl),
         "num_images": n,
         "kl_per_dim": (kl_dims / n).tolist(),
+        "kl_per_group": (kl_groups / n).tolist(),
     }
 
 
@@ -65,7 +78,7 @@ def iw_block(K: int, chunk: int, batch_size: int) -> int:
 
 @torch.inference_mode()
 def iw_log_px(
-    model: VAE,
+    model: LatentModel,
     x: torch.Tensor,
     K: int,
     chunk: int = 50,
@@ -95,7 +108,7 @@ def iw_log_px(
             continue
         g.manual_seed((seed * len(x) + i) % 2**32)  # the CPU generator keeps 32 bits of a seed
         xb = to_float(x[i : i + n_img].to(device))
-        log_w = iw_log_weights(xb, model.encode, model.log_px, K, min(chunk, K), g)  # (K, b)
+        log_w = model.log_weights(xb, K, g, min(chunk, K))  # (K, b)
         b = iw_bound(log_w).double().cpu()
         if not b.isfinite().all():
             raise ValueError(f"the IW bound is not finite for test images {i}..{i + len(b) - 1}")
@@ -105,7 +118,7 @@ def iw_log_px(
     return out
 
 
-def fingerprint(model: VAE, x: torch.Tensor) -> str:
+def fingerprint(model: LatentModel, x: torch.Tensor) -> str:
     """SHA-256 of a model's config and weights and of the images x: what a saved bound is for."""
     h = hashlib.sha256(json.dumps(asdict(model.cfg), sort_keys=True).encode())
     for name, t in model.state_dict().items():
@@ -116,7 +129,7 @@ def fingerprint(model: VAE, x: torch.Tensor) -> str:
 
 
 def iw_log_px_saved(
-    model: VAE,
+    model: LatentModel,
     x: torch.Tensor,
     K: int,
     *,
@@ -198,15 +211,21 @@ def iw_log_px_saved(
 
 
 @torch.inference_mode()
-def posterior(model: VAE, x: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, list]:
-    """One encoder pass over uint8 images x: E_q[z|x] (N, D) on the CPU, and each latent dim's
-    average KL(q(z|x) || p(z)) (D,), the dims the model uses most having the largest."""
+def posterior(
+    model: LatentModel, x: torch.Tensor, batch_size: int = 1000
+) -> tuple[torch.Tensor, list[float] | None]:
+    """One encoder pass over uint8 images x: the top group's E_q[z|x] (N, D) on the CPU, and each
+    of its dims' average KL(q(z|x) || p(z)) (D,), the dims the model uses most having the
+    largest (None for a model without a KL)."""
     device = next(model.parameters()).device
-    mus, kl = [], torch.zeros(model.cfg.latent_dim, dtype=torch.float64, device=device)
+    mus, kl = [], torch.zeros(model.top_dim, dtype=torch.float64, device=device)
     for i in range(0, len(x), batch_size):
         mu, logvar = model.encode(to_float(x[i : i + batch_size].to(device)))
-        kl += kl_normal(mu, logvar).sum(0).double()
+        if logvar is not None:
+            kl += kl_normal(mu, logvar).sum(0).double()
         mus.append(mu.cpu())
+    if not model.has_kl:
+        return torch.cat(mus), None
     return torch.cat(mus), (kl / max(len(x), 1)).tolist()
 
 

@@ -40,7 +40,8 @@ from PIL import Image, UnidentifiedImageError
 from . import images
 from .data import to_float
 from .evaluate import posterior
-from .model import VAE
+from .generate import dim_scores
+from .models import LatentModel
 
 MAX_BODY = 4 << 20  # bytes of a request body (a base64 upload of MAX_UPLOAD fits)
 MAX_UPLOAD = 2 << 20  # bytes of an uploaded image file
@@ -157,15 +158,16 @@ class Explorer:
     'encode a test image', and each dim's average KL to order the sliders.
     """
 
-    def __init__(self, model: VAE, x: torch.Tensor, y: torch.Tensor | None, name: str):
+    def __init__(self, model: LatentModel, x: torch.Tensor, y: torch.Tensor | None, name: str):
         self.model = model.eval()
         self.device = next(model.parameters()).device
         if y is not None and len(y) and int(y.min()) == int(y.max()):
             y = None  # one class (e.g. a folder without class subfolders): no labels to show
         self.x, self.y, self.name = x, y, name  # uint8 (N, C, H, W), int64 (N,) or None
         self.lock = threading.Lock()  # one model call at a time
-        self.mu, self.kl = posterior(model, x)  # (N, D), (D,)
-        self.order = sorted(range(len(self.kl)), key=lambda d: -self.kl[d])
+        self.mu, self.kl = posterior(model, x)  # (N, D), (D,) or None (no KL: an autoencoder)
+        score = dim_scores(self.mu, self.kl)  # how much each dim is used
+        self.order = sorted(range(len(score)), key=lambda d: -score[d])
         self.map = self._map()
 
     def _map(self) -> dict:
@@ -196,7 +198,9 @@ class Explorer:
         cfg = self.model.cfg
         return {
             "dataset": self.name,
-            "latent_dim": cfg.latent_dim,
+            "latent_dim": self.model.top_dim,
+            "family": cfg.family,
+            "has_prior": self.model.has_prior,
             "image_shape": [cfg.in_channels, *cfg.image_size],
             "likelihood": cfg.likelihood,
             "kl_per_dim": self.kl,
@@ -206,7 +210,7 @@ class Explorer:
         }
 
     def decode(self, body: dict) -> dict:
-        return {"images": self._images(parse_z(body.get("z"), self.model.cfg.latent_dim))}
+        return {"images": self._images(parse_z(body.get("z"), self.model.top_dim))}
 
     def sample(self, body: dict) -> dict:
         n = _int(body, "n", 1, MAX_ROWS, default=1)
@@ -218,7 +222,7 @@ class Explorer:
             g.manual_seed(_int(body, "seed", 0, 2**63 - 1))
         else:
             g.seed()
-        z = torch.randn(n, self.model.cfg.latent_dim, generator=g) * t  # (n, D), z ~ N(0, T^2 I)
+        z = torch.randn(n, self.model.top_dim, generator=g) * t  # (n, D), z ~ N(0, T^2 I)
         return {"z": z.tolist(), "images": self._images(z)}
 
     def encode(self, body: dict) -> dict:
@@ -241,7 +245,7 @@ class Explorer:
             recon = self.model.decode(mu)
         out.update(
             mu=mu[0].tolist(),
-            logvar=logvar[0].tolist(),
+            logvar=None if logvar is None else logvar[0].tolist(),
             input=png_data_url(xf[0]),
             image=png_data_url(recon[0]),
         )

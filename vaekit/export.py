@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .model import VAE, ModelConfig
+from .models import LatentModel
 
 
 def _need(module: str):
@@ -27,7 +27,7 @@ def _need(module: str):
         ) from None
 
 
-def save_safetensors(model: VAE, path: str | Path) -> Path:
+def save_safetensors(model: LatentModel, path: str | Path) -> Path:
     """All weights as one safetensors file; the model config rides along as JSON metadata."""
     st = _need("safetensors.torch")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -36,23 +36,24 @@ def save_safetensors(model: VAE, path: str | Path) -> Path:
     return Path(path)
 
 
-def load_safetensors(path: str | Path) -> VAE:
-    """A VAE from save_safetensors' file, in eval mode."""
+def load_safetensors(path: str | Path) -> LatentModel:
+    """A model from save_safetensors' file, in eval mode (files of vaekit 0.1 included)."""
     st = _need("safetensors")
     with st.safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
         if "model_config" not in meta:
             raise ValueError(f"{path}: no model_config in its metadata; not a vaekit export")
         state = {k: f.get_tensor(k) for k in f.keys()}
-    model = VAE(ModelConfig.from_dict(json.loads(meta["model_config"])))
-    model.load_state_dict(state)
-    return model.eval()
+    from .checkpoint import build_model, upgrade
+
+    ckpt = upgrade({"model": state, "model_config": json.loads(meta["model_config"])})
+    return build_model(ckpt, path).eval()
 
 
 class _Decoder(torch.nn.Module):
     """z (N, D) -> images (N, C, H, W) in [0, 1]: what a sampler elsewhere needs."""
 
-    def __init__(self, model: VAE):
+    def __init__(self, model: LatentModel):
         super().__init__()
         self.model = model
 
@@ -60,7 +61,7 @@ class _Decoder(torch.nn.Module):
         return self.model.decode(z)
 
 
-def save_onnx(model: VAE, path: str | Path) -> Path:
+def save_onnx(model: LatentModel, path: str | Path) -> Path:
     """The decoder as ONNX with a dynamic batch: input "z" (N, D), output "x" (N, C, H, W).
 
     One self-contained file, weights included, written atomically. A model too large for one
@@ -69,7 +70,7 @@ def save_onnx(model: VAE, path: str | Path) -> Path:
     """
     _need("onnxscript")  # torch's ONNX exporter builds the graph with it
     path = Path(path)
-    z = torch.randn(2, model.cfg.latent_dim)
+    z = torch.randn(2, model.top_dim)
     decoder = _Decoder(model.cpu().eval()).eval()
     # export into a private folder beside path, under path's own name (an external data
     # file records the name it was written as), then move each file into place

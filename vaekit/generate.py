@@ -11,11 +11,11 @@ import numpy as np
 import torch
 
 from .data import to_float
-from .model import VAE
+from .models import LatentModel
 from .plots import make_grid, side_by_side
 
 
-def _device(model: VAE) -> torch.device:
+def _device(model: LatentModel) -> torch.device:
     return next(model.parameters()).device
 
 
@@ -24,14 +24,18 @@ def _square_nrow(n: int) -> int:
 
 
 @torch.inference_mode()
-def sample_grid(model: VAE, n: int = 64, temperature: float = 1.0, seed: int = 0) -> np.ndarray:
-    """n prior samples (z ~ N(0, T^2 I), fixed seed) as a square-ish grid with 2 px padding."""
+def sample_grid(
+    model: LatentModel, n: int = 64, temperature: float = 1.0, seed: int = 0
+) -> np.ndarray:
+    """n prior samples (z ~ N(0, T^2 I), fixed seed) as a square-ish grid with 2 px padding.
+
+    For a model without a prior (ae) these are decoded random codes, not samples."""
     g = torch.Generator().manual_seed(seed)
     return make_grid(model.eval().sample(n, temperature, generator=g), _square_nrow(n))
 
 
 @torch.inference_mode()
-def reconstruction_grid(model: VAE, x: torch.Tensor) -> np.ndarray:
+def reconstruction_grid(model: LatentModel, x: torch.Tensor) -> np.ndarray:
     """uint8 images x (N, C, H, W): originals (left grid) beside reconstructions (right grid)."""
     xf = to_float(x.to(_device(model)))
     x_rec = model.eval().reconstruct(xf)
@@ -41,11 +45,11 @@ def reconstruction_grid(model: VAE, x: torch.Tensor) -> np.ndarray:
 
 @torch.inference_mode()
 def traverse_grid(
-    model: VAE, x: torch.Tensor, dims: tuple[int, int], steps: int = 13, span: float = 7.0
+    model: LatentModel, x: torch.Tensor, dims: tuple[int, int], steps: int = 13, span: float = 7.0
 ) -> np.ndarray:
     """Encode one uint8 image x (C, H, W); vary dims[0] down the rows and dims[1] along the columns
     by linspace(-span, span, steps) around its mean; decode all steps^2 codes as one batch."""
-    D = model.cfg.latent_dim
+    D = model.top_dim
     for d in dims:
         if not 0 <= d < D:
             raise ValueError(f"latent dim {d} out of range: the model has dims 0..{D - 1}")
@@ -58,7 +62,9 @@ def traverse_grid(
 
 
 @torch.inference_mode()
-def interpolate_grid(model: VAE, xa: torch.Tensor, xb: torch.Tensor, steps: int = 10) -> np.ndarray:
+def interpolate_grid(
+    model: LatentModel, xa: torch.Tensor, xb: torch.Tensor, steps: int = 10
+) -> np.ndarray:
     """Linear path between the latent means of uint8 images xa and xb (C, H, W), one row."""
     mu, _ = model.eval().encode(to_float(torch.stack([xa, xb]).to(_device(model))))  # (2, D)
     t = torch.linspace(0, 1, steps, device=mu.device)[:, None]  # (steps, 1)
@@ -66,6 +72,12 @@ def interpolate_grid(model: VAE, xa: torch.Tensor, xb: torch.Tensor, steps: int 
     return make_grid(model.decode(z), steps)
 
 
-def top_kl_dims(kl_per_dim: list[float], k: int = 2) -> list[int]:
-    """The k latent dims with the largest average KL: the ones the model uses most."""
-    return sorted(range(len(kl_per_dim)), key=lambda d: -kl_per_dim[d])[:k]
+def top_dims(score: list[float], k: int = 2) -> list[int]:
+    """The k latent dims with the largest score (average KL, or for a model without a KL, the
+    variance of the posterior means): the ones the model uses most."""
+    return sorted(range(len(score)), key=lambda d: -score[d])[:k]
+
+
+def dim_scores(mu: torch.Tensor, kl_per_dim: list[float] | None) -> list[float]:
+    """How much each latent dim is used: its average KL, or the variance of its means (N, D)."""
+    return kl_per_dim if kl_per_dim is not None else mu.var(0, correction=0).tolist()

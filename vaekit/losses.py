@@ -162,6 +162,7 @@ def iw_log_weights(
     K: int,
     chunk: int,
     generator: torch.Generator | None = None,
+    eps: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """log w = log p(x|z) + log p(z) - log q(z|x) for K samples z ~ q(z|x): (K, B).
 
@@ -169,7 +170,9 @@ def iw_log_weights(
     (N, ...) and z (N, D). The decoder sees at most chunk * B samples at once. Each sample's
     noise is drawn from the generator (on its own device, then moved) in turn, so the result
     does not depend on chunk, nor, with a CPU generator, on the model's device.
-    Run under torch.no_grad() for evaluation, or the graph keeps every chunk alive.
+    eps (K, B, D), if given, is the noise itself (e.g. drawn for a global batch and shared out
+    across processes). Run under torch.no_grad() for evaluation, or the graph keeps every chunk
+    alive; with gradients it is the IWAE objective's estimator.
     """
     if K < 1 or chunk < 1:
         raise ValueError(f"K and chunk must be >= 1, got K={K}, chunk={chunk}")
@@ -180,14 +183,15 @@ def iw_log_weights(
     log_w = []
     for start in range(0, K, chunk):
         n = min(chunk, K - start)
-        # one draw per sample, so the generator's stream is the same for any chunk size
-        eps = torch.stack(
-            [
+        if eps is not None:
+            e = eps[start : start + n].to(mu)
+        else:  # one draw per sample, so the generator's stream is the same for any chunk size
+            draws = [
                 torch.randn(B, D, generator=generator, device=noise_device, dtype=mu.dtype)
                 for _ in range(n)
             ]
-        ).to(mu.device)  # (n, B, D)
-        z = mu + eps * std  # (n, B, D)
+            e = torch.stack(draws).to(mu.device)  # (n, B, D)
+        z = mu + e * std  # (n, B, D)
         x_rep = x.unsqueeze(0).expand(n, *x.shape).reshape(n * B, *x.shape[1:])  # (n * B, ...)
         log_px = decode_log_prob(x_rep, z.reshape(n * B, D)).reshape(n, B)
         log_w.append(log_px + log_std_normal(z) - log_normal(z, mu, logvar))  # (n, B)

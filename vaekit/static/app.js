@@ -72,7 +72,7 @@ function buildSliders() {
   for (const d of info.order) {
     const row = document.createElement("div");
     row.className = "slider";
-    row.innerHTML = `<label for="z${d}">z${d} <span class="kl">${info.kl_per_dim[d].toFixed(2)}</span></label>` +
+    row.innerHTML = `<label for="z${d}">z${d} <span class="kl">${info.kl_per_dim ? info.kl_per_dim[d].toFixed(2) : ""}</span></label>` +
       `<input id="z${d}" type="range" min="${-SLIDER_MAX}" max="${SLIDER_MAX}" step="0.01" value="0" data-dim="${d}">` +
       `<output>+0.00</output>`;
     const input = row.querySelector("input");

@@ -1,0 +1,144 @@
+"""The contract every registered model family keeps, with every objective and likelihood (as
+timm tests every model in list_models()), and train_step driven with plain tensors."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from vaekit import checkpoint
+from vaekit.config import FAMILIES, LIKELIHOODS, OBJECTIVES, ObjectiveConfig, build_model_config
+from vaekit.evaluate import evaluate
+from vaekit.losses import iw_bound, log_normal, log_std_normal
+from vaekit.models import create_model, list_models
+from vaekit.objectives import create_objective
+from vaekit.training import TrainModule, train_step
+
+CASES = list(itertools.product(list_models(), OBJECTIVES, LIKELIHOODS))
+
+
+def tiny(family: str, likelihood: str, **kw):
+    torch.manual_seed(0)
+    cfg = build_model_config(
+        dict(family=family, likelihood=likelihood, mixtures=2, latent_dim=3, channels=(8, 8), **kw)
+    )
+    return create_model(cfg)
+
+
+def images(likelihood: str, n: int = 4, seed: int = 1) -> torch.Tensor:
+    x = torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(seed))
+    return torch.bernoulli(x) if likelihood == "bernoulli" else (x * 255).round() / 255
+
+
+def test_the_registry_lists_every_family():
+    assert list_models() == sorted(FAMILIES) and "vae" in list_models()
+
+
+@pytest.mark.parametrize("family,objective,likelihood", CASES)
+def test_contract(family, objective, likelihood, tmp_path):
+    model = tiny(family, likelihood)
+    obj = create_objective(ObjectiveConfig(objective=objective, iw_k=3))
+    x = images(likelihood)
+    if objective == "iwae" and not model.has_kl:  # no posterior density: refused in one line
+        with pytest.raises(ValueError, match="needs a model with a posterior density"):
+            obj.check(model)
+        return
+    obj.check(model)
+    # forward: shapes and finiteness of every term
+    out = model(x)
+    assert out["recon"].shape == (4,) and torch.isfinite(out["recon"]).all()
+    assert [tuple(z.shape[1:]) for z in out["z"]] == model.latent_shapes
+    assert len(out["kl"]) == (len(model.latent_shapes) if model.has_kl else 0)
+    assert all(k.shape[0] == 4 and (k >= 0).all() for k in out["kl"])
+    # one training step: finite loss, gradient and an update
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    before = [p.detach().clone() for p in model.parameters()]
+    eps = model.noise(4, obj.samples)
+    res = train_step(TrainModule(model, obj), list(model.parameters()), opt, x, 0, eps=eps)
+    assert bool(res["ok"]) and math.isfinite(res["loss"].item()) and res["gnorm"] > 0
+    assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True))
+    # images out: shapes and range
+    model.eval()
+    for img in (model.sample(3), model.reconstruct(x), model.decode(model.encode(x)[0])):
+        assert img.shape[1:] == (1, 28, 28) and img.min() >= 0 and img.max() <= 1
+    # a checkpoint round trip gives identical outputs
+    checkpoint.save({"model": model.state_dict(), "model_config": model.cfg.to_dict(),
+                     "objective_config": obj.cfg.to_dict()}, tmp_path / "m.pt")  # fmt: skip
+    again = checkpoint.build_model(checkpoint.load(tmp_path / "m.pt")).eval()
+    z = torch.randn(2, model.top_dim)
+    assert torch.equal(again.decode(z), model.decode(z))
+    assert torch.equal(again.encode(x)[0], model.encode(x)[0])
+    # the test figures: an autoencoder's KL is absent and reported as such
+    ev = evaluate(model, (x * 255).to(torch.uint8))
+    if model.has_kl:
+        assert ev["kl"] > 0 and math.isclose(ev["test_loss"], ev["recon"] + ev["kl"], rel_tol=1e-9)
+        assert math.isclose(sum(ev["kl_per_group"]), ev["kl"], rel_tol=1e-9)
+    else:
+        assert ev["kl"] is None and ev["elbo"] is None and ev["test_loss"] == ev["recon"]
+
+
+@pytest.mark.parametrize("family", [f for f in list_models() if tiny(f, "bernoulli").has_kl])
+def test_importance_weighted_bound_is_at_least_the_elbo_on_average(family):
+    model = tiny(family, "bernoulli").eval()
+    x = images("bernoulli", n=8)
+    with torch.no_grad():
+        gap = []
+        for seed in range(20):
+            log_w = model.log_weights(x, 10, torch.Generator().manual_seed(seed))  # (10, 8)
+            gap.append(iw_bound(log_w) - log_w.mean(0))  # IW bound - mean of 10 ELBO estimates
+    assert (torch.stack(gap).mean(0) > 0).all()
+
+
+@pytest.mark.parametrize("family", [f for f in list_models() if tiny(f, "bernoulli").has_kl])
+def test_iwae_with_one_sample_is_the_single_sample_elbo_for_the_same_noise(family):
+    model = tiny(family, "bernoulli")
+    x = images("bernoulli")
+    eps = model.noise(4, 1)
+    loss = create_objective(ObjectiveConfig(objective="iwae", iw_k=1))(model, x, 0, eps)["loss"]
+    # log p(x|z) + log p(z) - log q(z|x) at the same z, by hand, for a one-group model
+    [(mu, logvar)] = model.posterior(x)
+    z = mu + eps[0][0] * torch.exp(0.5 * logvar)
+    elbo = model.log_px(x, z) + log_std_normal(z) - log_normal(z, mu, logvar)
+    torch.testing.assert_close(loss, -elbo.mean())
+
+
+def test_train_step_skips_a_non_finite_update_and_leaves_the_weights():
+    model = tiny("vae", "gaussian")
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    before = [p.detach().clone() for p in model.parameters()]
+
+    def nan_loss(x, step, eps):
+        return {"loss": model(x)["recon"].mean() * math.nan, "per_image": torch.zeros(len(x))}
+
+    res = train_step(nan_loss, list(model.parameters()), opt, images("gaussian"), 0)
+    assert not bool(res["ok"])
+    assert all(torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True))
+
+
+def test_train_step_sets_the_lr_and_clips_the_gradient():
+    model = tiny("vae", "gaussian")
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    obj = create_objective(ObjectiveConfig())
+    before = [p.detach().clone() for p in model.parameters()]
+    res = train_step(
+        TrainModule(model, obj), list(model.parameters()), opt, images("gaussian"), 0,
+        lr=0.1, grad_clip=1e-3,
+    )  # fmt: skip
+    assert opt.param_groups[0]["lr"] == 0.1 and res["gnorm"] > 1e-3  # the norm before clipping
+    moved = torch.cat([(p - a).flatten() for a, p in zip(before, model.parameters(), strict=True)])
+    assert math.isclose(moved.norm().item(), 0.1 * 1e-3, rel_tol=1e-3)  # lr x clipped norm
+
+
+def test_elbo_objective_optimises_warmed_up_kl_but_reports_the_true_elbo():
+    model = tiny("vae", "bernoulli")
+    x = images("bernoulli")
+    eps = model.noise(4)
+    cfg = ObjectiveConfig(beta=1.0, kl_warmup=10)
+    terms = create_objective(cfg)(model, x, 5, eps)
+    out = model(x, [e[0] for e in eps])
+    kl = out["kl"][0].sum(1)
+    torch.testing.assert_close(terms["per_image"], (out["recon"] + kl).detach())
+    torch.testing.assert_close(terms["loss"], out["recon"].mean() + 0.5 * kl.mean())

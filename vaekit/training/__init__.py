@@ -1,0 +1,22 @@
+"""Training taken apart: a step callable with tensors (step.py), batches (batches.py),
+checkpoints (checkpoints.py), pre-emption (signals.py) and the loop that uses them (loop.py)."""
+
+from __future__ import annotations
+
+from .batches import BatchSource, load_training_data
+from .checkpoints import CheckpointManager, TrainError
+from .loop import fit, resolve_device, resume_configs
+from .step import TrainModule, lr_at, train_step
+
+__all__ = [
+    "BatchSource",
+    "CheckpointManager",
+    "TrainError",
+    "TrainModule",
+    "fit",
+    "load_training_data",
+    "lr_at",
+    "resolve_device",
+    "resume_configs",
+    "train_step",
+]
