@@ -381,6 +381,25 @@ def test_channels_last_and_compile_train_the_same_model(tmp_path, data_root):
         torch.testing.assert_close(b[k].contiguous(), a[k], rtol=1e-3, atol=1e-4)
 
 
+def test_a_step_that_cannot_fit_in_memory_is_refused_before_training(tmp_path, monkeypatch):
+    import vaekit.training.memory as M
+
+    big, ocfg, tcfg = configs("mnist", image_size=(1024, 1024), in_channels=3, epochs=1)
+    x = torch.zeros(4, 3, 1024, 1024, dtype=torch.uint8)  # what a 1024 px folder would give
+    with pytest.raises(TrainError, match=r"needs about [\d.]+ GiB but [\d.]+ GiB is free on cpu"):
+        fit(big, ocfg, tcfg, tmp_path / "big", x, x, log=quiet)
+    assert not (tmp_path / "big" / "last.pt").exists()
+    # an absurd latent size fits in memory here but is called out
+    huge, *_ = configs("mnist", latent_dim=100_000)
+    lines = []
+    need = M.check_memory(huge, 64, torch.device("cpu"), log=lines.append)
+    assert need > 16 * 173_000_000 and any("is that intended?" in m for m in lines)
+    monkeypatch.setattr(M, "available_bytes", lambda device: 1.5 * need)  # over half: a warning
+    lines.clear()
+    M.check_memory(huge, 64, torch.device("cpu"), log=lines.append)
+    assert any(m.startswith("warning: a training step of this model") for m in lines)
+
+
 def test_a_disk_that_fills_mid_run_is_one_line_and_the_last_checkpoint_survives(
     tmp_path, data_root, monkeypatch
 ):

@@ -28,6 +28,7 @@ from .checkpoints import (
     room_needed,
     set_rng_state,
 )
+from .memory import check_memory
 from .signals import StopSignal
 from .step import TrainModule, lr_at, train_step
 
@@ -140,6 +141,8 @@ def fit(
             f"expects {shape}; set the model's in_channels/image_size to match"
         )
     objective = create_objective(ocfg)
+    per_rank = -(-tcfg.batch_size // world)
+    check_memory(mcfg, per_rank, device, objective.samples, log)  # before any real allocation
     torch.manual_seed(tcfg.seed)  # the same on every rank: same weights, order and noise
 
     layout = torch.channels_last if tcfg.channels_last else torch.contiguous_format
