@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import shlex
 import statistics
 import sys
 from pathlib import Path
@@ -32,6 +33,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=10, help="training epochs of each run [10]")
     p.add_argument("--iw-k", type=int, default=5, help="IWAE's importance samples [5]")
     p.add_argument("--iw-batch", type=int, default=250, help="samples per decoder pass [250]")
+    p.add_argument("--train-flags", default="", help="more vaekit train flags for both, quoted")
     add_run_args(p, iw_samples=1000, eval_limit=2000)
     a = p.parse_args()
 
@@ -41,7 +43,7 @@ def main() -> None:
         out = a.out / name
         train = ["train", "--preset", a.preset, "--objective", name, *flags, "--epochs",
                  str(a.epochs), "--limit", str(a.limit), "--device", a.device, "--no-figures",
-                 "--out", str(out), *data]  # fmt: skip
+                 *shlex.split(a.train_flags), "--out", str(out), *data]  # fmt: skip
         if (out / "last.pt").exists():  # continue an interrupted run
             train = ["train", "--resume", str(out), "--device", a.device, *data]
         run(train)

@@ -699,3 +699,14 @@ def test_browser_interpolation_traversal_map_and_screenshot(page, served, tmp_pa
     shot = tmp_path / "explorer.png"
     page.screenshot(path=str(shot), full_page=True)
     assert Image.open(shot).size[0] == 1280
+
+
+def test_an_upload_is_turned_upright_by_its_exif_orientation():
+    arr = np.zeros((40, 40), np.uint8)
+    arr[:, :20] = 255  # stored: the left half white
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown rotated 90 degrees clockwise: the top half white
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "PNG", exif=exif)
+    x = read_image(data_url(buf.getvalue()), 1, (28, 28), invert=False)  # (1, 28, 28)
+    assert x[0, :12].float().mean() > 200 and x[0, 16:].float().mean() < 50
