@@ -425,3 +425,22 @@ def test_a_disk_that_fills_mid_run_is_one_line_and_the_last_checkpoint_survives(
     room = 2 * len(before) + 2**20  # less than last + best + a temporary file anew
     monkeypatch.setattr(C.shutil, "disk_usage", lambda p: usage._replace(free=room))
     assert resume(tmp_path, data_root, epochs=2)["epoch"] == 2
+
+
+def test_a_gradient_spike_is_skipped_and_counted(tmp_path, data_root, monkeypatch):
+    import vaekit.training.loop as F
+
+    monkeypatch.setattr(F, "SPIKE_WARMUP", 3)
+    real = O.kl_weight
+    # step 10: a KL weight of 1e6, a finite gradient far above the running level
+    monkeypatch.setattr(O, "kl_weight", lambda step, *a: 1e6 if step == 10 else real(step, *a))
+    row = run(tmp_path / "a", data_root, 1, eval_every=0, skip_spikes=10.0)
+    assert row["skipped_spikes"] == 1 and row["skipped_steps"] == 0
+    ck = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
+    assert ck["gnorm_level"] > 0 and all(torch.isfinite(v).all() for v in ck["model"].values())
+    # without the guard the spike is taken: other weights
+    row = run(tmp_path / "b", data_root, 1, eval_every=0)
+    b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["model"]
+    assert row["skipped_spikes"] == 0 and any(not torch.equal(ck["model"][k], b[k]) for k in b)
+    with pytest.raises(ValueError, match="skip_spikes must be 0 or > 1"):
+        TrainConfig(skip_spikes=0.5)

@@ -248,6 +248,9 @@ class TrainConfig:
     keep: int = opt(0, "also keep the last N epochs' checkpoints, checkpoints/epoch_NNN.pt")
     grad_clip: float = opt(0.0, "clip the gradient norm to this value (0 = off)")
     max_bad_steps: int = opt(20, "stop after this many consecutive non-finite steps")
+    skip_spikes: float = opt(
+        0.0, "skip an update whose gradient norm is over this many times its running level (0: off)"
+    )
 
     def __post_init__(self) -> None:
         check(
@@ -266,6 +269,7 @@ class TrainConfig:
                 (self.keep >= 0, "keep must be >= 0"),
                 (self.grad_clip >= 0, "grad_clip must be >= 0"),
                 (self.max_bad_steps >= 1, "max_bad_steps must be >= 1"),
+                (self.skip_spikes == 0 or self.skip_spikes > 1, "skip_spikes must be 0 or > 1"),
                 (self.device in DEVICES, f"device must be one of {DEVICES}"),
                 (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}"),
             ],

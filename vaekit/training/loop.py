@@ -33,6 +33,7 @@ from .signals import StopSignal
 from .step import TrainModule, lr_at, train_step
 
 PROGRESS_SECONDS = 300.0  # without a terminal, a progress line this often inside an epoch
+SPIKE_WARMUP, SPIKE_EMA = 100, 0.99  # skip_spikes: steps before it acts; the level's smoothing
 
 
 def say(*args) -> None:
@@ -170,6 +171,7 @@ def fit(
 
     epoch, step, batch, loss_sum0 = 0, 0, 0, 0.0  # batch: steps already done in this epoch
     best = ckpt.get("best_test_loss", math.inf) if ckpt else math.inf
+    level = ckpt.get("gnorm_level") if ckpt else None  # running level of accepted grad norms
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
@@ -211,6 +213,7 @@ def fit(
             "rng": {**rng_state(shuffle), "shuffle": epoch_rng},
             "metrics": row,
             "best_test_loss": best,
+            "gnorm_level": level,
         }
         ckpts.save_last(state)
         return state
@@ -230,7 +233,7 @@ def fit(
             epoch_rng, start = shuffle.get_state(), batch
             perm = batches.order()
             loss_sum = torch.tensor(loss_sum0, device=device)  # summed on the device
-            skipped = 0  # non-finite steps skipped this epoch
+            skipped = spikes = 0  # non-finite steps and gradient spikes skipped this epoch
             bar = tqdm(
                 range(batch, steps_per_epoch), desc=f"epoch {epoch + 1}", leave=False, disable=None
             )
@@ -252,10 +255,16 @@ def fit(
                     share=len(x) * world / n_global,
                     autocast=autocast,
                     agree=agree if world > 1 else None,
+                    max_gnorm=spike_limit(tcfg.skip_spikes, level, step),
                 )
                 if res["ok"]:
                     loss_sum += res["per_image"].sum()
                     bad_run = 0
+                    if tcfg.skip_spikes:  # a host sync, only when spikes are watched
+                        g = res["gnorm"].item()
+                        level = g if level is None else SPIKE_EMA * level + (1 - SPIKE_EMA) * g
+                elif torch.isfinite(res["loss"] + res["gnorm"]):
+                    spikes += 1  # a finite spike: skipped, counted, training goes on
                 else:
                     skipped, bad_run = skipped + 1, bad_run + 1
                     if bad_run >= tcfg.max_bad_steps:
@@ -291,6 +300,7 @@ def fit(
                 "epoch_seconds": seconds,
                 "images_per_second": (N - min(N, start * B)) / seconds,  # this session's
                 "skipped_steps": skipped,
+                "skipped_spikes": spikes,
             }
             if main:  # rank 0 evaluates, logs and writes; the others wait for it
                 if tcfg.eval_every and (epoch % tcfg.eval_every == 0 or epoch == tcfg.epochs):
@@ -328,6 +338,14 @@ def fit(
     return row
 
 
+def spike_limit(factor: float, level: float | None, step: int) -> float | None:
+    """The gradient norm above which an update is skipped as a spike (VDVAE skips updates whose
+    norm is far above normal): factor x the running level, once it has settled."""
+    if not factor or level is None or step < SPIKE_WARMUP:
+        return None
+    return factor * level
+
+
 def epoch_line(row: dict, epochs: int, seconds: float) -> str:
     msg = f"epoch {row['epoch']}/{epochs}  train {row['train_loss']:.2f}"
     if "test_loss" in row:
@@ -335,6 +353,8 @@ def epoch_line(row: dict, epochs: int, seconds: float) -> str:
         msg += f", kl {row['test_kl']:.2f})" if row["test_kl"] is not None else ", no kl)"
     if row["skipped_steps"]:
         msg += f"  [{row['skipped_steps']} non-finite steps skipped]"
+    if row["skipped_spikes"]:
+        msg += f"  [{row['skipped_spikes']} gradient spikes skipped]"
     return msg + f"  {seconds:.1f} s ({row['images_per_second']:.0f} img/s)"
 
 

@@ -45,6 +45,7 @@ def train_step(
     share: float = 1.0,
     autocast=None,
     agree: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    max_gnorm: float | None = None,
 ) -> dict:
     """Forward, backward and (if all is finite) an update. Returns the terms, the gradient norm
     and ok (a 0-dim bool tensor: was the update taken).
@@ -52,7 +53,9 @@ def train_step(
     loss_fn(x, step, eps) -> terms with a scalar "loss" (e.g. a TrainModule). share scales the
     loss so that DDP's average over ranks is the mean over the global batch (1 in one process).
     agree(bad) -> the number of ranks that found a non-finite value (one collective; None in
-    one process): every rank then takes the same decision.
+    one process): every rank then takes the same decision. max_gnorm: also skip the update when
+    the gradient norm (before clipping) is above it, a spike (DDP's averaged gradients give
+    every rank the same norm, so the same decision).
     """
     if lr is not None:
         for group in optimizer.param_groups:
@@ -64,6 +67,8 @@ def train_step(
     loss.backward()
     gnorm = nn.utils.clip_grad_norm_(params, grad_clip or math.inf)
     ok = torch.isfinite(loss + gnorm)
+    if max_gnorm is not None:
+        ok = ok & (gnorm <= max_gnorm)
     if agree is not None:
         ok = agree((~ok).float()) == 0
     if ok:  # a host sync: skip non-finite updates
