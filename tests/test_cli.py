@@ -170,7 +170,7 @@ def test_end_to_end_train_resume_and_every_tool(tiny_run, data_root, tmp_path, c
         (["traverse", "RUN", "--index", "10000"], "--index 10000 is out of range"),
         (["interpolate", "RUN", "--b", "-1"], "--b -1 is out of range"),
         (["sample", "RUN", "--n", "0"], "--n must be > 0, got 0"),
-        (["reconstruct", "RUN", "--n", "20000"], "--n 20000 is more than the test set's 10000"),
+        (["sample", "RUN", "--temperatures", "1", "1"], "2 given, the model has 1 latent group"),
         (["train", "--resume", "RUN", "--latent-dim", "8"], "a resumed run keeps its config"),
         (["evaluate", "RUN", "--iw-samples", "0"], "--iw-samples must be > 0, got 0"),
         (["evaluate", "RUN", "--iw-batch", "-2"], "--iw-batch must be > 0, got -2"),

@@ -86,6 +86,13 @@ def build_parser() -> Parser:
     q = run_parser("sample", "decode samples from the prior as a grid", "samples.png")
     q.add_argument("--n", type=int, default=64, help="how many samples [64]")
     q.add_argument("--temperature", type=float, default=1.0, help="z ~ N(0, T^2 I) [1.0]")
+    q.add_argument(
+        "--temperatures",
+        type=float,
+        nargs="+",
+        metavar="T",
+        help="one temperature per latent group, top first (hierarchical models)",
+    )
     q.add_argument("--seed", type=int, default=0, help="noise seed [0]")
     q.set_defaults(run=cmd_sample)
 
@@ -276,14 +283,23 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     check_positive(args.n, "--n")
     check_positive(args.temperature, "--temperature")
+    for t in args.temperatures or []:
+        if t < 0:
+            raise ValueError(f"--temperatures must be >= 0, got {t}")
     model, *_ = load_run(args, with_data=False)
+    groups = len(model.latent_shapes)
+    if args.temperatures and len(args.temperatures) != groups:
+        raise ValueError(
+            f"--temperatures: {len(args.temperatures)} given, the model has {groups} latent groups"
+        )
     if not model.has_prior:
         print(
             f"note: a {model.cfg.family} model has no prior: these are decoded codes z ~ N(0, "
             "T^2 I), not samples of a generative model",
             file=sys.stderr,
         )
-    return write(sample_grid(model, args.n, args.temperature, args.seed), args, "samples.png")
+    t = args.temperatures or args.temperature
+    return write(sample_grid(model, args.n, t, args.seed), args, "samples.png")
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
@@ -292,7 +308,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     check_positive(args.n, "--n")
     model, _, x, _ = load_run(args)
     if args.n > len(x):
-        raise ValueError(f"--n {args.n} is more than the test set's {len(x)} images")
+        print(f"note: --n {args.n} but the test set has {len(x)} images; showing {len(x)}")
     return write(reconstruction_grid(model, x[: args.n]), args, "recon.png")
 
 
@@ -337,7 +353,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from . import checkpoint
     from .data import load_split
-    from .evaluate import evaluate, iw_log_px_saved, linear_probe, posterior
+    from .evaluate import (
+        active_units_per_group,
+        evaluate,
+        iw_log_px_saved,
+        linear_probe,
+        posterior,
+    )
     from .losses import active_units, bits_per_dim
 
     check_positive(args.batch_size, "--batch-size")
@@ -382,7 +404,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         res["bits_per_dim_from"] = "nll_iw"
     res["bits_per_dim"] = None if nll is None else bits_per_dim(nll, x[0].numel())
     mu_test = posterior(model, x)[0]
-    res["active_units"] = active_units(mu_test)[0]
+    res["active_units"] = active_units(mu_test)[0]  # of the top group
+    res["active_units_per_group"] = active_units_per_group(model, x, args.batch_size)
     if len(y_test.unique()) < 2:  # an unlabelled folder: nothing to classify
         args.no_probe = True
     if not args.no_probe:

@@ -229,6 +229,30 @@ def posterior(
     return torch.cat(mus), (kl / max(len(x), 1)).tolist()
 
 
+@torch.inference_mode()
+def active_units_per_group(
+    model: LatentModel, x: torch.Tensor, batch_size: int = 500, threshold: float = 0.01
+) -> list[int]:
+    """Active units of each latent group (Burda et al. 2015): the dims whose posterior mean
+    varies over the uint8 images x by more than threshold; lower groups' means are taken along
+    the path of posterior means. Variances accumulate in float64, one batch at a time."""
+    device = next(model.parameters()).device
+    s1 = s2 = None
+    for i in range(0, len(x), batch_size):
+        mus = [
+            m.flatten(1).double()
+            for m, _ in model.posterior(to_float(x[i : i + batch_size].to(device)))
+        ]
+        if s1 is None:
+            s1 = [m.sum(0) for m in mus]
+            s2 = [m.pow(2).sum(0) for m in mus]
+        else:
+            s1 = [a + m.sum(0) for a, m in zip(s1, mus, strict=True)]
+            s2 = [a + m.pow(2).sum(0) for a, m in zip(s2, mus, strict=True)]
+    n = max(len(x), 1)
+    return [int(((b / n - (a / n).pow(2)) > threshold).sum()) for a, b in zip(s1, s2, strict=True)]
+
+
 def linear_probe(
     f_train: torch.Tensor,
     y_train: torch.Tensor,

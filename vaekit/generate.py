@@ -25,7 +25,7 @@ def _square_nrow(n: int) -> int:
 
 @torch.inference_mode()
 def sample_grid(
-    model: LatentModel, n: int = 64, temperature: float = 1.0, seed: int = 0
+    model: LatentModel, n: int = 64, temperature: float | list[float] = 1.0, seed: int = 0
 ) -> np.ndarray:
     """n prior samples (z ~ N(0, T^2 I), fixed seed) as a square-ish grid with 2 px padding.
 

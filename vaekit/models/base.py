@@ -83,9 +83,17 @@ class LatentModel(nn.Module):
 
     @torch.no_grad()
     def sample(
-        self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None
+        self,
+        n: int,
+        temperature: float | list[float] = 1.0,
+        generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """n images decoded from z ~ N(0, temperature^2 I) (drawn on the CPU: same z anywhere)."""
+        """n images decoded from z ~ N(0, temperature^2 I) (drawn on the CPU: same z anywhere);
+        temperature may be a list of one per latent group (here one)."""
+        if not isinstance(temperature, (int, float)):
+            if len(temperature) != 1:
+                raise ValueError(f"{len(temperature)} temperatures for 1 latent group")
+            temperature = temperature[0]
         device = next(self.parameters()).device
         z = torch.randn(n, self.top_dim, generator=generator)
         return self.decode(z.to(device) * temperature)
