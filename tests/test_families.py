@@ -195,3 +195,17 @@ def test_hvae_kl_per_group_sums_to_the_elbo_gap_and_the_top_prior_is_standard():
         torch.testing.assert_close(cold, again)  # temperature 0: the prior means, no noise
         with pytest.raises(ValueError, match="2 temperatures for 4 latent groups"):
             model.sample(3, [1.0, 1.0])
+
+
+def test_free_bits_per_group_floor_each_groups_summed_kl():
+    model = tiny("hvae", "bernoulli")
+    x = images("bernoulli")
+    eps = model.noise(4)
+    out = model(x, [e[0] for e in eps])
+    per_group = [k.flatten(1).sum(1).mean() for k in out["kl"]]  # batch-mean KL of each group
+    fb = float(max(per_group)) + 1.0  # above every group's KL: every group is floored
+    cfg = ObjectiveConfig(free_bits=fb, free_bits_per="group")
+    terms = create_objective(cfg)(model, x, 0, eps)
+    torch.testing.assert_close(terms["loss"], out["recon"].mean() + fb * len(per_group))
+    per_dim = create_objective(ObjectiveConfig(free_bits=fb))(model, x, 0, eps)["loss"]
+    assert per_dim > terms["loss"]  # per dim, the floor is paid by every dim of every group

@@ -236,6 +236,7 @@ class ObjectiveConfig:
         0, "optimizer steps over which the KL weight rises from 0 to beta (0 = off)"
     )
     free_bits: float = opt(0.0, "nats per latent dim below which a dim's batch KL is not penalised")
+    free_bits_per: str = opt("dim", "free bits per latent dim, or per group (its summed KL)")
     iw_k: int = opt(5, "iwae: importance samples per image (Burda et al. 2015)")
 
     def __post_init__(self) -> None:
@@ -246,6 +247,7 @@ class ObjectiveConfig:
                 (self.beta >= 0, "beta must be >= 0"),
                 (self.kl_warmup >= 0, "kl_warmup must be >= 0"),
                 (self.free_bits >= 0, "free_bits must be >= 0"),
+                (self.free_bits_per in ("dim", "group"), "free_bits_per must be dim or group"),
                 (self.iw_k >= 1, "iw_k must be >= 1"),
             ],
         )

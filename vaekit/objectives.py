@@ -29,6 +29,13 @@ def kl_objective(kl_dims: torch.Tensor, free_bits: float) -> torch.Tensor:
     return kl_dims.mean(0).clamp(min=free_bits).sum()
 
 
+def kl_units(kl: torch.Tensor, per: str) -> torch.Tensor:
+    """A group's per-element KL (B, *shape) -> (B, units) for free bits: one unit per latent
+    dim ("dim"), or the group's summed KL as one unit ("group")."""
+    k = kl.flatten(1)
+    return k if per == "dim" else k.sum(1, keepdim=True)
+
+
 class Objective:
     """Base: K noise samples per image (the loop draws them for the global batch)."""
 
@@ -58,9 +65,9 @@ class ELBO(Objective):
             return {"loss": loss, "per_image": recon.detach(), "recon": recon, "kl": None}
         c = self.cfg
         w = kl_weight(step, c.beta, c.kl_warmup)
-        kl_term = kl_objective(kls[0].flatten(1), c.free_bits)
+        kl_term = kl_objective(kl_units(kls[0], c.free_bits_per), c.free_bits)
         for k in kls[1:]:
-            kl_term = kl_term + kl_objective(k.flatten(1), c.free_bits)
+            kl_term = kl_term + kl_objective(kl_units(k, c.free_bits_per), c.free_bits)
         kl = kls[0].flatten(1).sum(1)
         for k in kls[1:]:
             kl = kl + k.flatten(1).sum(1)
