@@ -92,4 +92,5 @@ def test_resume_and_the_explorer(colour_run, tmp_path):
     e = Explorer(model, x, y, "folder")
     info = e.info()
     assert info["family"] == "hvae" and info["latent_dim"] == 2  # the top group: 2 x 1 x 1
+    assert info["groups"] == 4 and len(info["kl_per_group"]) == 4 and "prior means" in info["note"]
     assert len(e.decode({"z": [[0.0, 1.0]]})["images"]) == 1

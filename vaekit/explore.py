@@ -39,7 +39,7 @@ from PIL import Image, UnidentifiedImageError
 
 from . import images
 from .data import to_float
-from .evaluate import posterior
+from .evaluate import evaluate, posterior
 from .generate import dim_scores
 from .models import LatentModel
 
@@ -168,6 +168,8 @@ class Explorer:
         self.mu, self.kl = posterior(model, x)  # (N, D), (D,) or None (no KL: an autoencoder)
         score = dim_scores(self.mu, self.kl)  # how much each dim is used
         self.order = sorted(range(len(score)), key=lambda d: -score[d])
+        n = min(len(x), 1000)  # the KL of each latent group, on the first 1000 test images
+        self.kl_groups = evaluate(model, x[:n])["kl_per_group"] if n else None
         self.map = self._map()
 
     def _map(self) -> dict:
@@ -201,6 +203,9 @@ class Explorer:
             "latent_dim": self.model.top_dim,
             "family": cfg.family,
             "has_prior": self.model.has_prior,
+            "groups": len(self.model.latent_shapes),
+            "kl_per_group": self.kl_groups,
+            "note": self.note(),
             "image_shape": [cfg.in_channels, *cfg.image_size],
             "likelihood": cfg.likelihood,
             "kl_per_dim": self.kl,
@@ -208,6 +213,18 @@ class Explorer:
             "num_test": len(self.x),
             "labelled": self.y is not None,
         }
+
+    def note(self) -> str:
+        """What the page should say about the model's latents."""
+        m = self.model
+        if not m.has_prior:
+            return f"a {m.cfg.family} has no prior: random codes are not samples of a model"
+        if len(m.latent_shapes) > 1:
+            return (
+                f"sliders: the top of {len(m.latent_shapes)} latent groups; the lower groups "
+                "take their prior means given it (Random sample draws the top group only)"
+            )
+        return ""
 
     def decode(self, body: dict) -> dict:
         return {"images": self._images(parse_z(body.get("z"), self.model.top_dim))}

@@ -238,8 +238,11 @@ function guard(fn) {
 async function main() {
   [info, map] = await Promise.all([api("/api/info"), api("/api/map")]);
   const [c, h, w] = info.image_shape;
-  $("meta").textContent = `${info.dataset} · ${info.latent_dim} latent dims · ` +
-    `${h}x${w}x${c} images · ${info.likelihood} likelihood · ${info.num_test} test images`;
+  const groups = info.kl_per_group && info.groups > 1
+    ? ` · KL per group ${info.kl_per_group.map((k) => k.toFixed(1)).join(" / ")} nats` : "";
+  $("meta").textContent = `${info.dataset} · ${info.family} · ${info.latent_dim} latent dims · ` +
+    `${h}x${w}x${c} images · ${info.likelihood} likelihood · ${info.num_test} test images` +
+    groups + (info.note ? ` · ${info.note}` : "");
   $("index").max = info.num_test - 1;
   buildSliders();
   buildLegend();
