@@ -82,7 +82,7 @@ def test_a_run_resumes_with_another_world_size(tmp_path, data_root):
 def test_the_hierarchical_vae_trains_under_ddp_as_in_one_process(tmp_path, data_root):
     hvae = ["--preset", "mnist-hvae", "--width", "8", "--z-channels", "2", "--groups", "1", "1",
             "1", "1", "--limit", "256", "--batch-size", "64", "--eval-every", "0",
-            "--no-figures", "--no-channels-last", "--epochs", "1",
+            "--no-figures", "--no-channels-last", "--epochs", "1", "--precision", "fp32",
             "--data-dir", str(data_root)]  # fmt: skip
     assert main(["train", *hvae, "--out", str(tmp_path / "one")]) == 0
     r = torchrun(["train", *hvae, "--out", str(tmp_path / "two")])

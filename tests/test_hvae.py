@@ -15,7 +15,8 @@ from vaekit.config import configs
 from vaekit.data import load_split
 from vaekit.explore import Explorer
 
-SMALL = ["--width", "8", "--z-channels", "2", "--groups", "1", "1", "1", "1", "--limit", "32"]
+SMALL = ["--width", "8", "--z-channels", "2", "--groups", "1", "1", "1", "1", "--limit", "32",
+         "--precision", "fp32"]  # fmt: skip
 
 
 def png_size(path) -> tuple[int, int]:

@@ -43,9 +43,8 @@ def train(mcfg, ocfg, tcfg, out, data_dir, ckpt=None):
 
 
 def run(out, data_root, epochs, **kw):
-    mcfg, ocfg, tcfg = configs(
-        "mnist", **TINY, epochs=epochs, **{"limit": 1024, "batch_size": 64, "figures": False, **kw}
-    )
+    kw = {"limit": 1024, "batch_size": 64, "figures": False, "precision": "fp32", **kw}
+    mcfg, ocfg, tcfg = configs("mnist", **TINY, epochs=epochs, **kw)
     return train(mcfg, ocfg, tcfg, out, data_root)
 
 
@@ -444,3 +443,26 @@ def test_a_gradient_spike_is_skipped_and_counted(tmp_path, data_root, monkeypatc
     assert row["skipped_spikes"] == 0 and any(not torch.equal(ck["model"][k], b[k]) for k in b)
     with pytest.raises(ValueError, match="skip_spikes must be 0 or > 1"):
         TrainConfig(skip_spikes=0.5)
+
+
+def test_precision_auto_is_bf16_only_where_the_hardware_has_it(monkeypatch):
+    import vaekit.training.precision as P
+
+    cpu, lines = torch.device("cpu"), []
+    monkeypatch.setattr(P, "cpu_flags", lambda: {"avx2", "avx512f"})  # a Xeon without BF16
+    assert P.choose_precision("auto", cpu, lines.append) == "fp32"
+    assert lines == ["precision: fp32 (auto: the CPU has neither AVX-512 BF16 nor AMX)"]
+    assert P.choose_precision("bf16", cpu, lines.append) == "bf16"  # asked for: kept, warned
+    assert "expect it to be slower" in lines[-1]
+    monkeypatch.setattr(P, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})
+    assert P.choose_precision("auto", cpu, lines.append) == "bf16"
+    assert lines[-1] == "precision: bf16 (auto: the CPU has avx512_bf16)"
+    assert P.choose_precision("fp32", cpu, lines.append) == "fp32"
+
+
+def test_the_chosen_precision_is_stored_with_the_run(tmp_path, data_root, monkeypatch):
+    import vaekit.training.precision as P
+
+    monkeypatch.setattr(P, "cpu_flags", lambda: set())
+    run(tmp_path, data_root, 1, eval_every=0, limit=128, precision="auto")
+    assert json.loads((tmp_path / "config.json").read_text())["train"]["precision"] == "fp32"

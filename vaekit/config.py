@@ -261,7 +261,7 @@ class ObjectiveConfig:
 
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass
@@ -284,7 +284,9 @@ class TrainConfig:
     limit: int = opt(0, "train on the first N training images only (0 = all)")
     eval_every: int = opt(1, "evaluate on the test set every K epochs (0 = never)")
     device: str = opt("auto", "auto (cuda > mps > cpu), cpu, cuda, mps")
-    precision: str = opt("fp32", "fp32, or bf16 autocast (recent GPUs, CPUs with AVX-512 BF16)")
+    precision: str = opt(
+        "auto", "auto (bf16 where the hardware has it natively, else fp32), fp32, or bf16 autocast"
+    )
     compile: bool = opt(False, "torch.compile the model (the first steps wait for the compiler)")
     channels_last: bool = opt(False, "channels-last memory layout (faster convs on some hardware)")
     figures: bool = opt(True, "write reconstructions and samples after every epoch")

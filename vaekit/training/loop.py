@@ -29,6 +29,7 @@ from .checkpoints import (
     set_rng_state,
 )
 from .memory import check_memory
+from .precision import choose_precision
 from .signals import StopSignal
 from .step import TrainModule, lr_at, train_step
 
@@ -141,6 +142,7 @@ def fit(
             f"{tcfg.dataset} images are {tuple(x_train.shape[1:])} (C, H, W) but the model "
             f"expects {shape}; set the model's in_channels/image_size to match"
         )
+    tcfg = replace(tcfg, precision=choose_precision(tcfg.precision, device, log))  # recorded
     objective = create_objective(ocfg)
     per_rank = -(-tcfg.batch_size // world)
     check_memory(mcfg, per_rank, device, objective.samples, log)  # before any real allocation
