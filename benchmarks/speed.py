@@ -210,7 +210,9 @@ def main() -> None:
         q = sub.add_parser(name)
         q.add_argument("--device", default="cpu")
         q.add_argument("--out", type=Path, default=HERE / "results")
-        q.add_argument("--vaekit-args", default="", help="extra vaekit train flags, quoted")
+        q.add_argument(
+            "--vaekit-args", default="--precision fp32", help="vaekit train flags, quoted [fp32]"
+        )
     sub.choices["pairs"].add_argument("--pairs", type=int, default=5)
     sub.choices["pairs"].add_argument("--limit", type=int, default=9600, help="images per run")
     sub.choices["pairs"].add_argument("--preset", default="seed")
