@@ -239,3 +239,41 @@ def test_a_run_remembers_where_its_data_came_from(tiny_run, tmp_path, monkeypatc
     out = tmp_path / "r.png"
     assert main(["reconstruct", str(tiny_run), "--n", "4", "--out", str(out)]) == 0
     assert out.is_file()
+
+
+def test_a_runs_config_json_reproduces_the_run(tiny_run, tmp_path, data_root):
+    out = tmp_path / "again"
+    args = ["train", "--config", str(tiny_run / "config.json"), "--out", str(out)]
+    assert main([*args, "--data-dir", str(data_root)]) == 0
+    a = torch.load(tiny_run / "last.pt", weights_only=True)["model"]
+    b = torch.load(out / "last.pt", weights_only=True)["model"]
+    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_yaml_config_then_flags_override_the_preset(tmp_path, data_root):
+    (tmp_path / "c.yaml").write_text(
+        "preset: mnist\nlatent_dim: 3\nchannels: [8, 16]\nepochs: 1\nlimit: 64\n"
+        "eval_every: 0\nfigures: false\nbeta: 0.5\n"
+    )
+    out = tmp_path / "r"
+    argv = ["train", "--config", str(tmp_path / "c.yaml"), "--latent-dim", "5", "--out", str(out)]
+    assert main([*argv, "--data-dir", str(data_root)]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["model"]["net"] == {"arch": "resnet", "latent_dim": 5, "channels": [8, 16]}
+    assert cfg["objective"]["beta"] == 0.5 and cfg["train"]["limit"] == 64  # file over preset
+    assert cfg["train"]["lr"] == 2e-3  # the preset's, untouched by the file
+
+
+@pytest.mark.parametrize(
+    "text,expect",
+    [
+        ("[1, 2]", "must hold a mapping"),
+        ("{bad", "not valid JSON"),
+        ('{"latentdim": 3}', "latentdim"),
+    ],
+)
+def test_bad_config_files_are_one_line_errors(tmp_path, capsys, text, expect):
+    (tmp_path / "c.json").write_text(text)
+    assert main(["train", "--config", str(tmp_path / "c.json"), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert expect in err and err.count("\n") == 1

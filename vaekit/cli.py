@@ -60,7 +60,14 @@ def build_parser() -> Parser:
     sub = root.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a VAE into a run directory")
-    p.add_argument("--preset", default="mnist", choices=sorted(PRESETS), help="base config [mnist]")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="base config [mnist]")
+    p.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="a YAML or JSON config: a run's config.json, or field: value pairs (and preset:); "
+        "the preset, then the file, then the flags",
+    )
     p.add_argument("--out", type=Path, help="run directory [runs/DATASET-PRESET]")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR")
     p.add_argument("--data-dir", type=Path, help="dataset root [$VAEKIT_DATA, ~/.cache/vaekit]")
@@ -196,6 +203,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         if args.out and args.out != args.resume:
             raise ValueError("--resume RUN_DIR continues in RUN_DIR; drop --out")
+        if args.config or args.preset:
+            raise ValueError("--resume continues a run with its own config; drop --config/--preset")
         mcfg, ocfg, tcfg, ckpt = resume_configs(args.resume, values)
         out = args.resume
         if ckpt["epoch"] >= tcfg.epochs:
@@ -205,14 +214,20 @@ def cmd_train(args: argparse.Namespace) -> int:
             None if os.environ.get("VAEKIT_DATA") else ckpt.get("data_dir")
         )
     else:
-        tcfg = train_config(args.preset, **values)
+        from .config import read_config_file
+
+        file = read_config_file(args.config) if args.config else {}
+        preset = args.preset or file.pop("preset", None) or "mnist"
+        file.pop("preset", None)
+        values = {**file, **values}  # the flags over the file, the file over the preset
+        tcfg = train_config(preset, **values)
         size, ch = values.get("image_size"), values.get("in_channels")
         info = describe(tcfg.dataset, args.data_dir, size, ch, tcfg.crop)
         data = dict(mean=info.mean, std=info.std, in_channels=info.channels, image_size=info.size)
-        mcfg, ocfg, tcfg = configs(args.preset, **{**data, **values})
+        mcfg, ocfg, tcfg = configs(preset, **{**data, **values})
         name = tcfg.dataset.replace("folder:", "folder-").replace("/", "_").strip("_")
         out, ckpt, data_dir = (
-            args.out or Path("runs") / f"{name}-{args.preset}",
+            args.out or Path("runs") / f"{name}-{preset}",
             None,
             args.data_dir,
         )

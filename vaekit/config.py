@@ -13,7 +13,9 @@ each routed to the config that owns the field (every field name is unique across
 from __future__ import annotations
 
 import importlib
+import json
 from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 
 
 def opt(default, help: str):
@@ -458,3 +460,45 @@ def train_config(preset: str, **overrides) -> TrainConfig:
     """The preset's TrainConfig with field overrides applied (None values are ignored)."""
     values = {**preset_values(preset), **{k: v for k, v in overrides.items() if v is not None}}
     return TrainConfig(**route(values)[3])
+
+
+def flatten(d: dict) -> dict:
+    """A run's config.json ({"model": {..., "net": {...}}, "objective": {...}, "train": {...}},
+    also vaekit 0.1's) or a flat mapping of fields -> flat field values; other top-level keys of
+    a config.json (num_params, data_dir) are dropped."""
+    if not any(k in d for k in ("model", "objective", "train")):
+        return dict(d)
+    model = dict(d.get("model") or {})
+    return {**(model.pop("net", None) or {}), **model, **(d.get("objective") or {}),
+            **(d.get("train") or {})}  # fmt: skip
+
+
+def read_config_file(path: str | Path) -> dict:
+    """A YAML (.yaml, .yml; needs PyYAML: pip install "vaekit[yaml]") or JSON config file ->
+    flat field values, "preset" among them if the file names one. One-line errors."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ValueError(f"--config {path}: cannot read it ({e.strerror or e})") from None
+    if path.suffix.lower() in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise ImportError(
+                f"--config {path}: YAML needs PyYAML: pip install 'vaekit[yaml]' (or use JSON)"
+            ) from None
+        try:
+            d = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ValueError(
+                f"--config {path}: not valid YAML ({str(e).splitlines()[0]})"
+            ) from None
+    else:
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"--config {path}: not valid JSON ({e})") from None
+    if not isinstance(d, dict):
+        raise ValueError(f"--config {path}: must hold a mapping of config fields")
+    return flatten(d)
