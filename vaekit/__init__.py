@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from .config import PRESETS, ModelConfig, ObjectiveConfig, TrainConfig
+from .latents import encode
 from .models import LatentModel, create_model, list_models
 from .models.vae import VAE
 
@@ -19,6 +20,7 @@ __all__ = [
     "TrainConfig",
     "PRESETS",
     "create_model",
+    "encode",
     "list_models",
     "load",
     "__version__",

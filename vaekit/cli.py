@@ -136,6 +136,22 @@ def build_parser() -> Parser:
     q.add_argument("--no-probe", action="store_true", help="skip the linear probe on the latents")
     q.add_argument("--limit", type=int, default=0, help="first N images of each split (0 = all)")
     q.set_defaults(run=cmd_evaluate)
+    q = run_parser("encode", "posterior means and log-variances of any images", None)
+    q.add_argument(
+        "--data",
+        nargs="+",
+        required=True,
+        metavar="SPEC",
+        help="DATASET:SPLIT (mnist:test), folder:PATH (a folder or .zip), or image files",
+    )
+    q.add_argument("--out", type=Path, required=True, help="output file (.npz or .csv)")
+    q.add_argument("--format", choices=["npz", "csv"], help="[from --out's suffix, else npz]")
+    q.add_argument("--batch-size", type=int, default=1000, help="images per batch [1000]")
+    q.add_argument(
+        "--all-groups", action="store_true", help="also the lower latent groups (hierarchical)"
+    )
+    q.set_defaults(run=cmd_encode)
+
     q = run_parser("explore", "a local web page to steer the latent space live", None)
     q.add_argument("--host", default="127.0.0.1", help="address to listen on [127.0.0.1]")
     q.add_argument("--port", type=int, default=8000, help="port; 0 picks a free one [8000]")
@@ -452,6 +468,31 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if "probe_accuracy" in res:
         line += f", probe accuracy {res['probe_accuracy']:.4f}"
     print(line)
+    return 0
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    import time
+
+    from . import inputs
+    from .latents import encode_source, save
+
+    check_positive(args.batch_size, "--batch-size")
+    fmt = args.format or ("csv" if args.out.suffix.lower() == ".csv" else "npz")
+    model, ckpt, _, _ = load_run(args, with_data=False)
+    cfg = model.cfg
+    source = inputs.parse(args.data, cfg.image_size, cfg.in_channels, run_data_dir(args, ckpt))
+    t0 = time.perf_counter()
+    arrays = encode_source(model, source, args.batch_size, args.all_groups)
+    seconds = time.perf_counter() - t0
+    n = len(arrays["mu"]) if "mu" in arrays else 0
+    if n < source.count:
+        print(f"note: {source.count - n} of {source.count} files could not be read; left out")
+    if not n:
+        raise ValueError(f"--data {' '.join(args.data)}: no readable images")
+    path = save(arrays, args.out, fmt)
+    shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in arrays.items())
+    print(f"wrote {path}: {shapes} ({n} images in {seconds:.1f} s)")
     return 0
 
 

@@ -1,0 +1,129 @@
+"""The images a command works on, named one way for every command (--data):
+
+    mnist:test, fashion-mnist:train, ...   a dataset's split (labels come along)
+    folder:PATH                            every image in a folder tree or a .zip, sorted by
+                                           path (a class folder's name is its label)
+    PATH [PATH ...]                        image files
+
+Images are prepared exactly as training images are (vaekit.images: orientation, mode, centre
+crop to the model's aspect ratio, resize) to the model's size and channels, and come in batches
+so memory stays bounded for large folders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import images
+from .errors import DataError
+
+
+@dataclass
+class Batch:
+    """uint8 images (B, C, H, W), int64 labels (B,) or None, and file paths or None."""
+
+    x: torch.Tensor
+    labels: torch.Tensor | None
+    paths: list[str] | None
+
+
+@dataclass
+class Source:
+    """What --data named: a count, whether there are labels and paths, and a batch reader."""
+
+    name: str
+    count: int
+    batches: Callable[[int], Iterator[Batch]]  # batch_size -> the images in order
+    labelled: bool
+    has_paths: bool
+
+
+def parse(specs: list[str], size: tuple[int, int], channels: int, data_dir=None) -> Source:
+    """--data values -> a Source of images at the model's size and channels."""
+    if not specs:
+        raise DataError("--data names no images: give DATASET:SPLIT, folder:PATH or image files")
+    first = specs[0]
+    if len(specs) == 1 and first.startswith("folder:"):
+        return folder(Path(first[len("folder:") :]).expanduser(), size, channels)
+    if len(specs) == 1 and ":" in first and not Path(first).exists():
+        name, split = first.split(":", 1)
+        return dataset(name, split, size, channels, data_dir)
+    return files([Path(p).expanduser() for p in specs], size, channels)
+
+
+def dataset(name: str, split: str, size, channels, data_dir=None) -> Source:
+    from .data import load_split
+
+    x, y = load_split(name, split, data_dir, size=size, channels=channels)
+
+    def batches(batch_size: int) -> Iterator[Batch]:
+        for i in range(0, len(x), batch_size):
+            yield Batch(x[i : i + batch_size], y[i : i + batch_size], None)
+
+    return Source(f"{name}:{split}", len(x), batches, labelled=True, has_paths=False)
+
+
+def _decode_all(read, names: list[str], size, channels) -> tuple[list[str], list[np.ndarray]]:
+    """Decode each named image with read(name) -> bytes; unreadable ones are left out."""
+    ok, arrays = [], []
+    for name in names:
+        try:
+            arrays.append(images.decode(read(name), tuple(size), 0, channels))
+            ok.append(name)
+        except (OSError, ValueError, SyntaxError, EOFError):
+            continue
+    return ok, arrays
+
+
+def _decoded_batches(read, names, size, channels, batch_size, label=None) -> Iterator[Batch]:
+    """Batches of decoded images; label(name) -> int, or None for unlabelled data."""
+    for i in range(0, len(names), batch_size):
+        ok, arrays = _decode_all(read, names[i : i + batch_size], size, channels)
+        if ok:
+            y = torch.tensor([label(n) for n in ok]) if label else None
+            yield Batch(torch.from_numpy(np.stack(arrays)), y, ok)
+
+
+def files(paths: list[Path], size, channels) -> Source:
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise DataError(f"no such image file: {missing[0]}{more}")
+    names = [str(p) for p in paths]
+
+    def batches(batch_size: int) -> Iterator[Batch]:
+        return _decoded_batches(lambda n: Path(n).read_bytes(), names, size, channels, batch_size)
+
+    return Source("files", len(names), batches, labelled=False, has_paths=True)
+
+
+def folder(root: Path, size, channels) -> Source:
+    from .cache import list_images, read_bytes
+
+    if not root.exists():
+        raise DataError(f"{root}: no such folder or zip file")
+    rels = [e[0] for e in list_images(root)]
+    if not rels:
+        raise DataError(f"{root}: no images found (looked for {' '.join(images.EXTENSIONS)})")
+    tops = sorted({r.split("/")[0] for r in rels if "/" in r})
+    labelled = len(tops) > 1 and all("/" in r for r in rels)
+    classes = {c: i for i, c in enumerate(tops)}
+    names = [str(root / r) for r in rels]
+
+    def read(name: str) -> bytes:
+        return read_bytes(str(root), Path(name).relative_to(root).as_posix())
+
+    def label(name: str) -> int:
+        return classes[Path(name).relative_to(root).parts[0]]
+
+    def batches(batch_size: int) -> Iterator[Batch]:
+        return _decoded_batches(
+            read, names, size, channels, batch_size, label if labelled else None
+        )
+
+    return Source(f"folder:{root}", len(rels), batches, labelled=labelled, has_paths=True)

@@ -1,0 +1,102 @@
+"""Latents out: a model's posterior over any images (vaekit.inputs), in batches, as arrays.
+
+mu, logvar    (N, D) the top latent group's posterior mean and log-variance (flat)
+mu_1, ...     (N, *shape) the lower groups' (hierarchical models, with all_groups), along the
+              path of posterior means
+labels        (N,) int64, where the data have them
+paths         (N,) str, for folders and files (unreadable files are left out)
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .data import to_float
+from .inputs import Source
+from .models import LatentModel
+
+
+@torch.inference_mode()
+def encode_source(
+    model: LatentModel, source: Source, batch_size: int = 1000, all_groups: bool = False
+) -> dict[str, np.ndarray]:
+    """The posterior of every image of a source, in the source's order (see the module doc)."""
+    device = next(model.parameters()).device
+    parts: dict[str, list] = {}
+    bar = tqdm(total=source.count, desc="encoding", unit="img", file=sys.stderr, disable=None)
+    for b in source.batches(batch_size):
+        x = to_float(model.likelihood.prepare_eval(b.x).to(device))
+        if all_groups and len(model.latent_shapes) > 1:
+            groups = model.posterior(x)
+            mu, logvar = groups[0][0].flatten(1), groups[0][1].flatten(1)
+            for i, (m, lv) in enumerate(groups[1:], start=1):
+                parts.setdefault(f"mu_{i}", []).append(m.cpu().numpy())
+                parts.setdefault(f"logvar_{i}", []).append(lv.cpu().numpy())
+        else:
+            mu, logvar = model.encode(x)
+        parts.setdefault("mu", []).append(mu.cpu().numpy())
+        if logvar is not None:
+            parts.setdefault("logvar", []).append(logvar.cpu().numpy())
+        if b.labels is not None:
+            parts.setdefault("labels", []).append(b.labels.numpy())
+        if b.paths is not None:
+            parts.setdefault("paths", []).append(np.array(b.paths))
+        bar.update(len(b.x))
+    bar.close()
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def save(arrays: dict[str, np.ndarray], path: Path, fmt: str) -> Path:
+    """Write the arrays: NumPy .npz (every array), or .csv (path, label, then the top group's
+    mu_0.. and logvar_0.., one row per image)."""
+    path = Path(path)
+    if fmt == "npz":
+        with open(path, "wb") as f:
+            np.savez(f, **arrays)
+        return path
+    n, D = arrays["mu"].shape
+    cols = [f"mu_{d}" for d in range(D)]
+    table = [arrays["mu"]]
+    if "logvar" in arrays:
+        cols += [f"logvar_{d}" for d in range(D)]
+        table.append(arrays["logvar"])
+    values = np.concatenate(table, axis=1)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label", *cols])
+        for i in range(n):
+            p = arrays["paths"][i] if "paths" in arrays else ""
+            y = int(arrays["labels"][i]) if "labels" in arrays else ""
+            w.writerow([p, y, *(f"{v:.7g}" for v in values[i])])
+    return path
+
+
+def encode(
+    model: LatentModel,
+    data: torch.Tensor | str | list[str],
+    batch_size: int = 1000,
+    all_groups: bool = False,
+    data_dir: str | Path | None = None,
+) -> dict[str, np.ndarray]:
+    """Latents of any images in one call: data is a tensor of images (N, C, H, W) at the
+    model's size (uint8, or floats in [0, 1]), "DATASET:SPLIT", "folder:PATH", or a list of
+    image files. Returns the arrays of the module doc."""
+    from .inputs import Batch, parse
+
+    if isinstance(data, torch.Tensor):
+        x = data if data.dtype == torch.uint8 else (data.clamp(0, 1) * 255).round().to(torch.uint8)
+
+        def batches(n: int):
+            return (Batch(x[i : i + n], None, None) for i in range(0, len(x), n))
+
+        source = Source("tensor", len(x), batches, labelled=False, has_paths=False)
+    else:
+        specs = [data] if isinstance(data, str) else list(data)
+        source = parse(specs, model.cfg.image_size, model.cfg.in_channels, data_dir)
+    return encode_source(model, source, batch_size, all_groups)
