@@ -152,6 +152,20 @@ def build_parser() -> Parser:
     )
     q.set_defaults(run=cmd_encode)
 
+    q = run_parser("score", "anomaly / out-of-distribution scores of any images", None)
+    q.add_argument("--data", nargs="+", required=True, metavar="SPEC", help="images to score")
+    q.add_argument("--out", type=Path, required=True, help="per-image scores, CSV")
+    q.add_argument("--iw-samples", type=int, default=0, metavar="K", help="IW bound (0: ELBO)")
+    q.add_argument("--background", type=Path, metavar="RUN2", help="for the likelihood ratio")
+    q.add_argument(
+        "--in-dist",
+        nargs="+",
+        metavar="SPEC",
+        help="images known to be normal: AUROC, AUPRC, FPR@95 of each score (scikit-learn)",
+    )
+    q.add_argument("--seed", type=int, default=0, help="noise seed [0]")
+    q.set_defaults(run=cmd_score)
+
     q = run_parser("explore", "a local web page to steer the latent space live", None)
     q.add_argument("--host", default="127.0.0.1", help="address to listen on [127.0.0.1]")
     q.add_argument("--port", type=int, default=8000, help="port; 0 picks a free one [8000]")
@@ -493,6 +507,69 @@ def cmd_encode(args: argparse.Namespace) -> int:
     path = save(arrays, args.out, fmt)
     shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in arrays.items())
     print(f"wrote {path}: {shapes} ({n} images in {seconds:.1f} s)")
+    return 0
+
+
+def gather(model, specs: list[str], data_dir) -> tuple:
+    """All images of --data specs as the model sees them: (uint8 (N, C, H, W), labels, paths)."""
+    import torch
+
+    from . import inputs
+
+    source = inputs.parse(specs, model.cfg.image_size, model.cfg.in_channels, data_dir)
+    xs, ys, ps = [], [], []
+    for b in source.batches(1000):
+        xs.append(model.likelihood.prepare_eval(b.x))
+        ys.append(b.labels)
+        ps.extend(b.paths or [])
+    if not xs:
+        raise ValueError(f"--data {' '.join(specs)}: no readable images")
+    labels = torch.cat(ys).tolist() if source.labelled else None
+    return torch.cat(xs), labels, ps or None
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    import csv
+
+    from . import checkpoint
+    from .scores import ood_metrics, score
+    from .training import resolve_device
+
+    if args.iw_samples < 0:
+        raise ValueError(f"--iw-samples must be >= 0, got {args.iw_samples}")
+    model, ckpt, _, _ = load_run(args, with_data=False)
+    if not model.has_kl:
+        raise ValueError(f"a {model.cfg.family} model has no likelihood to score with; use a vae")
+    background = None
+    if args.background:
+        background = checkpoint.build_model(checkpoint.load(args.background), args.background)
+        background = background.to(resolve_device(args.device)).eval()
+        same = (background.cfg.image_size, background.cfg.in_channels, background.likelihood.binary)
+        if same != (model.cfg.image_size, model.cfg.in_channels, model.likelihood.binary):
+            raise ValueError("--background must model the same images (size, channels, binary)")
+    data_dir = run_data_dir(args, ckpt)
+    x, labels, paths = gather(model, args.data, data_dir)
+    scores = score(model, x, args.iw_samples, background, args.seed)
+    with open(args.out, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["index", "path", "label", *scores])
+        for i in range(len(x)):
+            row = [i, paths[i] if paths else "", labels[i] if labels else ""]
+            w.writerow(row + [f"{v[i]:.4f}" for v in scores.values()])
+    print(f"wrote {args.out}: {len(x)} images, scores {', '.join(scores)} (bits)")
+    if args.in_dist:
+        x_in, _, _ = gather(model, args.in_dist, data_dir)
+        normal = score(model, x_in, args.iw_samples, background, args.seed)
+        keys = [k for k in scores if k != "bits_per_dim"]
+        res = {k: ood_metrics(normal[k], scores[k]) for k in keys}
+        res["counts"] = {"normal": len(x_in), "scored": len(x)}
+        path = args.out.with_suffix(".metrics.json")
+        checkpoint.save_json({"data": args.data, "in_dist": args.in_dist, **res}, path)
+        for k in keys:
+            m = res[k]
+            print(f"{k:>10}: AUROC {m['auroc']:.4f}  AUPRC {m['auprc']:.4f}  "
+                  f"FPR@95 {m['fpr_at_95_tpr']:.4f}")  # fmt: skip
+        print(f"wrote {path}")
     return 0
 
 
