@@ -9,7 +9,7 @@ ARGS    ?=
 
 export VAEKIT_DATA := $(DATA)
 
-.PHONY: install test lint train figures explore results-nll results-nll-hvae bench bench-ttq bench-scaling explorer-bench clean
+.PHONY: install test lint train figures explore results-nll results-nll-hvae bench bench-ttq bench-scaling bench-ood explorer-bench clean
 
 install: $(STAMP)
 
@@ -56,6 +56,11 @@ bench-ttq: install
 	$(BIN)/python benchmarks/speed.py ttq $(ARGS)
 bench-scaling: install
 	$(BIN)/python benchmarks/speed.py scaling $(ARGS)
+
+# Out-of-distribution detection: Fashion-MNIST and MNIST models scored on each other, KMNIST,
+# noise and constant images (AUROC / FPR@95 of each score).
+bench-ood: install
+	$(BIN)/python benchmarks/ood.py --out runs/ood $(ARGS)
 
 # Decode latency of the explorer on the run, and the README's screenshot of it.
 explorer-bench: install
