@@ -140,6 +140,13 @@ def test_encode_upload_equals_the_same_test_image(served):
     by_index = request(server, "POST", "/api/encode", {"index": 5})[1]
     upload = request(server, "POST", "/api/encode", {"image": data_url(png_bytes(img))})[1]
     np.testing.assert_allclose(upload["mu"], by_index["mu"], rtol=1e-5, atol=1e-6)
+    # the upload's anomaly scores: the same image scores the same, as vaekit score computes them
+    from vaekit.scores import score
+
+    want = score(explorer.model, explorer.x[5:6])
+    assert upload["scores"] == by_index["scores"]
+    for k, v in want.items():
+        assert abs(upload["scores"][k] - v[0]) < 1e-3
     inverted = 255 - img
     raw = data_url(png_bytes(inverted)).split(",", 1)[1]  # plain base64 works too
     again = request(server, "POST", "/api/encode", {"image": raw, "invert": True})[1]
@@ -672,7 +679,8 @@ def test_browser_upload_encodes_an_image(page, served, tmp_path):
     before = src(page, "#decoded")
     page.set_input_files("#upload", str(path))
     page.wait_for_selector("#encoded:not([hidden])")
-    assert page.text_content("#input-caption") == "digit.png"
+    caption = page.text_content("#input-caption")  # the file's name, then its scores
+    assert caption.startswith("digit.png · -ELBO ") and "bits/dim" in caption
     assert decode_png(src(page, "#input-img")).shape == (28, 28)
     wait_changed(page, "#decoded", before)
 

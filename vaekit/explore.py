@@ -42,6 +42,7 @@ from .data import to_float
 from .evaluate import evaluate, posterior
 from .generate import dim_scores
 from .models import LatentModel
+from .scores import score
 
 MAX_BODY = 4 << 20  # bytes of a request body (a base64 upload of MAX_UPLOAD fits)
 MAX_UPLOAD = 2 << 20  # bytes of an uploaded image file
@@ -266,6 +267,10 @@ class Explorer:
             input=png_data_url(xf[0]),
             image=png_data_url(recon[0]),
         )
+        if self.model.has_kl:  # its anomaly scores (vaekit.scores), in bits
+            with self.lock:
+                s = score(self.model, self.model.likelihood.prepare_eval(x[None]))
+            out["scores"] = {k: round(float(v[0]), 4) for k, v in s.items()}
         return out
 
 

@@ -95,7 +95,10 @@ function showEncoded(r, caption) {
   $("encoded").hidden = false;
   $("input-img").src = r.input;
   $("recon-img").src = r.image;
-  $("input-caption").textContent = caption;
+  const sc = r.scores;
+  $("input-caption").textContent = caption + (sc ? ` · -ELBO ${sc.nll.toFixed(0)} bits ` +
+    `(${sc.bits_per_dim.toFixed(3)} bits/dim), PNG ${sc.png_bits.toFixed(0)} bits, ` +
+    `complexity score ${sc.complexity.toFixed(0)}` : "");
   setZ(r.mu);
 }
 
