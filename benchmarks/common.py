@@ -63,3 +63,10 @@ def run_vaekit(argv: list[str], who: str) -> float:
     if code := main(argv):
         sys.exit(f"{who}: 'vaekit {' '.join(argv)}' failed with status {code}")
     return time.perf_counter() - t0
+
+
+def add_train_args(p, out: str, preset: str, epochs: int) -> None:
+    """The options of the benchmarks that train a preset into a folder."""
+    p.add_argument("--out", type=Path, default=Path(out), help=f"output folder [{out}]")
+    p.add_argument("--preset", default=preset, help=f"preset [{preset}]")
+    p.add_argument("--epochs", type=int, default=epochs, help=f"training epochs [{epochs}]")

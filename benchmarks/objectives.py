@@ -17,9 +17,8 @@ import json
 import shlex
 import statistics
 import sys
-from pathlib import Path
 
-from common import add_run_args, commit, hardware, run_vaekit
+from common import add_run_args, add_train_args, commit, hardware, run_vaekit
 
 
 def run(argv: list[str]) -> None:
@@ -28,9 +27,7 @@ def run(argv: list[str]) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, default=Path("runs/objectives"), help="output folder")
-    p.add_argument("--preset", default="mnist-nll", help="preset [mnist-nll]")
-    p.add_argument("--epochs", type=int, default=10, help="training epochs of each run [10]")
+    add_train_args(p, "runs/objectives", "mnist-nll", 10)
     p.add_argument("--iw-k", type=int, default=5, help="IWAE's importance samples [5]")
     p.add_argument("--iw-batch", type=int, default=250, help="samples per decoder pass [250]")
     p.add_argument("--train-flags", default="", help="more vaekit train flags for both, quoted")

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from common import commit, hardware, run_vaekit
+from common import add_train_args, commit, hardware, run_vaekit
 from PIL import Image
 
 PAIRS = {  # trained on -> the sets scored against its test set
@@ -42,9 +42,7 @@ def synthetic(out: Path, kind: str, n: int) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, default=Path("runs/ood"), help="output folder")
-    p.add_argument("--preset", default="mnist", help="preset of both models [mnist]")
-    p.add_argument("--epochs", type=int, default=10, help="training epochs [10]")
+    add_train_args(p, "runs/ood", "mnist", 10)
     p.add_argument("--limit", type=int, default=0, help="first N training images (0 = all)")
     p.add_argument("--n", type=int, default=2000, help="noise and constant images [2000]")
     p.add_argument("--iw-samples", type=int, default=0, help="K for the nll (0: -ELBO) [0]")

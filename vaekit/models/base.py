@@ -88,15 +88,19 @@ class LatentModel(nn.Module):
         temperature: float | list[float] = 1.0,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """n images decoded from z ~ N(0, temperature^2 I) (drawn on the CPU: same z anywhere);
-        temperature may be a list of one per latent group (here one)."""
-        if not isinstance(temperature, (int, float)):
-            if len(temperature) != 1:
-                raise ValueError(f"{len(temperature)} temperatures for 1 latent group")
-            temperature = temperature[0]
+        """n images from the prior at a temperature: one for every latent group, or a list of one
+        per group, top first (the noise is drawn on the CPU: the same seed, the same images)."""
+        L = len(self.latent_shapes)
+        temps = [float(temperature)] * L if isinstance(temperature, (int, float)) else temperature
+        if len(temps) != L:
+            raise ValueError(f"{len(temps)} temperatures for {L} latent groups")
+        return self.draw(n, list(temps), generator)
+
+    def draw(self, n: int, temps: list[float], generator: torch.Generator | None) -> torch.Tensor:
+        """sample()'s work for one group: decode z ~ N(0, temps[0]^2 I)."""
         device = next(self.parameters()).device
         z = torch.randn(n, self.top_dim, generator=generator)
-        return self.decode(z.to(device) * temperature)
+        return self.decode(z.to(device) * temps[0])
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:

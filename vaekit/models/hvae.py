@@ -196,20 +196,9 @@ class HVAE(LatentModel):
         out, _ = self.top_down(n, z_given={0: z.reshape(n, *self.latent_shapes[0])})
         return self.likelihood.mean(out)
 
-    @torch.no_grad()
-    def sample(
-        self,
-        n: int,
-        temperature: float | list[float] = 1.0,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        """n images from the prior, every group drawn at its temperature (one for all, or one
-        per group); the noise is drawn on the CPU, so the same seed gives the same images."""
+    def draw(self, n: int, temps: list[float], generator: torch.Generator | None) -> torch.Tensor:
+        """sample()'s work: every group from its prior at its temperature."""
         device = next(self.parameters()).device
-        L = len(self.sizes)
-        temps = [float(temperature)] * L if isinstance(temperature, (int, float)) else temperature
-        if len(temps) != L:
-            raise ValueError(f"{len(temps)} temperatures for {L} latent groups")
         eps = [torch.randn(n, *s, generator=generator).to(device) for s in self.latent_shapes]
         out, _ = self.top_down(n, eps=eps, temperature=temps)
         return self.likelihood.mean(out)
