@@ -277,3 +277,12 @@ def test_bad_config_files_are_one_line_errors(tmp_path, capsys, text, expect):
     assert main(["train", "--config", str(tmp_path / "c.json"), "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert expect in err and err.count("\n") == 1
+
+
+def test_a_step_too_large_for_memory_is_refused_before_the_data_load(tmp_path, data_root, capsys):
+    # MNIST resized to 1024 px would be 63 GB of uint8 before training: refused first, at once
+    argv = ["train", "--image-size", "1024", "--in-channels", "3", "--out", str(tmp_path / "r")]
+    assert main([*argv, "--data-dir", str(data_root)]) == 2
+    err = capsys.readouterr().err
+    assert "3x1024x1024 images, batch 64) needs about" in err and err.count("\n") == 1
+    assert not (tmp_path / "r").exists()

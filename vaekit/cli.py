@@ -261,6 +261,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             None,
             args.data_dir,
         )
+    # refuse a step that cannot fit before the data are loaded (and resized) for it
+    from .objectives import create_objective
+    from .training import resolve_device
+    from .training.memory import check_memory
+
+    samples = create_objective(ocfg).samples
+    check_memory(mcfg, tcfg.batch_size, resolve_device(tcfg.device), samples, log=lambda _: None)
     x_train, x_test, stream = load_training_data(
         tcfg.dataset, mcfg.image_size, mcfg.in_channels, tcfg.crop, tcfg.limit, data_dir
     )
