@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,9 @@ def main() -> None:
         if (run / "last.pt").exists():
             train = ["train", "--resume", str(run), *data]
         run_vaekit(train, "ood")
+        rows = [json.loads(line) for line in (run / "metrics.jsonl").open()]
+        if max((r["epoch"] for r in rows), default=0) < a.epochs:
+            sys.exit("ood: training was stopped; run the same command again to continue")
         commands.append("vaekit " + " ".join(train))
         for other in others:
             spec = other if ":" in other else synthetic(a.out, other, a.n)
