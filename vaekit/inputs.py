@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import images
 from .errors import DataError
+from .images import EXTENSIONS, decode
 
 
 @dataclass
@@ -73,7 +73,7 @@ def _decode_all(read, names: list[str], size, channels) -> tuple[list[str], list
     ok, arrays = [], []
     for name in names:
         try:
-            arrays.append(images.decode(read(name), tuple(size), 0, channels))
+            arrays.append(decode(read(name), tuple(size), 0, channels))
             ok.append(name)
         except (OSError, ValueError, SyntaxError, EOFError):
             continue
@@ -109,7 +109,7 @@ def folder(root: Path, size, channels) -> Source:
         raise DataError(f"{root}: no such folder or zip file")
     rels = [e[0] for e in list_images(root)]
     if not rels:
-        raise DataError(f"{root}: no images found (looked for {' '.join(images.EXTENSIONS)})")
+        raise DataError(f"{root}: no images found (looked for {' '.join(EXTENSIONS)})")
     tops = sorted({r.split("/")[0] for r in rels if "/" in r})
     labelled = len(tops) > 1 and all("/" in r for r in rels)
     classes = {c: i for i, c in enumerate(tops)}
