@@ -11,7 +11,7 @@ from .latents import encode
 from .models import LatentModel, create_model, list_models
 from .models.vae import VAE
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = [
     "VAE",
     "LatentModel",
