@@ -221,6 +221,7 @@ def fit(
         return state
 
     bad_run = 0  # consecutive non-finite steps
+    params = list(model.parameters())  # once, not on every step
     with StopSignal() as stop:
 
         def agree(bad: torch.Tensor) -> torch.Tensor:
@@ -247,7 +248,7 @@ def fit(
                 x = xb.float().div_(255.0).contiguous(memory_format=layout)  # (b, C, H, W)
                 res = train_step(
                     net,
-                    list(model.parameters()),
+                    params,
                     opt,
                     x,
                     step,
