@@ -286,3 +286,33 @@ def test_a_step_too_large_for_memory_is_refused_before_the_data_load(tmp_path, d
     err = capsys.readouterr().err
     assert "3x1024x1024 images, batch 64) needs about" in err and err.count("\n") == 1
     assert not (tmp_path / "r").exists()
+
+
+def test_picture_commands_take_any_images_with_data(tiny_run, tmp_path, capsys, data_root):
+    from vaekit.data import load_split
+
+    x, _ = load_split("mnist", "test", data_root)
+    d = tmp_path / "mine"
+    d.mkdir()
+    for i in range(3):  # three of the user's own images, as PNG files
+        Image.fromarray(x[5 + i, 0].numpy()).save(d / f"{i}.png")
+    run, base = str(tiny_run), ["--data-dir", str(data_root)]
+
+    out = tmp_path / "r.png"
+    argv = ["reconstruct", run, "--n", "16", "--data", f"folder:{d}", "--out", str(out)]
+    assert main(argv) == 0
+    assert "--n 16 but --data has 3 images; showing 3" in capsys.readouterr().out
+    assert png_size(out) == (62 + 8 + 62, 62)  # 3 images in a 2x2 grid, each side
+    # a dataset split through --data is the same as the default test images
+    default, named = tmp_path / "a.png", tmp_path / "b.png"
+    assert main(["reconstruct", run, "--n", "4", "--out", str(default), *base]) == 0
+    argv = ["reconstruct", run, "--n", "4", "--data", "mnist:test", "--out", str(named), *base]
+    assert main(argv) == 0
+    assert default.read_bytes() == named.read_bytes()
+
+    files = [str(d / f"{i}.png") for i in range(3)]
+    assert main(["interpolate", run, "--a", "0", "--b", "2", "--data", *files]) == 0
+    assert main(["traverse", run, "--index", "1", "--steps", "5", "--data", f"folder:{d}"]) == 0
+    assert "of --data" in capsys.readouterr().out
+    assert main(["interpolate", run, "--b", "3", "--data", f"folder:{d}"]) == 2
+    assert "--b 3 is out of range: --data has images 0..2" in capsys.readouterr().err

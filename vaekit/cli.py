@@ -103,21 +103,32 @@ def build_parser() -> Parser:
     q.add_argument("--seed", type=int, default=0, help="noise seed [0]")
     q.set_defaults(run=cmd_sample)
 
+    def data_arg(q) -> None:
+        q.add_argument(
+            "--data",
+            nargs="+",
+            metavar="SPEC",
+            help="the images: DATASET:SPLIT, folder:PATH or image files [the run's test set]",
+        )
+
     q = run_parser("reconstruct", "test images beside their reconstructions", "recon.png")
-    q.add_argument("--n", type=int, default=64, help="the first N test images [64]")
+    q.add_argument("--n", type=int, default=64, help="the first N images [64]")
+    data_arg(q)
     q.set_defaults(run=cmd_reconstruct)
 
     q = run_parser("traverse", "vary two latent dims around a test image's code", "traverse.png")
     q.add_argument("--dims", type=int, nargs=2, metavar=("I", "J"), help="[the two top-KL dims]")
-    q.add_argument("--index", type=int, default=0, help="test image to encode [0]")
+    q.add_argument("--index", type=int, default=0, help="image to encode [0]")
+    data_arg(q)
     q.add_argument("--steps", type=int, default=13, help="grid side [13]")
     q.add_argument("--span", type=float, default=7.0, help="offsets linspace(-span, span) [7]")
     q.set_defaults(run=cmd_traverse)
 
     q = run_parser("interpolate", "walk between two test images' latent means", "interp.png")
-    q.add_argument("--a", type=int, default=0, help="first test image index [0]")
-    q.add_argument("--b", type=int, default=1, help="second test image index [1]")
+    q.add_argument("--a", type=int, default=0, help="first image index [0]")
+    q.add_argument("--b", type=int, default=1, help="second image index [1]")
     q.add_argument("--steps", type=int, default=10, help="images in the strip [10]")
+    data_arg(q)
     q.set_defaults(run=cmd_interpolate)
 
     q = run_parser("evaluate", "test-set ELBO, NLL and bits/dim, active units, linear probe", None)
@@ -312,9 +323,20 @@ def data_args(ckpt: dict, cfg, split: str, data_dir: Path | None) -> tuple:
     return tc["dataset"], split, data_dir, None, cfg.image_size, cfg.in_channels, tc.get("crop", 0)
 
 
-def check_index(i: int, n: int, flag: str) -> None:
+def run_images(args: argparse.Namespace, limit: int | None = None):
+    """(model, images as the model sees them (N, C, H, W), where they came from) for the picture
+    commands: --data's images when given (the first `limit` of them), else the run's test set."""
+    if not args.data:
+        model, _, x, _ = load_run(args)
+        return model, x, "the test set"
+    model, ckpt, _, _ = load_run(args, with_data=False)
+    x, _, _ = gather(model, args.data, run_data_dir(args, ckpt), limit)
+    return model, x, "--data"
+
+
+def check_index(i: int, n: int, flag: str, where: str = "the test set") -> None:
     if not 0 <= i < n:
-        raise ValueError(f"{flag} {i} is out of range: the test set has images 0..{n - 1}")
+        raise ValueError(f"{flag} {i} is out of range: {where} has images 0..{n - 1}")
 
 
 def check_positive(v: float, flag: str) -> None:
@@ -358,9 +380,9 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     from .generate import reconstruction_grid
 
     check_positive(args.n, "--n")
-    model, _, x, _ = load_run(args)
+    model, x, where = run_images(args, args.n)
     if args.n > len(x):
-        print(f"note: --n {args.n} but the test set has {len(x)} images; showing {len(x)}")
+        print(f"note: --n {args.n} but {where} has {len(x)} images; showing {len(x)}")
     return write(reconstruction_grid(model, x[: args.n]), args, "recon.png")
 
 
@@ -369,14 +391,14 @@ def cmd_traverse(args: argparse.Namespace) -> int:
     from .generate import dim_scores, top_dims, traverse_grid
 
     check_positive(args.steps, "--steps")
-    model, _, x, _ = load_run(args)
-    check_index(args.index, len(x), "--index")
+    model, x, where = run_images(args)
+    check_index(args.index, len(x), "--index", where)
     dims = args.dims
     if dims is None:
         mu, kl = posterior(model, x)
         dims = top_dims(dim_scores(mu, kl), 2)
         how = "the top-KL dims" if kl is not None else "the dims whose codes vary most"
-        print(f"traversing latent dims {dims[0]} (rows) and {dims[1]} (columns): {how}")
+        print(f"traversing latent dims {dims[0]} (rows) and {dims[1]} (columns): {how} of {where}")
     return write(
         traverse_grid(model, x[args.index], tuple(dims), args.steps, args.span),
         args,
@@ -388,9 +410,9 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     from .generate import interpolate_grid
 
     check_positive(args.steps, "--steps")
-    model, _, x, _ = load_run(args)
-    check_index(args.a, len(x), "--a")
-    check_index(args.b, len(x), "--b")
+    model, x, where = run_images(args, max(args.a, args.b) + 1)
+    check_index(args.a, len(x), "--a", where)
+    check_index(args.b, len(x), "--b", where)
     return write(interpolate_grid(model, x[args.a], x[args.b], args.steps), args, "interp.png")
 
 
@@ -517,22 +539,26 @@ def cmd_encode(args: argparse.Namespace) -> int:
     return 0
 
 
-def gather(model, specs: list[str], data_dir) -> tuple:
-    """All images of --data specs as the model sees them: (uint8 (N, C, H, W), labels, paths)."""
+def gather(model, specs: list[str], data_dir, limit: int | None = None) -> tuple:
+    """The images of --data specs (the first `limit`, or all) as the model sees them:
+    (uint8 (N, C, H, W), labels, paths)."""
     import torch
 
     from . import inputs
 
     source = inputs.parse(specs, model.cfg.image_size, model.cfg.in_channels, data_dir)
-    xs, ys, ps = [], [], []
-    for b in source.batches(1000):
+    xs, ys, ps, n = [], [], [], 0
+    for b in source.batches(min(1000, limit or 1000)):
         xs.append(model.likelihood.prepare_eval(b.x))
         ys.append(b.labels)
         ps.extend(b.paths or [])
+        n += len(b.x)
+        if limit and n >= limit:
+            break
     if not xs:
         raise ValueError(f"--data {' '.join(specs)}: no readable images")
-    labels = torch.cat(ys).tolist() if source.labelled else None
-    return torch.cat(xs), labels, ps or None
+    labels = torch.cat(ys)[:limit].tolist() if source.labelled else None
+    return torch.cat(xs)[:limit], labels, ps[:limit] or None
 
 
 def cmd_score(args: argparse.Namespace) -> int:
