@@ -74,6 +74,20 @@ def test_python_dash_m_and_console_script_run():
     assert r.returncode == 0 and r.stdout.startswith("vaekit ")
 
 
+def test_help_and_version_do_not_import_torch():
+    """`vaekit --help` answers in a fraction of a second: torch (seconds to import) stays out."""
+    code = (
+        "import sys; from vaekit.cli import main\n"
+        "for argv in (['--help'], ['--version'], ['train', '--help']):\n"
+        "    try: main(argv)\n"
+        "    except SystemExit: pass\n"
+        "import vaekit; vaekit.__version__\n"
+        "print('torch' in sys.modules)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip().splitlines()[-1] == "False", r.stderr
+
+
 @pytest.mark.parametrize(
     "argv,expect",
     [

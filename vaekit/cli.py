@@ -619,11 +619,12 @@ def cmd_explore(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)  # --help, --version and bad flags end here
+    # after parsing: these import torch, which --help need not wait for
     from .checkpoint import CheckpointError
     from .data import DataError
     from .training import TrainError
 
-    args = build_parser().parse_args(argv)
     try:
         return args.run(args)
     except (CheckpointError, DataError, TrainError, ValueError, ImportError) as e:
