@@ -2,7 +2,9 @@
 
 The public names below are imported on first use (PEP 562), so that `vaekit --help`,
 `vaekit --version` and `import vaekit.config` do not wait for torch's import (seconds on a
-small CPU); `from vaekit import VAE` and `vaekit.load(...)` work as usual.
+small CPU); `from vaekit import VAE` and `vaekit.load(...)` work as usual. From Python:
+vaekit.train(out, preset, **fields) trains a run as `vaekit train` does; vaekit.load(run_dir)
+loads one; vaekit.encode(model, images) gives latents.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ _LAZY = {
     "TrainConfig": "vaekit.config",
     "PRESETS": "vaekit.config",
     "encode": "vaekit.latents",
+    "train": "vaekit.training.run",
 }
 __all__ = [*_LAZY, "load", "__version__"]
 
@@ -39,6 +42,7 @@ if TYPE_CHECKING:  # what the names are, for type checkers and editors
     from .models import create_model as create_model
     from .models import list_models as list_models
     from .models.vae import VAE as VAE
+    from .training.run import train as train
 
 
 def __getattr__(name: str):
