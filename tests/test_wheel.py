@@ -40,7 +40,7 @@ def test_the_wheel_installs_into_a_fresh_venv_and_trains_and_samples(tmp_path, d
     assert STATIC <= in_wheel and not any(n.startswith("tests/") for n in in_wheel)
     with tarfile.open(sdist) as tar:
         in_sdist = {n.removeprefix(name + "/") for n in tar.getnames()}
-    assert STATIC | {"tests/conftest.py", "CHANGELOG.md"} <= in_sdist
+    assert STATIC | {"tests/conftest.py", "CHANGELOG.md", "docs/tutorial.ipynb"} <= in_sdist
 
     # a fresh environment: vaekit from the wheel, its dependencies from this environment
     env = tmp_path / "env"
