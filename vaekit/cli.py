@@ -26,7 +26,12 @@ def add_config_flags(
 ) -> None:
     """One --flag per dataclass field, typed from its default; None means 'keep the preset's'.
     types: field -> (type, metavar) where the default's type is not the flag's; seen: names
-    already given a flag (a field shared by two families' options gets one)."""
+    already given a flag (a field shared by two families' options gets one).
+
+    Hand-written rather than derived by jsonargparse or tyro (#17, tried on `train`):
+    jsonargparse 4.53 spells flags --batch_size and --figures true, tyro 1.0 prints errors as
+    multi-line panels, and both fill unset flags with the dataclass defaults, which would hide
+    the preset's (preset < file < flags needs "not given" to stay None)."""
     group = p.add_argument_group(title)
     types, seen = types or {}, seen if seen is not None else set()
     for f in fields(cls):
