@@ -9,7 +9,7 @@ ARGS    ?=
 
 export VAEKIT_DATA := $(DATA)
 
-.PHONY: install test lint train figures explore results-nll results-nll-hvae bench bench-ttq bench-scaling bench-ood explorer-bench clean
+.PHONY: install test lint dist train figures explore results-nll results-nll-hvae bench bench-ttq bench-scaling bench-ood explorer-bench clean
 
 install: $(STAMP)
 
@@ -26,6 +26,13 @@ test: install
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+# The wheel and the sdist in dist/, checked by twine (tests/test_wheel.py also installs the wheel
+# into a fresh environment and trains from it). pip install dist/vaekit-*.whl installs it.
+dist: install
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+	$(BIN)/twine check --strict dist/*
 
 # Train the default model (preset mnist) on MNIST, then draw the seed's pictures from it.
 # Continues an interrupted run in $(RUN) instead of starting over.

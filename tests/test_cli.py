@@ -74,6 +74,20 @@ def test_python_dash_m_and_console_script_run():
     assert r.returncode == 0 and r.stdout.startswith("vaekit ")
 
 
+def test_help_and_version_do_not_import_torch():
+    """`vaekit --help` answers in a fraction of a second: torch (seconds to import) stays out."""
+    code = (
+        "import sys; from vaekit.cli import main\n"
+        "for argv in (['--help'], ['--version'], ['train', '--help']):\n"
+        "    try: main(argv)\n"
+        "    except SystemExit: pass\n"
+        "import vaekit; vaekit.__version__\n"
+        "print('torch' in sys.modules)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip().splitlines()[-1] == "False", r.stderr
+
+
 @pytest.mark.parametrize(
     "argv,expect",
     [
@@ -248,6 +262,20 @@ def test_a_runs_config_json_reproduces_the_run(tiny_run, tmp_path, data_root):
     a = torch.load(tiny_run / "last.pt", weights_only=True)["model"]
     b = torch.load(out / "last.pt", weights_only=True)["model"]
     assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_vaekit_train_from_python_trains_what_the_cli_trains(tiny_run, tmp_path, data_root):
+    import vaekit
+
+    fields = dict(limit=512, epochs=1, channels=(8, 16), latent_dim=4, batch_size=64)
+    model = vaekit.train(tmp_path / "py", precision="fp32", data_dir=data_root, **fields)
+    assert not model.training and model.cfg.net.latent_dim == 4
+    a = torch.load(tiny_run / "last.pt", weights_only=True)["model"]  # vaekit train, the flags
+    b = model.state_dict()
+    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="unknown config field 'latentdim'"):
+        vaekit.train(tmp_path / "bad", latentdim=3, data_dir=data_root)
+    assert not (tmp_path / "bad").exists()
 
 
 def test_a_yaml_config_then_flags_override_the_preset(tmp_path, data_root):

@@ -27,3 +27,25 @@ def test_side_by_side_and_png_round_trip(tmp_path):
     assert both.shape == (a.shape[0], 2 * a.shape[1] + 8)
     p = save_png(both, tmp_path / "sub" / "x.png")
     np.testing.assert_array_equal(np.asarray(Image.open(p)), both)
+
+
+def test_loss_curves_leave_the_callers_matplotlib_backend_alone(tmp_path):
+    # fit() plots its curves at the end of training; in a notebook, switching pyplot to Agg
+    # there would silence every later plt.show() of the notebook
+    import json
+
+    import matplotlib
+
+    from vaekit.plots import plot_curves
+
+    rows = [{"epoch": 1, "train_loss": 3.0, "test_loss": 2.5}, {"epoch": 2, "train_loss": 2.0}]
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")
+    try:
+        out = plot_curves(tmp_path / "m.jsonl", tmp_path / "curves.png")
+        assert matplotlib.get_backend() == "svg"
+    finally:
+        matplotlib.use(before)
+    with Image.open(out) as im:
+        assert im.size == (600, 420)  # 5 x 3.5 inches at 120 dpi

@@ -1,30 +1,60 @@
-"""vaekit: variational autoencoders in PyTorch, from the seed's convolutional VAE onwards."""
+"""vaekit: variational autoencoders in PyTorch, from the seed's convolutional VAE onwards.
+
+The public names below are imported on first use (PEP 562), so that `vaekit --help`,
+`vaekit --version` and `import vaekit.config` do not wait for torch's import (seconds on a
+small CPU); `from vaekit import VAE` and `vaekit.load(...)` work as usual. From Python:
+vaekit.train(out, preset, **fields) trains a run as `vaekit train` does; vaekit.load(run_dir)
+loads one; vaekit.encode(model, images) gives latents.
+"""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
-
-import torch
-
-from .config import PRESETS, ModelConfig, ObjectiveConfig, TrainConfig
-from .latents import encode
-from .models import LatentModel, create_model, list_models
-from .models.vae import VAE
+from typing import TYPE_CHECKING
 
 __version__ = "0.2.0"
-__all__ = [
-    "VAE",
-    "LatentModel",
-    "ModelConfig",
-    "ObjectiveConfig",
-    "TrainConfig",
-    "PRESETS",
-    "create_model",
-    "encode",
-    "list_models",
-    "load",
-    "__version__",
-]
+
+# public name -> the module that defines it
+_LAZY = {
+    "VAE": "vaekit.models.vae",
+    "LatentModel": "vaekit.models",
+    "create_model": "vaekit.models",
+    "list_models": "vaekit.models",
+    "ModelConfig": "vaekit.config",
+    "ObjectiveConfig": "vaekit.config",
+    "TrainConfig": "vaekit.config",
+    "PRESETS": "vaekit.config",
+    "encode": "vaekit.latents",
+    "train": "vaekit.training.run",
+}
+__all__ = [*_LAZY, "load", "__version__"]
+
+if TYPE_CHECKING:  # what the names are, for type checkers and editors
+    import torch
+
+    from .config import PRESETS as PRESETS
+    from .config import ModelConfig as ModelConfig
+    from .config import ObjectiveConfig as ObjectiveConfig
+    from .config import TrainConfig as TrainConfig
+    from .latents import encode as encode
+    from .models import LatentModel as LatentModel
+    from .models import create_model as create_model
+    from .models import list_models as list_models
+    from .models.vae import VAE as VAE
+    from .training.run import train as train
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'vaekit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value  # once: later look-ups do not come here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
 
 
 def load(run_dir_or_checkpoint: str | Path, device: str | torch.device = "cpu") -> LatentModel:

@@ -26,7 +26,12 @@ def add_config_flags(
 ) -> None:
     """One --flag per dataclass field, typed from its default; None means 'keep the preset's'.
     types: field -> (type, metavar) where the default's type is not the flag's; seen: names
-    already given a flag (a field shared by two families' options gets one)."""
+    already given a flag (a field shared by two families' options gets one).
+
+    Hand-written rather than derived by jsonargparse or tyro (#17, tried on `train`):
+    jsonargparse 4.53 spells flags --batch_size and --figures true, tyro 1.0 prints errors as
+    multi-line panels, and both fill unset flags with the dataclass defaults, which would hide
+    the preset's (preset < file < flags needs "not given" to stay None)."""
     group = p.add_argument_group(title)
     types, seen = types or {}, seen if seen is not None else set()
     for f in fields(cls):
@@ -228,17 +233,10 @@ def config_values(args: argparse.Namespace) -> dict:
     return out
 
 
-def data_location(data_dir: Path | None) -> str | None:
-    """Where this command found its data, to record with a run: --data-dir, else $VAEKIT_DATA."""
-    where = data_dir or os.environ.get("VAEKIT_DATA")
-    return str(Path(where).expanduser().resolve()) if where else None
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from . import dist
-    from .config import configs, train_config
-    from .data import describe
-    from .training import fit, load_training_data, resume_configs
+    from .training import resume_configs
+    from .training.run import new_run_configs, train_run
 
     values = config_values(args)
     if args.resume:
@@ -255,36 +253,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             None if os.environ.get("VAEKIT_DATA") else ckpt.get("data_dir")
         )
     else:
-        from .config import read_config_file
-
-        file = read_config_file(args.config) if args.config else {}
-        preset = args.preset or file.pop("preset", None) or "mnist"
-        file.pop("preset", None)
-        values = {**file, **values}  # the flags over the file, the file over the preset
-        tcfg = train_config(preset, **values)
-        size, ch = values.get("image_size"), values.get("in_channels")
-        info = describe(tcfg.dataset, args.data_dir, size, ch, tcfg.crop)
-        data = dict(mean=info.mean, std=info.std, in_channels=info.channels, image_size=info.size)
-        mcfg, ocfg, tcfg = configs(preset, **{**data, **values})
+        preset, mcfg, ocfg, tcfg = new_run_configs(args.preset, args.config, values, args.data_dir)
         name = tcfg.dataset.replace("folder:", "folder-").replace("/", "_").strip("_")
-        out, ckpt, data_dir = (
-            args.out or Path("runs") / f"{name}-{preset}",
-            None,
-            args.data_dir,
-        )
-    # refuse a step that cannot fit before the data are loaded (and resized) for it
-    from .objectives import create_objective
-    from .training import resolve_device
-    from .training.memory import check_memory
-
-    samples = create_objective(ocfg).samples
-    check_memory(mcfg, tcfg.batch_size, resolve_device(tcfg.device), samples, log=lambda _: None)
-    x_train, x_test, stream = load_training_data(
-        tcfg.dataset, mcfg.image_size, mcfg.in_channels, tcfg.crop, tcfg.limit, data_dir
-    )
+        out, ckpt, data_dir = args.out or Path("runs") / f"{name}-{preset}", None, args.data_dir
     try:
-        fit(mcfg, ocfg, tcfg, out, x_train, x_test, stream=stream, ckpt=ckpt,
-            data_dir=data_location(data_dir))  # fmt: skip
+        train_run(mcfg, ocfg, tcfg, out, ckpt=ckpt, data_dir=data_dir)
         dist.barrier()  # leave together: rank 0 may still be writing figures
     finally:
         dist.cleanup()
@@ -650,11 +623,12 @@ def cmd_explore(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)  # --help, --version and bad flags end here
+    # after parsing: these import torch, which --help need not wait for
     from .checkpoint import CheckpointError
     from .data import DataError
     from .training import TrainError
 
-    args = build_parser().parse_args(argv)
     try:
         return args.run(args)
     except (CheckpointError, DataError, TrainError, ValueError, ImportError) as e:

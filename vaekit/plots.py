@@ -46,15 +46,13 @@ def save_png(arr: np.ndarray, path: str | Path) -> Path:
 
 def plot_curves(metrics_jsonl: Path, out: Path) -> Path | None:
     """Train and test loss per epoch from metrics.jsonl; None if matplotlib is missing."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    try:  # a Figure of its own, not pyplot: the caller's backend (a notebook's) stays as it is
+        from matplotlib.figure import Figure
     except ImportError:
         return None
     rows = [json.loads(line) for line in Path(metrics_jsonl).read_text().splitlines() if line]
-    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
+    fig = Figure(figsize=(5, 3.5), dpi=120)
+    ax = fig.subplots()
     ax.plot([r["epoch"] for r in rows], [r["train_loss"] for r in rows], "o-", label="train")
     test = [r for r in rows if "test_loss" in r]
     if test:
@@ -65,5 +63,4 @@ def plot_curves(metrics_jsonl: Path, out: Path) -> Path | None:
     ax.legend()
     fig.tight_layout()
     fig.savefig(out)
-    plt.close(fig)
     return out

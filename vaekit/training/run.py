@@ -1,0 +1,94 @@
+"""A new run from a preset, a config file and field values, as `vaekit train` starts one;
+vaekit.train() is the same from Python (a notebook, a script)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..config import (
+    ModelConfig,
+    ObjectiveConfig,
+    TrainConfig,
+    configs,
+    read_config_file,
+    train_config,
+)
+from ..models import LatentModel
+from .batches import load_training_data
+from .loop import fit, resolve_device, say
+from .memory import check_memory
+
+
+def new_run_configs(
+    preset: str | None, config: str | Path | None, values: dict, data_dir: str | Path | None
+) -> tuple[str, ModelConfig, ObjectiveConfig, TrainConfig]:
+    """(preset name, configs) of a new run: the preset, then the config file, then values (flat
+    field values); the model's image size, channels and normalisation from the dataset unless
+    given. The preset is the argument's, else the file's, else mnist."""
+    from ..data import describe
+
+    file = read_config_file(config) if config else {}
+    preset = preset or file.pop("preset", None) or "mnist"
+    file.pop("preset", None)
+    values = {**file, **values}
+    tcfg = train_config(preset, **values)  # the data's fields, before the model's are known
+    size, ch = values.get("image_size"), values.get("in_channels")
+    info = describe(tcfg.dataset, data_dir, size, ch, tcfg.crop)
+    data = dict(mean=info.mean, std=info.std, in_channels=info.channels, image_size=info.size)
+    return (preset, *configs(preset, **{**data, **values}))
+
+
+def train_run(
+    mcfg: ModelConfig,
+    ocfg: ObjectiveConfig,
+    tcfg: TrainConfig,
+    out: str | Path,
+    *,
+    ckpt: dict | None = None,
+    data_dir: str | Path | None = None,
+    log=say,
+) -> dict:
+    """Refuse a step too large for memory, then load the data and fit (see fit) into run
+    directory out; returns the last epoch's metrics row. data_dir: the data root (None:
+    $VAEKIT_DATA, else ~/.cache/vaekit), recorded with the run for its tools."""
+    from ..objectives import create_objective
+
+    samples = create_objective(ocfg).samples
+    # before the data are loaded (and resized) for a step that cannot fit
+    check_memory(mcfg, tcfg.batch_size, resolve_device(tcfg.device), samples, log=lambda _: None)
+    x_train, x_test, stream = load_training_data(
+        tcfg.dataset, mcfg.image_size, mcfg.in_channels, tcfg.crop, tcfg.limit, data_dir
+    )
+    where = data_location(data_dir)
+    return fit(mcfg, ocfg, tcfg, out, x_train, x_test, stream=stream, ckpt=ckpt, data_dir=where,
+               log=log)  # fmt: skip
+
+
+def data_location(data_dir: str | Path | None) -> str | None:
+    """Where a run's data came from, to record with it: data_dir, else $VAEKIT_DATA."""
+    where = data_dir or os.environ.get("VAEKIT_DATA")
+    return str(Path(where).expanduser().resolve()) if where else None
+
+
+def train(
+    out: str | Path,
+    preset: str | None = None,
+    *,
+    config: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    **fields,
+) -> LatentModel:
+    """Train a new run into directory out, as `vaekit train --out OUT` does, and return the
+    trained model in eval mode. preset: a name of vaekit.PRESETS (default: the config file's,
+    else mnist); config: a YAML or JSON config file (a run's config.json); fields: config field
+    values by name, e.g. limit=2000, epochs=2, latent_dim=16, precision="fp32". The preset,
+    then the file, then the fields. Progress bars render in Jupyter (tqdm.auto).
+
+    >>> model = vaekit.train("runs/small", "mnist", limit=2000, epochs=1)
+    """
+    from .. import load
+
+    _, mcfg, ocfg, tcfg = new_run_configs(preset, config, fields, data_dir)
+    train_run(mcfg, ocfg, tcfg, out, data_dir=data_dir)
+    return load(out)
