@@ -12,6 +12,7 @@ from pathlib import Path
 from . import __version__
 
 EPILOG = "Run 'vaekit COMMAND --help' for a command's options."
+REPEATABLE = {"log"}  # list flags that add up when given again
 
 
 class Parser(argparse.ArgumentParser):
@@ -39,8 +40,15 @@ def add_config_flags(
         if f.name in types:
             kind, metavar = types[f.name]
             nargs = "+" if isinstance(default, tuple) else None
+            action = "extend" if f.name in REPEATABLE else None  # --log a --log b: both
             group.add_argument(
-                flag, type=kind, nargs=nargs, default=None, metavar=metavar, help=help_
+                flag,
+                type=kind,
+                nargs=nargs,
+                action=action,
+                default=None,
+                metavar=metavar,
+                help=help_,
             )
         elif isinstance(default, bool):
             group.add_argument(
@@ -71,7 +79,8 @@ def build_parser() -> Parser:
     p.add_argument("--out", type=Path, help="run directory [runs/DATASET-PRESET]")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR")
     p.add_argument("--data-dir", type=Path, help="dataset root [$VAEKIT_DATA, ~/.cache/vaekit]")
-    types = {"dataset": (dataset_arg, "NAME|folder:PATH"), "image_size": (str, "H[xW]")}
+    types = {"dataset": (dataset_arg, "NAME|folder:PATH"), "image_size": (str, "H[xW]"),
+             "log": (str, "NAME")}  # fmt: skip
     add_config_flags(p, TrainConfig, "training (defaults: the preset's)", types)
     add_config_flags(p, ObjectiveConfig, "objective (defaults: the preset's)")
     add_config_flags(p, ModelConfig, "model (defaults: the preset's)", types)
