@@ -179,6 +179,14 @@ def build_parser() -> Parser:
     q.add_argument("--host", default="127.0.0.1", help="address to listen on [127.0.0.1]")
     q.add_argument("--port", type=int, default=8000, help="port; 0 picks a free one [8000]")
     q.add_argument("--quiet", action="store_true", help="do not log each request")
+    q.add_argument(
+        "--tsne-max",
+        type=int,
+        default=3000,  # ~40-70 s on one busy CPU core, once per run
+        metavar="N",
+        help="a t-SNE map of at most N test images (a fixed random subset), computed once and "
+        "cached beside the checkpoint; 0: only PCA and the top-KL dims [3000]",
+    )
     q.set_defaults(run=cmd_explore)
 
     q = sub.add_parser("export", help="write the weights (safetensors) or the decoder (ONNX)")
@@ -603,10 +611,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_explore(args: argparse.Namespace) -> int:
+    from . import checkpoint
     from .explore import Explorer, host_warning, make_server, url_of
 
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port must be in 0..65535, got {args.port}")
+    if args.tsne_max < 0:
+        raise ValueError(f"--tsne-max must be >= 0, got {args.tsne_max}")
     try:  # bind first: a busy port fails at once, before the model and data load
         server = make_server(None, args.host, args.port, quiet=args.quiet)
     except OSError as e:
@@ -615,7 +626,10 @@ def cmd_explore(args: argparse.Namespace) -> int:
         model, ckpt, x, y = load_run(args)
         print(f"encoding {len(x)} test images for the map...", flush=True)
         dataset = ckpt["train_config"]["dataset"]
-        server.RequestHandlerClass.explorer = Explorer(model, x, y, dataset)
+        cache = checkpoint.resolve(args.run_dir).with_suffix(".tsne.npz")  # last.tsne.npz
+        server.RequestHandlerClass.explorer = Explorer(
+            model, x, y, dataset, tsne_max=args.tsne_max, cache=cache
+        )
         if warning := host_warning(args.host):
             print(warning, file=sys.stderr)
         print(f"vaekit explorer: {url_of(server)}  (Ctrl-C stops it)", flush=True)
