@@ -37,6 +37,7 @@ def test_log_takes_repeated_flags_and_comma_lists():
         "tensorboard", "wandb", "mlflow"
     )  # fmt: skip
     assert TrainConfig(log="mlflow, tensorboard").log == ("mlflow", "tensorboard")
+    assert TrainConfig(log="none").log == ()  # e.g. --resume RUN --log none: stop logging
 
 
 def test_an_unknown_tracker_is_a_one_line_error(tmp_path, capsys):

@@ -307,13 +307,15 @@ class TrainConfig:
     skip_spikes: float = opt(
         0.0, "skip an update whose gradient norm is over this many times its running level (0: off)"
     )
-    log: tuple[str, ...] = opt((), "experiment trackers to log to: " + ", ".join(TRACKERS))
+    log: tuple[str, ...] = opt(
+        (), f"experiment trackers to log to: {', '.join(TRACKERS)} (none: no tracker)"
+    )
     log_every: int = opt(50, "with --log: log the training terms every N optimizer steps")
 
     def __post_init__(self) -> None:
         given = [self.log] if isinstance(self.log, str) else self.log  # "a,b" or ["a", "b,c"]
         names = (n.strip() for s in given for n in str(s).split(","))
-        self.log = tuple(dict.fromkeys(n for n in names if n))  # in order, each once
+        self.log = tuple(dict.fromkeys(n for n in names if n and n != "none"))  # in order, once
         check(
             self,
             [

@@ -290,7 +290,11 @@ def open_trackers(
     group.mark = (time.perf_counter(), step)  # images/s from here, not from the imports
     where = ", ".join(f"{n} ({'continued' if n in states else 'new'})" for n in names)
     states.update({t.name: t.state() for t in group.backends})
-    checkpoint.save_json(states, path)
+    try:
+        checkpoint.save_json(states, path)
+    except OSError as e:
+        group.__exit__(type(e), e, None)
+        raise TrainError(f"cannot write {path} ({e.strerror or e})") from None
     log(f"logging to {where}; tracker run ids in {path}")
     return group
 
