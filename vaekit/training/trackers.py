@@ -250,12 +250,18 @@ class Trackers:
         if not self.backends:
             return
         step, epoch = row["step"], row["epoch"]
-        images = {p.name.rsplit("_", 1)[0]: np.asarray(Image.open(p))
+        images = {p.name.rsplit("_", 1)[0]: read_png(p)
                   for p in sorted(Path(figures).glob(f"*_{epoch:03d}.png"))}  # fmt: skip
         self._each("logging", lambda t: t.log_scalars(epoch_scalars(row), step))
         if images:
             self._each("logging images", lambda t: t.log_images(images, step))
         self.mark = (time.perf_counter(), step)
+
+
+def read_png(path: Path) -> np.ndarray:
+    """A figure the loop wrote -> uint8 (H, W) grey or (H, W, 3) RGB."""
+    with Image.open(path) as im:
+        return np.asarray(im)
 
 
 def open_trackers(
