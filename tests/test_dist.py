@@ -71,9 +71,13 @@ def test_a_run_resumes_with_another_world_size(tmp_path, data_root):
     # 1 process, then 2
     assert main(["train", *args, "--epochs", "1", "--out", str(tmp_path / "a"), *data]) == 0
     torchrun(["train", "--resume", str(tmp_path / "a"), "--epochs", "2", *data])
-    # 2 processes, then 1
-    torchrun(["train", *args, "--epochs", "1", "--out", str(tmp_path / "b"), *data])
+    # 2 processes, then 1; rank 0 alone logs to a tracker (one event file), the resume goes on.
+    # "--": torchrun would take --log for an abbreviation of its own --log-dir
+    log = ["--log", "tensorboard", "--log-every", "4"]
+    torchrun(["--", "train", *args, *log, "--epochs", "1", "--out", str(tmp_path / "b"), *data])
+    assert len(list((tmp_path / "b" / "tensorboard").glob("events.out.tfevents.*"))) == 1
     assert main(["train", "--resume", str(tmp_path / "b"), "--epochs", "2", *data]) == 0
+    assert len(list((tmp_path / "b" / "tensorboard").glob("events.out.tfevents.*"))) == 2
     ref = weights(tmp_path / "ref")
     assert_close(ref, weights(tmp_path / "a"))
     assert_close(ref, weights(tmp_path / "b"))

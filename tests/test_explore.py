@@ -5,6 +5,7 @@ vanishing and foreign clients."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import io
 import json
@@ -294,6 +295,31 @@ def test_map_projects_every_test_image(served):
     np.testing.assert_allclose(((explorer.mu[:50] - c) @ comps.T).numpy(), m["pca"][:50], atol=2e-3)
 
 
+@pytest.fixture(scope="module")
+def tsne_served(served, tmp_path_factory):
+    """(explorer, server, cache): 400 test images, a t-SNE map of 150 of them, cached."""
+    explorer, _ = served
+    cache = tmp_path_factory.mktemp("tsne") / "last.tsne.npz"
+    x, y = explorer.x[:400], explorer.y[:400]
+    e = Explorer(explorer.model, x, y, "mnist", tsne_max=150, cache=cache, log=lambda _: None)
+    server = start(e)
+    yield e, server, cache
+    server.shutdown()
+    server.server_close()
+
+
+def test_map_has_a_tsne_of_a_subset_when_asked(served, tsne_served):
+    _, server, cache = tsne_served
+    status, m, _ = request(server, "GET", "/api/map")
+    t = m["tsne"]
+    assert status == 200 and t["of"] == 400 and len(t["index"]) == len(t["points"]) == 150
+    assert t["index"] == sorted(set(t["index"])) and t["perplexity"] == 30 and cache.is_file()
+    assert len(m["pca"]) == len(m["kl"]) == 400  # PCA and the top-KL dims place every image
+    a, b = m["pca_variance"]
+    assert 1 >= a >= b > 0
+    assert served[0].map["tsne"] is None  # only when asked for
+
+
 def test_unlabelled_data_has_no_map_labels(served):
     explorer, _ = served
     x = explorer.x[:50]
@@ -336,6 +362,8 @@ def test_cli_explore_errors_are_one_line(tmp_path, tiny_run, capsys):
     assert len(err.splitlines()) == 1 and "no such run directory" in err
     assert main(["explore", str(tiny_run), "--port", "70000"]) == 2
     assert "--port must be in 0..65535, got 70000" in capsys.readouterr().err
+    assert main(["explore", str(tiny_run), "--tsne-max", "-1"]) == 2
+    assert "--tsne-max must be >= 0, got -1" in capsys.readouterr().err
 
 
 def test_cli_explore_refuses_a_busy_port(served, tiny_run, data_root, capsys):
@@ -615,7 +643,12 @@ def browser():
 def page(browser, served):
     """A fresh page on the explorer, loaded and ready; fails the test on any request that
     leaves the server or on a page error."""
-    _, server = served
+    with open_page(browser, served[1]) as p:
+        yield p
+
+
+@contextlib.contextmanager
+def open_page(browser, server):
     base = url_of(server)
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
     outside, errors = [], []
@@ -718,3 +751,25 @@ def test_an_upload_is_turned_upright_by_its_exif_orientation():
     Image.fromarray(arr).save(buf, "PNG", exif=exif)
     x = read_image(data_url(buf.getvalue()), 1, (28, 28), invert=False)  # (1, 28, 28)
     assert x[0, :12].float().mean() > 200 and x[0, 16:].float().mean() < 50
+
+
+def test_browser_map_shows_tsne_first_and_says_which_projection(browser, tsne_served):
+    explorer, server, _ = tsne_served
+    with open_page(browser, server) as page:
+        assert page.input_value("#map-method") == "tsne"
+        caption = page.text_content("#map-caption")
+        assert caption.startswith("t-SNE of 150 of 400 test images (a fixed random subset)")
+        assert page.evaluate("() => project(z)") is None  # z = 0 is no test image: no ring
+        # Click a t-SNE point: it loads that point's test image, and the ring marks it.
+        x, y = page.evaluate("() => mapFrame().toPx(map.tsne.points[10])")
+        page.click("#map", position={"x": x, "y": y})
+        page.wait_for_selector("#encoded:not([hidden])")
+        index = int(page.input_value("#index"))
+        assert index in explorer.map["tsne"]["index"]  # a test image, not a row of the map
+        px, py = page.evaluate("() => mapFrame().toPx(project(z))")
+        assert (px - x) ** 2 + (py - y) ** 2 <= 64  # the one under the click (within 8 px)
+        assert page.text_content("#input-caption").startswith(f"test #{index}")
+        page.select_option("#map-method", "pca")
+        assert page.text_content("#map-caption").startswith("PCA of all 400 latent means")
+        page.select_option("#map-method", "kl")
+        assert "with the largest average KL" in page.text_content("#map-caption")

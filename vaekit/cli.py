@@ -12,6 +12,7 @@ from pathlib import Path
 from . import __version__
 
 EPILOG = "Run 'vaekit COMMAND --help' for a command's options."
+REPEATABLE = {"log"}  # list flags that add up when given again
 
 
 class Parser(argparse.ArgumentParser):
@@ -44,8 +45,15 @@ def add_config_flags(
         if f.name in types:
             kind, metavar = types[f.name]
             nargs = "+" if isinstance(default, tuple) else None
+            action = "extend" if f.name in REPEATABLE else None  # --log a --log b: both
             group.add_argument(
-                flag, type=kind, nargs=nargs, default=None, metavar=metavar, help=help_
+                flag,
+                type=kind,
+                nargs=nargs,
+                action=action,
+                default=None,
+                metavar=metavar,
+                help=help_,
             )
         elif isinstance(default, bool):
             group.add_argument(
@@ -76,7 +84,8 @@ def build_parser() -> Parser:
     p.add_argument("--out", type=Path, help="run directory [runs/DATASET-PRESET]")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR")
     p.add_argument("--data-dir", type=Path, help="dataset root [$VAEKIT_DATA, ~/.cache/vaekit]")
-    types = {"dataset": (dataset_arg, "NAME|folder:PATH"), "image_size": (str, "H[xW]")}
+    types = {"dataset": (dataset_arg, "NAME|folder:PATH"), "image_size": (str, "H[xW]"),
+             "log": (str, "NAME")}  # fmt: skip
     add_config_flags(p, TrainConfig, "training (defaults: the preset's)", types)
     add_config_flags(p, ObjectiveConfig, "objective (defaults: the preset's)")
     add_config_flags(p, ModelConfig, "model (defaults: the preset's)", types)
@@ -186,6 +195,14 @@ def build_parser() -> Parser:
     q.add_argument("--host", default="127.0.0.1", help="address to listen on [127.0.0.1]")
     q.add_argument("--port", type=int, default=8000, help="port; 0 picks a free one [8000]")
     q.add_argument("--quiet", action="store_true", help="do not log each request")
+    q.add_argument(
+        "--tsne-max",
+        type=int,
+        default=3000,  # ~40-70 s on one busy CPU core, once per run
+        metavar="N",
+        help="a t-SNE map of at most N test images (a fixed random subset), computed once and "
+        "cached beside the checkpoint; 0: only PCA and the top-KL dims [3000]",
+    )
     q.set_defaults(run=cmd_explore)
 
     q = sub.add_parser("export", help="write the weights (safetensors) or the decoder (ONNX)")
@@ -598,10 +615,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_explore(args: argparse.Namespace) -> int:
+    from . import checkpoint
     from .explore import Explorer, host_warning, make_server, url_of
 
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port must be in 0..65535, got {args.port}")
+    if args.tsne_max < 0:
+        raise ValueError(f"--tsne-max must be >= 0, got {args.tsne_max}")
     try:  # bind first: a busy port fails at once, before the model and data load
         server = make_server(None, args.host, args.port, quiet=args.quiet)
     except OSError as e:
@@ -610,7 +630,10 @@ def cmd_explore(args: argparse.Namespace) -> int:
         model, ckpt, x, y = load_run(args)
         print(f"encoding {len(x)} test images for the map...", flush=True)
         dataset = ckpt["train_config"]["dataset"]
-        server.RequestHandlerClass.explorer = Explorer(model, x, y, dataset)
+        cache = checkpoint.resolve(args.run_dir).with_suffix(".tsne.npz")  # last.tsne.npz
+        server.RequestHandlerClass.explorer = Explorer(
+            model, x, y, dataset, tsne_max=args.tsne_max, cache=cache
+        )
         if warning := host_warning(args.host):
             print(warning, file=sys.stderr)
         print(f"vaekit explorer: {url_of(server)}  (Ctrl-C stops it)", flush=True)

@@ -173,6 +173,14 @@ OBJECTIVES: dict[str, str] = {
     "iwae": "vaekit.objectives:IWAE",
 }
 
+# name -> experiment tracker ("module:Class", vaekit.training.trackers.Tracker); each imports its
+# library when opened, named by the extra that installs it (vaekit[tensorboard], ...).
+TRACKERS: dict[str, str] = {
+    "tensorboard": "vaekit.training.trackers:TensorBoard",
+    "wandb": "vaekit.training.trackers:WandB",
+    "mlflow": "vaekit.training.trackers:MLflow",
+}
+
 
 # --- The three configs --------------------------------------------------------------------------
 
@@ -299,8 +307,15 @@ class TrainConfig:
     skip_spikes: float = opt(
         0.0, "skip an update whose gradient norm is over this many times its running level (0: off)"
     )
+    log: tuple[str, ...] = opt(
+        (), f"experiment trackers to log to: {', '.join(TRACKERS)} (none: no tracker)"
+    )
+    log_every: int = opt(50, "with --log: log the training terms every N optimizer steps")
 
     def __post_init__(self) -> None:
+        given = [self.log] if isinstance(self.log, str) else self.log  # "a,b" or ["a", "b,c"]
+        names = (n.strip() for s in given for n in str(s).split(","))
+        self.log = tuple(dict.fromkeys(n for n in names if n and n != "none"))  # in order, once
         check(
             self,
             [
@@ -320,6 +335,8 @@ class TrainConfig:
                 (self.skip_spikes == 0 or self.skip_spikes > 1, "skip_spikes must be 0 or > 1"),
                 (self.device in DEVICES, f"device must be one of {DEVICES}"),
                 (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}"),
+                (set(self.log) <= set(TRACKERS), f"log must name trackers among {tuple(TRACKERS)}"),
+                (self.log_every >= 1, "log_every must be >= 1"),
             ],
         )
 

@@ -9,7 +9,8 @@ slow or silent clients cannot hold its threads.
 
 API (JSON in and out; images are PNG data URLs at the model's resolution):
   GET  /api/info                         latent size, image shape, dataset, per-dim KL
-  GET  /api/map                          test-set latent means in 2-D (PCA, top-KL dims), labels
+  GET  /api/map                          test-set latent means in 2-D (PCA, top-KL dims, t-SNE of
+                                         a subset when computed), labels
   POST /api/decode  {"z": [[...], ...]}  -> {"images": [...]}
   POST /api/sample  {"n", "temperature", "seed"?}  -> {"z": [[...]], "images": [...]}
   POST /api/encode  {"index": i} | {"image": data URL or base64, "invert"?: bool} | raw image/*
@@ -42,6 +43,7 @@ from .data import to_float
 from .evaluate import evaluate, posterior
 from .generate import dim_scores
 from .models import LatentModel
+from .projection import cache_key, tsne_map
 from .scores import score
 
 MAX_BODY = 4 << 20  # bytes of a request body (a base64 upload of MAX_UPLOAD fits)
@@ -156,10 +158,22 @@ class Explorer:
     """A model and its test set, answering the API's requests as plain dicts.
 
     At start it encodes the whole test set once: the latent means for the map and for
-    'encode a test image', and each dim's average KL to order the sliders.
+    'encode a test image', and each dim's average KL to order the sliders. With tsne_max > 0,
+    also a t-SNE map of at most that many of them (vaekit.projection), read from or written to
+    the file `cache` when given.
     """
 
-    def __init__(self, model: LatentModel, x: torch.Tensor, y: torch.Tensor | None, name: str):
+    def __init__(
+        self,
+        model: LatentModel,
+        x: torch.Tensor,
+        y: torch.Tensor | None,
+        name: str,
+        *,
+        tsne_max: int = 0,
+        cache: Path | None = None,
+        log=print,
+    ):
         self.model = model.eval()
         self.device = next(model.parameters()).device
         if y is not None and len(y) and int(y.min()) == int(y.max()):
@@ -171,17 +185,21 @@ class Explorer:
         self.order = sorted(range(len(score)), key=lambda d: -score[d])
         n = min(len(x), 1000)  # the KL of each latent group, on the first 1000 test images
         self.kl_groups = evaluate(model, x[:n])["kl_per_group"] if n else None
-        self.map = self._map()
+        key = cache_key(model, x, tsne_max) if tsne_max > 0 and cache is not None else ""
+        self.map = {**self._map(), "tsne": tsne_map(self.mu, tsne_max, cache, key, log)}
 
     def _map(self) -> dict:
-        """The test set's latent means in 2-D: top-2 PCA directions, and the two top-KL dims."""
+        """The test set's latent means in 2-D: top-2 PCA directions (and the share of the
+        variance along each), and the two top-KL dims."""
         mu = self.mu.double()
         center = mu.mean(0)
         if mu.shape[1] >= 2:
-            _, _, v = torch.linalg.svd(mu - center, full_matrices=False)
+            _, s, v = torch.linalg.svd(mu - center, full_matrices=False)
             comps = v[:2]  # (2, D)
+            share = (s[:2] ** 2 / (s**2).sum().clamp(min=1e-300)).tolist()
         else:
             comps = torch.cat([torch.ones(1, 1), torch.zeros(1, 1)]).double()
+            share = [1.0, 0.0]
         pca = (mu - center) @ comps.T  # (N, 2)
         i, j = (self.order * 2)[:2]
         return {
@@ -189,6 +207,7 @@ class Explorer:
             "pca": pca.float().round(decimals=3).tolist(),
             "pca_center": center.tolist(),
             "pca_components": comps.tolist(),
+            "pca_variance": share,
             "kl_dims": [i, j],
             "kl": self.mu[:, [i, j]].round(decimals=3).tolist(),
         }

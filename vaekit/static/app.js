@@ -13,6 +13,8 @@ let map = null;      // GET /api/map
 let z = [];          // the current latent code (D numbers)
 let mapLayer = null; // the test-set points, drawn once per projection
 let frame = null;    // that projection's bounds and pixel mapping
+let loaded = null;   // the test image last loaded (Encode, a map click): t-SNE's marker
+let tsneAt = null;   // test image index -> its row in map.tsne.points
 let gridCodes = [];  // the codes behind the traversal grid's cells
 let decoding = false, again = false, timer = null;
 
@@ -104,6 +106,7 @@ function showEncoded(r, caption) {
 
 async function encodeIndex(i) {
   const r = await api("/api/encode", {index: i});
+  loaded = i;
   showEncoded(r, `test #${i}` + (r.label !== undefined ? ` (label ${r.label})` : ""));
   say(`encoded test image ${i}`);
 }
@@ -118,8 +121,12 @@ function readFile(file) {
 }
 
 // ---- map of the test set's latent means
+// PCA and the top-KL dims project any code, so the ring follows z; t-SNE places only the test
+// images it was given, so there the ring marks the test image last loaded, if it is on the map.
 function project(code) {
-  if ($("map-method").value === "kl") return [code[map.kl_dims[0]], code[map.kl_dims[1]]];
+  const method = $("map-method").value;
+  if (method === "tsne") return tsneAt.has(loaded) ? map.tsne.points[tsneAt.get(loaded)] : null;
+  if (method === "kl") return [code[map.kl_dims[0]], code[map.kl_dims[1]]];
   const c = map.pca_components, m = map.pca_center;
   let a = 0, b = 0;
   for (let d = 0; d < code.length; d++) {
@@ -134,8 +141,38 @@ function mapFrame() { // bounds of the current projection, computed once per pro
   return frame;
 }
 
+function points() { // the current projection's points, one per test image it shows
+  const method = $("map-method").value;
+  return method === "tsne" ? map.tsne.points : map[method];
+}
+
+function testIndex(k) { // the test image behind the current projection's point k
+  return $("map-method").value === "tsne" ? map.tsne.index[k] : k;
+}
+
+function caption() { // which projection is shown, in words
+  const n = info.num_test, pct = (v) => `${(100 * v).toFixed(0)}%`;
+  const method = $("map-method").value;
+  if (method === "tsne") {
+    const t = map.tsne, shown = t.index.length < t.of
+      ? `${t.index.length} of ${t.of} test images (a fixed random subset)` : `all ${t.of} test images`;
+    return `t-SNE of ${shown}, perplexity ${+t.perplexity.toFixed(1)}: neighbours on the map ` +
+      "have near codes; distances between clusters mean little. The ring marks the test image " +
+      "last loaded (other codes have no place on a t-SNE map).";
+  }
+  if (method === "kl") {
+    const [i, j] = map.kl_dims;
+    return `latent dims z${i} (across) and z${j} (up) of all ${n} test images: the two ` +
+      (info.kl_per_dim ? "with the largest average KL" : "whose codes vary most") +
+      "; the ring is the current code.";
+  }
+  const [a, b] = map.pca_variance;
+  return `PCA of all ${n} latent means: the two directions of largest variance ` +
+    `(${pct(a)} and ${pct(b)} of it); the ring is the current code.`;
+}
+
 function computeFrame() {
-  const pts = map[$("map-method").value];
+  const pts = points();
   let [x0, x1, y0, y1] = [Infinity, -Infinity, Infinity, -Infinity];
   for (const [x, y] of pts) {
     x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y);
@@ -154,7 +191,7 @@ function buildMapLayer() {
   ctx.globalAlpha = 0.55;
   pts.forEach((p, i) => {
     const [px, py] = toPx(p);
-    ctx.fillStyle = map.labels ? PALETTE[map.labels[i] % PALETTE.length] : "#556";
+    ctx.fillStyle = map.labels ? PALETTE[map.labels[testIndex(i)] % PALETTE.length] : "#556";
     ctx.fillRect(px - 1.5, py - 1.5, 3, 3);
   });
 }
@@ -165,7 +202,9 @@ function drawMap() {
   const ctx = $("map").getContext("2d");
   ctx.clearRect(0, 0, $("map").width, $("map").height);
   ctx.drawImage(mapLayer, 0, 0);
-  const [px, py] = mapFrame().toPx(project(z));
+  const at = project(z);
+  if (!at) return;
+  const [px, py] = mapFrame().toPx(at);
   ctx.strokeStyle = "#000"; ctx.lineWidth = 2;
   ctx.beginPath(); ctx.arc(px, py, 7, 0, 2 * Math.PI); ctx.stroke();
 }
@@ -265,10 +304,22 @@ async function main() {
     const file = $("upload").files[0];
     if (!file) return;
     const r = await api("/api/encode", {image: await readFile(file), invert: $("invert").checked});
+    loaded = null;
     showEncoded(r, file.name);
     say(`encoded ${file.name}`);
   }));
-  $("map-method").addEventListener("change", () => { mapLayer = frame = null; drawMap(); });
+  if (map.tsne) { // offered first, and shown, when the server computed it
+    tsneAt = new Map(map.tsne.index.map((i, k) => [i, k]));
+    const option = new Option("t-SNE of the latent means", "tsne");
+    $("map-method").prepend(option);
+    $("map-method").value = "tsne";
+  }
+  $("map-caption").textContent = caption();
+  $("map-method").addEventListener("change", () => {
+    mapLayer = frame = null;
+    $("map-caption").textContent = caption();
+    drawMap();
+  });
   $("map").addEventListener("click", guard(async (ev) => {
     const rect = $("map").getBoundingClientRect();
     const sx = $("map").width / rect.width;
@@ -279,7 +330,7 @@ async function main() {
       const [px, py] = toPx(p), dd = (px - mx) ** 2 + (py - my) ** 2;
       if (dd < bestD) { best = k; bestD = dd; }
     });
-    if (best >= 0) { $("index").value = best; await encodeIndex(best); }
+    if (best >= 0) { $("index").value = testIndex(best); await encodeIndex(testIndex(best)); }
   }));
   $("interp-go").addEventListener("click", guard(interpolate));
   $("traverse-go").addEventListener("click", guard(traverse));

@@ -32,6 +32,7 @@ from .memory import check_memory
 from .precision import choose_precision
 from .signals import StopSignal
 from .step import TrainModule, lr_at, train_step
+from .trackers import open_trackers
 
 PROGRESS_SECONDS = 300.0  # without a terminal, a progress line this often inside an epoch
 SPIKE_WARMUP, SPIKE_EMA = 100, 0.99  # skip_spikes: steps before it acts; the level's smoothing
@@ -56,6 +57,7 @@ def resolve_device(name: str) -> torch.device:
 # What may change when a run is resumed; everything else is the run's own.
 RESUMABLE = ("epochs", "device", "eval_every", "figures", "save_every", "keep")
 RESUMABLE += ("compile", "channels_last")  # speed only: the same model up to rounding
+RESUMABLE += ("log", "log_every")  # where the numbers are sent, not what they are
 
 
 def resume_configs(
@@ -193,6 +195,9 @@ def fit(
         + (f"; {world} processes" if world > 1 else "")
         + ("; batches gathered from host memory" if batches.stream else "")
     )
+    trackers = open_trackers(
+        tcfg.log if main else (), out, run_info, step, ckpt is not None, B, log
+    )
     autocast = torch.autocast(device.type, torch.bfloat16, enabled=tcfg.precision == "bf16")
     x_fig = x_test[:64]  # fixed images for the per-epoch reconstructions
     row: dict = {}
@@ -222,7 +227,7 @@ def fit(
 
     bad_run = 0  # consecutive non-finite steps
     params = list(model.parameters())  # once, not on every step
-    with StopSignal() as stop:
+    with StopSignal() as stop, trackers:
 
         def agree(bad: torch.Tensor) -> torch.Tensor:
             """One collective per step: skip decisions and stop signals agree across ranks."""
@@ -277,6 +282,8 @@ def fit(
                             "checkpoint: lower --lr or set --grad-clip, then --resume"
                         )
                 step, batch = step + 1, i + 1
+                if trackers and step % tcfg.log_every == 0:  # a host sync, only when asked
+                    trackers.log_step(step, res, opt.param_groups[0]["lr"], skipped, spikes)
                 if i % 50 == 0 and not bar.disable:  # an occasional sync, only when shown
                     bar.set_postfix(loss=f"{res['loss'].item():.2f}")
                 if bar.disable and time.perf_counter() - last_note > PROGRESS_SECONDS:
@@ -323,6 +330,7 @@ def fit(
                         epoch,
                         tcfg.seed,
                     )
+                trackers.log_epoch(row, out / "figures")
                 is_best = row.get("test_loss", math.inf) < best
                 best = min(best, row.get("test_loss", math.inf))
                 ckpts.save_epoch(save(shuffle.get_state(), 0.0), epoch, is_best)
