@@ -19,6 +19,7 @@ from ..generate import reconstruction_grid, sample_grid
 from ..models import create_model
 from ..objectives import create_objective
 from ..plots import plot_curves, save_png
+from .allocator import keep_freed_memory
 from .batches import BatchSource, shard
 from .checkpoints import (
     CheckpointManager,
@@ -134,6 +135,8 @@ def fit(
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
+    if device.type == "cpu":
+        keep_freed_memory()  # no page faults between steps: 1.1-1.25x on one core (issue 18)
     if tcfg.batch_size < world:
         raise TrainError(f"--batch-size {tcfg.batch_size} is the global batch: >= {world} ranks")
     shape = (mcfg.in_channels, *mcfg.image_size)
