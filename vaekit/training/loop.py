@@ -160,8 +160,9 @@ def fit(
         net = torch.nn.parallel.DistributedDataParallel(net, device_ids=ids)
     if tcfg.compile:  # wraps the call only: checkpoints keep model's own names (no _orig_mod.)
         net = torch.compile(net)
+    fused = fused_adamw(device)
     opt = torch.optim.AdamW(
-        model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay, fused=device.type == "cuda"
+        model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay, fused=fused or None
     )
     # a checkpoint holds the weights and two AdamW moments: 3 x 4 bytes per parameter
     ckpt_bytes = 12 * model.num_params() + 2**20
@@ -180,6 +181,8 @@ def fit(
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
+        for group in opt.param_groups:  # the kernel is this machine's choice, not the run's
+            group["fused"] = fused or None
         set_rng_state(ckpt["rng"], shuffle)
         epoch, step = ckpt["epoch"], ckpt["step"]
         batch, loss_sum0 = ckpt.get("batch", 0), ckpt.get("loss_sum", 0.0)
@@ -342,6 +345,13 @@ def fit(
         curves = out / "curves.png"
         ckpts.write("plot", curves, plot_curves, out / "metrics.jsonl", curves)
     return row
+
+
+def fused_adamw(device: torch.device) -> bool:
+    """AdamW's fused kernel (one pass over every parameter; the same update up to float
+    rounding): on CUDA, and on CPU since PyTorch 2.4, where it takes 0.75 ms a step of --preset
+    mnist instead of 4.4 ms for the default per-parameter loop (issue 18)."""
+    return device.type == "cuda" or (device.type == "cpu" and torch.__version__ >= "2.4")
 
 
 def spike_limit(factor: float, level: float | None, step: int) -> float | None:
