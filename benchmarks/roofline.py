@@ -13,13 +13,15 @@ steps goes, by category (torch.profiler).
     python benchmarks/roofline.py --profile                # every preset, 1 thread and all cores
     python benchmarks/roofline.py --presets seed mnist --threads 1
     python benchmarks/roofline.py --presets mnist --compare= --compare="--set compile=true"
+    python benchmarks/roofline.py --presets seed mnist --compare= --compare="--undo allocator"
 
 Timing: the best of --reps repeats of about --rep-seconds each, after --warmup steps; the peak
 is the best multiply measured before and between those repeats, so both see the same load.
 Wall time, and on one thread also the process's CPU time, which other processes taking turns on
 the core do not inflate (on a quiet machine the two agree). The load average is kept with
 every figure. --compare runs this script with each set of extra arguments in turn, each in a
-fresh process (A B A B ...), on one thread, and reports each one's images/s and B/A.
+fresh process (A B A B ...), on one thread, and reports each one's images/s against the first;
+--undo times the step without some of issue 18's changes (all of them: vaekit 0.2.0's step).
 Writes benchmarks/results/roofline-{device}.json (--out).
 """
 
@@ -142,13 +144,35 @@ def data_shape(preset: str) -> dict:
     return {"image_size": info.size, "in_channels": info.channels}
 
 
+# Issue 18's changes to the step, each undone on request to measure it: glibc's default malloc
+# thresholds, AdamW's per-parameter loop, torch's own InstanceNorm2d in the seed network.
+UNDO = ("allocator", "fused-adamw", "group-norm")
+
+
+def torch_instance_norms(model: torch.nn.Module) -> None:
+    """Put torch's nn.InstanceNorm2d (vaekit 0.2.0's) back in place of vaekit's, weights kept."""
+    for module in list(model.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, torch.nn.InstanceNorm2d):
+                plain = torch.nn.InstanceNorm2d(child.num_features, affine=child.affine)
+                plain.load_state_dict(child.state_dict())
+                setattr(module, name, plain)
+
+
 class Trainer:
     """A preset's model, objective and optimizer as vaekit.training.loop.fit builds them, and its
     step() as fit's loop takes it: prepare a batch of uint8 images (fresh bits for bernoulli),
     draw the noise, scale to [0, 1] in the run's layout, train_step with the scheduled lr, the
     preset's gradient clipping and precision, the loss summed on the device."""
 
-    def __init__(self, preset: str, device: torch.device, overrides: dict, batches: int = 4):
+    def __init__(
+        self,
+        preset: str,
+        device: torch.device,
+        overrides: dict,
+        undo: tuple[str, ...] = (),
+        batches: int = 4,
+    ):
         values = {**data_shape(preset), "precision": "fp32", **overrides}
         mcfg, ocfg, self.tcfg = configs(preset, **values)
         tcfg = self.tcfg
@@ -157,9 +181,11 @@ class Trainer:
         self.layout = torch.channels_last if tcfg.channels_last else torch.contiguous_format
         torch.manual_seed(tcfg.seed)
         self.model = create_model(mcfg).to(device, memory_format=self.layout)
+        if "group-norm" in undo:
+            torch_instance_norms(self.model)
         net = TrainModule(self.model, self.objective)
         self.net = torch.compile(net) if tcfg.compile else net
-        fused = fused_adamw(device) or None
+        fused = (fused_adamw(device) and "fused-adamw" not in undo) or None
         self.opt = torch.optim.AdamW(
             self.model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay, fused=fused
         )
@@ -370,7 +396,7 @@ def measure(a: argparse.Namespace) -> dict:
     device = torch.device(a.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         sys.exit("roofline: --device cuda, but no CUDA device is available here")
-    if device.type == "cpu" and not a.glibc_defaults:
+    if device.type == "cpu" and "allocator" not in a.undo:
         keep_freed_memory()  # as vaekit.training.loop.fit does
     sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
     threads = [os.cpu_count() if t == "all" else int(t) for t in a.threads]
@@ -385,7 +411,7 @@ def measure(a: argparse.Namespace) -> dict:
         "lscpu": lscpu(),
         "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
         "overrides": overrides,
-        "glibc_defaults": a.glibc_defaults,
+        "undo": a.undo,
         "not_counted": NOT_COUNTED,
         "peak": {},
         "presets": {},
@@ -402,7 +428,7 @@ def measure(a: argparse.Namespace) -> dict:
             flush=True,
         )
         for preset in a.presets:
-            tr = Trainer(preset, device, overrides)
+            tr = Trainer(preset, device, overrides, tuple(a.undo))
             if preset not in flops:
                 flops[preset] = count_flops(tr)
             row = res["presets"].setdefault(
@@ -499,7 +525,11 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="also profile --profile-steps steps")
     ap.add_argument("--profile-steps", type=int, default=3)
     ap.add_argument(
-        "--glibc-defaults", action="store_true", help="skip keep_freed_memory (to compare)"
+        "--undo",
+        nargs="*",
+        default=[],
+        choices=UNDO,
+        help="time the step without these changes of issue 18 (all three: vaekit 0.2.0's step)",
     )
     ap.add_argument(
         "--compare",
