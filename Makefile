@@ -9,7 +9,7 @@ ARGS    ?=
 
 export VAEKIT_DATA := $(DATA)
 
-.PHONY: install test lint dist train figures explore results-nll results-nll-hvae bench bench-ttq bench-scaling bench-ood explorer-bench clean
+.PHONY: install test lint dist train figures explore results-nll results-nll-hvae bench bench-ttq bench-scaling bench-roofline bench-ood explorer-bench clean
 
 install: $(STAMP)
 
@@ -63,6 +63,10 @@ bench-ttq: install
 	$(BIN)/python benchmarks/speed.py ttq $(ARGS)
 bench-scaling: install
 	$(BIN)/python benchmarks/speed.py scaling $(ARGS)
+# Each preset's training step against the machine's measured matrix-multiply peak (1 thread and
+# all cores), and where its time goes (torch.profiler): benchmarks/results/roofline-cpu.json.
+bench-roofline: install
+	$(BIN)/python benchmarks/roofline.py --profile $(ARGS)
 
 # Out-of-distribution detection: Fashion-MNIST and MNIST models scored on each other, KMNIST,
 # noise and constant images (AUROC / FPR@95 of each score).

@@ -245,3 +245,37 @@ def test_bernoulli_and_logistic_nats_are_their_recon_terms():
         torch.manual_seed(1)
         out = m(x)
         torch.testing.assert_close(m.log_px(x, out["z"][0]), -out["recon"])
+
+
+def test_the_seed_instance_norm_computes_torchs_and_loads_its_checkpoints():
+    """The seed network's InstanceNorm2d runs group_norm (faster, issue 18): from a state dict
+    of the network built with torch's nn.InstanceNorm2d (vaekit <= 0.2), the same loss and
+    gradients up to float rounding, in training and evaluation."""
+    torch.manual_seed(0)
+    old, new = VAE.from_preset("seed"), VAE.from_preset("seed")
+    swapped = 0
+    for module in list(old.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, nn.InstanceNorm2d):
+                assert type(child) is not nn.InstanceNorm2d
+                setattr(module, name, nn.InstanceNorm2d(child.num_features, affine=True))
+                swapped += 1
+    assert swapped == 7
+    with torch.no_grad():  # affine parameters away from their (1, 0) start
+        for name, p in old.named_parameters():
+            if "norm" in name or name.startswith("encoder.1."):
+                p.add_(0.3 * torch.randn_like(p))
+    new.load_state_dict(old.state_dict())  # strict: the same names and shapes
+    x, eps = torch.rand(16, 1, 28, 28), [torch.randn(16, 20)]
+    for train in (True, False):
+        losses = []
+        for m in (old, new):
+            m.train(train)
+            m.zero_grad()
+            out = m(x, eps)
+            loss = (out["recon"] + out["kl"][0].sum(1)).mean()
+            loss.backward()
+            losses.append(loss)
+        torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=0)
+        for (name, a), b in zip(old.named_parameters(), new.parameters(), strict=True):
+            torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-4, msg=name)

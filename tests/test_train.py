@@ -466,3 +466,29 @@ def test_the_chosen_precision_is_stored_with_the_run(tmp_path, data_root, monkey
     monkeypatch.setattr(P, "cpu_flags", lambda: set())
     run(tmp_path, data_root, 1, eval_every=0, limit=128, precision="auto")
     assert json.loads((tmp_path / "config.json").read_text())["train"]["precision"] == "fp32"
+
+
+def test_fused_adamw_trains_the_same_model_and_resumes_an_unfused_run(
+    tmp_path, data_root, monkeypatch
+):
+    """CPU training takes AdamW's fused kernel (issue 18): the weights of the per-parameter loop
+    up to float rounding; a run checkpointed by the loop (vaekit <= 0.2) resumes fused."""
+    import vaekit.training.loop as L
+
+    flags = dict(limit=256, eval_every=0)
+    fused = run(tmp_path / "fused", data_root, 1, **flags)
+    monkeypatch.setattr(L, "fused_adamw", lambda device: False)
+    loop = run(tmp_path / "loop", data_root, 1, **flags)
+    assert math.isclose(fused["train_loss"], loop["train_loss"], rel_tol=1e-5)
+    a = torch.load(tmp_path / "fused" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "loop" / "last.pt", weights_only=True)
+    assert (
+        a["optimizer"]["param_groups"][0]["fused"]
+        and not b["optimizer"]["param_groups"][0]["fused"]
+    )
+    for k in a["model"]:
+        torch.testing.assert_close(a["model"][k], b["model"][k], rtol=1e-4, atol=1e-5)
+    monkeypatch.undo()
+    resume(tmp_path / "loop", data_root, epochs=2)
+    c = torch.load(tmp_path / "loop" / "last.pt", weights_only=True)
+    assert c["epoch"] == 2 and all(g["fused"] for g in c["optimizer"]["param_groups"])

@@ -27,15 +27,24 @@ warnings.filterwarnings("ignore", message="Using padding='same' with even kernel
 # The seed network (SEED.md), layer for layer.
 
 
+class InstanceNorm2d(nn.InstanceNorm2d):
+    """nn.InstanceNorm2d (affine, no running statistics) computed by group_norm with one group
+    per channel: the same function (biased statistics of each image and channel, the same eps),
+    the same parameters and checkpoints, and 1.4x faster forward + backward on CPU (issue 18)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.group_norm(x, self.num_features, self.weight, self.bias, self.eps)
+
+
 class SeedResBlock(nn.Module):
     """conv-IN-ReLU-conv-IN, add the input, max-pool 2 (floor), ReLU."""
 
     def __init__(self, c: int):
         super().__init__()
         self.conv1 = nn.Conv2d(c, c, 3, padding="same", bias=False)
-        self.norm1 = nn.InstanceNorm2d(c, affine=True)
+        self.norm1 = InstanceNorm2d(c, affine=True)
         self.conv2 = nn.Conv2d(c, c, 3, padding="same", bias=False)
-        self.norm2 = nn.InstanceNorm2d(c, affine=True)
+        self.norm2 = InstanceNorm2d(c, affine=True)
         self.pool = nn.MaxPool2d(2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -54,7 +63,7 @@ def seed_tblock(cin: int, cout: int) -> nn.Sequential:
 def seed_encoder(cfg: ModelConfig, out_dim: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(1, 64, 4, padding="same", bias=False),  # (B, 64, 28, 28)
-        nn.InstanceNorm2d(64, affine=True),
+        InstanceNorm2d(64, affine=True),
         nn.ReLU(),
         SeedResBlock(64),  # (B, 64, 14, 14)
         SeedResBlock(64),  # (B, 64, 7, 7)

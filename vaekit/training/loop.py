@@ -19,6 +19,7 @@ from ..generate import reconstruction_grid, sample_grid
 from ..models import create_model
 from ..objectives import create_objective
 from ..plots import plot_curves, save_png
+from .allocator import keep_freed_memory
 from .batches import BatchSource, shard
 from .checkpoints import (
     CheckpointManager,
@@ -136,6 +137,8 @@ def fit(
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
+    if device.type == "cpu":
+        keep_freed_memory()  # no page faults between steps: 1.1-1.25x on one core (issue 18)
     if tcfg.batch_size < world:
         raise TrainError(f"--batch-size {tcfg.batch_size} is the global batch: >= {world} ranks")
     shape = (mcfg.in_channels, *mcfg.image_size)
@@ -159,8 +162,9 @@ def fit(
         net = torch.nn.parallel.DistributedDataParallel(net, device_ids=ids)
     if tcfg.compile:  # wraps the call only: checkpoints keep model's own names (no _orig_mod.)
         net = torch.compile(net)
+    fused = fused_adamw(device)
     opt = torch.optim.AdamW(
-        model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay, fused=device.type == "cuda"
+        model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay, fused=fused or None
     )
     # a checkpoint holds the weights and two AdamW moments: 3 x 4 bytes per parameter
     ckpt_bytes = 12 * model.num_params() + 2**20
@@ -179,6 +183,8 @@ def fit(
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
+        for group in opt.param_groups:  # the kernel is this machine's choice, not the run's
+            group["fused"] = fused or None
         set_rng_state(ckpt["rng"], shuffle)
         epoch, step = ckpt["epoch"], ckpt["step"]
         batch, loss_sum0 = ckpt.get("batch", 0), ckpt.get("loss_sum", 0.0)
@@ -347,6 +353,13 @@ def fit(
         curves = out / "curves.png"
         ckpts.write("plot", curves, plot_curves, out / "metrics.jsonl", curves)
     return row
+
+
+def fused_adamw(device: torch.device) -> bool:
+    """AdamW's fused kernel (one pass over every parameter; the same update up to float
+    rounding): on CUDA, and on CPU since PyTorch 2.4, where it takes 0.75 ms a step of --preset
+    mnist instead of 4.4 ms for the default per-parameter loop (issue 18)."""
+    return device.type == "cuda" or (device.type == "cpu" and torch.__version__ >= "2.4")
 
 
 def spike_limit(factor: float, level: float | None, step: int) -> float | None:
