@@ -525,10 +525,16 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     check_positive(args.batch_size, "--batch-size")
     if args.classifier_limit < 0:
         raise ValueError(f"--classifier-limit must be >= 0, got {args.classifier_limit}")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     model, ckpt, _, _ = load_run(args, with_data=False)
     cfg, data_dir = model.cfg, run_data_dir(args, ckpt)
     tc = ckpt["train_config"]
+    run_dir = args.run_dir if args.run_dir.is_dir() else args.run_dir.parent
+    out = args.out or run_dir / f"quality-{args.features}-t{args.temperature:g}.json"
+    try:  # before minutes of work, not after
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"--out {out}: cannot create its folder ({e.strerror or e})") from None
     if args.features == "inception":
         features = inception_features(args.inception_weights)
     else:
@@ -558,10 +564,12 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         **res,
     }
     res["seconds"] = {"features_model": t_features, **res["seconds"],
-                      "total": time.perf_counter() - t0}  # fmt: skip
-    run_dir = args.run_dir if args.run_dir.is_dir() else args.run_dir.parent
-    out = args.out or run_dir / f"quality-{args.features}-t{args.temperature:g}.json"
-    checkpoint.save_json(res, out)
+                      "total": time.perf_counter() - t0,
+                      "total_cpu": time.process_time() - c0}  # fmt: skip
+    try:
+        checkpoint.save_json(res, out)
+    except OSError as e:
+        raise ValueError(f"cannot write {out} ({e.strerror or e})") from None
     if args.json:
         print(json.dumps(res, indent=2))
         return 0

@@ -36,9 +36,10 @@ def classifier_features(spec: classifier.Spec, data_dir=None, log=None) -> Featu
     """The dataset's classifier (trained and cached on first use) as Features."""
     kw = {} if log is None else {"log": log}
     net, record = classifier.load_or_train(spec, data_dir, **kw)
-    keep = ("test_accuracy", "train_images", "test_images", "classes", "train_seconds", "path")
+    keep = ("test_accuracy", "train_images", "test_images", "classes", "train_seconds",
+            "train_cpu_seconds", "path")  # fmt: skip
     info = {"name": "classifier", "dim": net.num_features, "seed": spec.seed,
-            "limit": spec.limit, **{k: record[k] for k in keep}}  # fmt: skip
+            "limit": spec.limit, **{k: record.get(k) for k in keep}}  # fmt: skip
     return Features(net.features, info)
 
 
