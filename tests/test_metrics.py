@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -71,6 +72,13 @@ def test_kid_is_the_unbiased_mmd_and_about_zero_between_two_draws_of_one_distrib
     assert biased.mean() > 10 * se  # the test would see a bias of this size
     far = metrics.kernel_distance(x, y + 1, subsets=10, subset_size=100, seed=3)
     assert far[0] > 20 * se and far == metrics.kernel_distance(x, y + 1, 10, 100, seed=3)
+
+
+def test_without_torchmetrics_the_error_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torchmetrics.image.fid", None)  # import fails
+    a = gaussians(10, 2, 0)
+    with pytest.raises(ImportError, match=r"pip install 'vaekit\[metrics\]'"):
+        metrics.frechet_distance(a, a)
 
 
 def reference_neighbours(real: np.ndarray, fake: np.ndarray, pr_k: int, dc_k: int) -> dict:

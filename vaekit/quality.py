@@ -96,6 +96,7 @@ def sample_quality(
     reconstructions of the first min(n, N) test images x_seen (as the model sees them) against
     the first min(n, N) test images x_real (uint8 (N, C, H, W), as stored); with the seconds
     each stage took."""
+    metrics.torchmetrics_image()  # missing: an error now, not after minutes of sampling
     was_training = model.training
     model.eval()
     seconds = {}
@@ -138,6 +139,7 @@ class Watch:
     Not comparable with vaekit metrics' FID at 10,000 (FID grows as the sets shrink)."""
 
     def __init__(self, spec: classifier.Spec, data_dir=None, log=None):
+        metrics.torchmetrics_image()  # missing: an error before training, not after an epoch
         self.features = classifier_features(spec, data_dir, log)
         x_test = load_split(spec.dataset, "test", data_dir, None, spec.size, spec.channels,
                             spec.crop)[0][:WATCH_SAMPLES]  # fmt: skip
