@@ -4,6 +4,7 @@ every family and train --fid-every."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import sys
@@ -210,6 +211,11 @@ def test_inception_without_its_weights_is_a_one_line_error_naming_the_file(
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="not a plain Inception-v3 weights file"):
         inception.load(bad)
+    if importlib.util.find_spec("torch_fidelity") is None:  # as on the development machines
+        plain = tmp_path / "plain.pth"
+        torch.save({"w": torch.zeros(1)}, plain)
+        with pytest.raises(ImportError, match=r"pip install 'vaekit\[inception\]'"):
+            inception.load(plain)
 
 
 # --- vaekit metrics on every family, and train --fid-every --------------------------------------

@@ -50,11 +50,15 @@ def load(weights: str | Path | None = None) -> Callable[[torch.Tensor], torch.Te
             "Inception-v3 features need torchmetrics and torch-fidelity: "
             "pip install 'vaekit[inception]'"
         )
-    net = NoTrainInceptionV3(
-        name="inception-v3-compat",
-        features_list=[str(FEATURES)],
-        feature_extractor_weights_path=str(path),
-    )
+    try:
+        net = NoTrainInceptionV3(
+            name="inception-v3-compat",
+            features_list=[str(FEATURES)],
+            feature_extractor_weights_path=str(path),
+        )
+    except RuntimeError as e:  # load_state_dict: missing or misshapen tensors
+        first = str(e).strip().splitlines()[0]
+        raise ValueError(f"{path}: not the Inception-v3 weights expected ({first})") from None
 
     def features(x: torch.Tensor) -> torch.Tensor:
         return net(x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x)  # grey as RGB
