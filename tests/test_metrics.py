@@ -272,7 +272,7 @@ def test_metrics_of_an_hvae_run_and_its_fid_during_training(data_root, tmp_path)
                  "--groups", "1", "1", "1", "1", "--batch-size", "64", "--precision", "fp32",
                  "--limit", "512", "--epochs", "2", "--fid-every", "2")  # fmt: skip
     assert "fid" not in rows[0] and "fid_recon" not in rows[0]  # every 2 epochs
-    assert rows[1]["fid"] > 0 and rows[1]["fid_recon"] > 0
+    assert rows[1]["fid"] > 0 and rows[1]["fid_recon"] > 0 and rows[1]["fid_seconds"] > 0
     res = run_metrics(run, tmp_path)
     assert res["family"] == "hvae" and res["likelihood"] == "bernoulli"
     check_set(res["samples"], 200)
