@@ -89,7 +89,8 @@ def main() -> None:
             res = reusable(out, run, a.n, t, a.seed) if not a.fresh else None
             if res is None:
                 run_vaekit(argv, "metrics")
-                res = json.loads(out.read_text())
+                res = {**json.loads(out.read_text()), "commit": commit()}
+                out.write_text(json.dumps(res, indent=2) + "\n")  # what was measured when
             res.update(label=label, command="vaekit " + " ".join(argv))
             results.append(res)
             commands.append(res["command"])
