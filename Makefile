@@ -9,7 +9,7 @@ ARGS    ?=
 
 export VAEKIT_DATA := $(DATA)
 
-.PHONY: install test lint dist train figures explore results-nll results-nll-hvae bench bench-ttq bench-scaling bench-roofline bench-ood explorer-bench clean
+.PHONY: install test lint dist train figures explore results-nll results-nll-hvae bench bench-ttq bench-scaling bench-roofline bench-ood bench-metrics explorer-bench clean
 
 install: $(STAMP)
 
@@ -72,6 +72,12 @@ bench-roofline: install
 # noise and constant images (AUROC / FPR@95 of each score).
 bench-ood: install
 	$(BIN)/python benchmarks/ood.py --out runs/ood $(ARGS)
+
+# Sample quality: FID, KID, precision/recall in MNIST's own classifier's features, of the MNIST
+# runs in RUNS (RUN_DIR[=LABEL] ...) at T = 1.0 and 0.7, and the test set against the training set.
+RUNS ?= $(RUN)
+bench-metrics: install
+	$(BIN)/python benchmarks/metrics.py $(RUNS) $(ARGS)
 
 # Decode latency of the explorer on the run, and the README's screenshot of it.
 explorer-bench: install

@@ -161,6 +161,26 @@ def build_parser() -> Parser:
     q.add_argument("--no-probe", action="store_true", help="skip the linear probe on the latents")
     q.add_argument("--limit", type=int, default=0, help="first N images of each split (0 = all)")
     q.set_defaults(run=cmd_evaluate)
+    q = run_parser("metrics", "sample quality: FID, KID, precision/recall of samples", None)
+    q.add_argument("--n", type=int, default=10_000, help="samples, and test images [10000]")
+    q.add_argument("--temperature", type=float, default=1.0, help="z ~ N(0, T^2 I) [1.0]")
+    q.add_argument("--seed", type=int, default=0, help="noise seed, also of KID's subsets [0]")
+    q.add_argument(
+        "--features",
+        choices=["classifier", "inception"],
+        default="classifier",
+        help="the dataset's own classifier (trained and cached on first use; needs labels) or "
+        "Inception-v3 (the standard FID; needs its weights file and vaekit[inception]) "
+        "[classifier]",
+    )
+    q.add_argument("--inception-weights", type=Path, metavar="FILE", help="[torch hub's folder]")
+    q.add_argument(
+        "--classifier-limit", type=int, default=0, help="train it on N images (0 = all) [0]"
+    )
+    q.add_argument("--batch-size", type=int, default=500, help="images per batch [500]")
+    q.add_argument("--out", type=Path, help="JSON [RUN_DIR/quality-FEATURES-tT.json]")
+    q.add_argument("--json", action="store_true", help="print the results as JSON")
+    q.set_defaults(run=cmd_metrics)
     q = run_parser("encode", "posterior means and log-variances of any images", None)
     q.add_argument(
         "--data",
@@ -501,6 +521,86 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if "probe_accuracy" in res:
         line += f", probe accuracy {res['probe_accuracy']:.4f}"
     print(line)
+    return 0
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    import time
+
+    from . import checkpoint
+    from .classifier import Spec
+    from .data import load_split
+    from .quality import classifier_features, inception_features, sample_quality
+
+    check_positive(args.n, "--n")
+    check_positive(args.temperature, "--temperature")
+    check_positive(args.batch_size, "--batch-size")
+    if args.classifier_limit < 0:
+        raise ValueError(f"--classifier-limit must be >= 0, got {args.classifier_limit}")
+    t0, c0 = time.perf_counter(), time.process_time()
+    model, ckpt, _, _ = load_run(args, with_data=False)
+    cfg, data_dir = model.cfg, run_data_dir(args, ckpt)
+    tc = ckpt["train_config"]
+    run_dir = args.run_dir if args.run_dir.is_dir() else args.run_dir.parent
+    out = args.out or run_dir / f"quality-{args.features}-t{args.temperature:g}.json"
+    try:  # before minutes of work, not after
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"--out {out}: cannot create its folder ({e.strerror or e})") from None
+    if args.features == "inception":
+        features = inception_features(args.inception_weights)
+    else:
+        spec = Spec(tc["dataset"], cfg.image_size, cfg.in_channels, tc.get("crop", 0),
+                    limit=args.classifier_limit)  # fmt: skip
+        features = classifier_features(spec, data_dir)
+    t_features = time.perf_counter() - t0
+    x_real = load_split(*data_args(ckpt, cfg, "test", data_dir))[0]
+    if not model.has_prior:
+        print(
+            f"note: the {cfg.family} family has no prior, so no samples to measure; "
+            "reconstructions only",
+            file=sys.stderr,
+        )
+    res = sample_quality(model, features, x_real, model.likelihood.prepare_eval(x_real),
+                         args.n, args.temperature, args.seed, args.batch_size)  # fmt: skip
+    res = {
+        "run": str(args.run_dir),
+        "dataset": tc["dataset"],
+        "family": cfg.family,
+        "likelihood": cfg.likelihood,
+        "epoch": ckpt["epoch"],
+        "features": features.info,
+        "num_samples": args.n if model.has_prior else 0,
+        "temperature": args.temperature,
+        "seed": args.seed,
+        **res,
+    }
+    res["seconds"] = {"features_model": t_features, **res["seconds"],
+                      "total": time.perf_counter() - t0,
+                      "total_cpu": time.process_time() - c0}  # fmt: skip
+    try:
+        checkpoint.save_json(res, out)
+    except OSError as e:
+        raise ValueError(f"cannot write {out} ({e.strerror or e})") from None
+    if args.json:
+        print(json.dumps(res, indent=2))
+        return 0
+    acc = features.info.get("test_accuracy")
+    print(
+        f"{res['dataset']} test, {weights_label(ckpt)}, {features.info['name']} features"
+        + (f" (test accuracy {acc:.4f})" if acc is not None else "")
+    )
+    for what in ("samples", "reconstructions"):
+        m = res[what]
+        if m is None:
+            print(f"{what:>15}: none (no prior)")
+            continue
+        print(
+            f"{what:>15}: FID {m['fid']:.3f}  KID {m['kid']:.5f}  precision {m['precision']:.3f}"
+            f"  recall {m['recall']:.3f}  density {m['density']:.3f}  coverage "
+            f"{m['coverage']:.3f}  ({m['num_fake']:,} vs {m['num_real']:,} test images)"
+        )
+    print(f"wrote {out} ({res['seconds']['total']:.0f} s)")
     return 0
 
 

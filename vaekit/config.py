@@ -293,6 +293,12 @@ class TrainConfig:
     seed: int = opt(0, "seeds weights, shuffling and sampling: same seed, same run (on CPU)")
     limit: int = opt(0, "train on the first N training images only (0 = all)")
     eval_every: int = opt(1, "evaluate on the test set every K epochs (0 = never)")
+    fid_every: int = opt(
+        0,
+        "FID of 2,000 samples and reconstructions against the test set every K epochs, in the "
+        "features of the dataset's classifier (trained on the --limit images), into metrics.jsonl "
+        "(0 = never; needs vaekit[metrics] and labels)",
+    )
     device: str = opt("auto", "auto (cuda > mps > cpu), cpu, cuda, mps")
     precision: str = opt(
         "auto", "auto (bf16 where the hardware has it natively, else fp32), fp32, or bf16 autocast"
@@ -328,6 +334,7 @@ class TrainConfig:
                 (self.limit >= 0, "limit must be >= 0"),
                 (self.crop >= 0, "crop must be >= 0"),
                 (self.eval_every >= 0, "eval_every must be >= 0"),
+                (self.fid_every >= 0, "fid_every must be >= 0"),
                 (self.save_every >= 0, "save_every must be >= 0"),
                 (self.keep >= 0, "keep must be >= 0"),
                 (self.grad_clip >= 0, "grad_clip must be >= 0"),

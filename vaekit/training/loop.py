@@ -56,7 +56,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 # What may change when a run is resumed; everything else is the run's own.
-RESUMABLE = ("epochs", "device", "eval_every", "figures", "save_every", "keep")
+RESUMABLE = ("epochs", "device", "eval_every", "fid_every", "figures", "save_every", "keep")
 RESUMABLE += ("compile", "channels_last")  # speed only: the same model up to rounding
 RESUMABLE += ("log", "log_every")  # where the numbers are sent, not what they are
 
@@ -204,6 +204,13 @@ def fit(
     trackers = open_trackers(
         tcfg.log if main else (), out, run_info, step, ckpt is not None, B, log
     )
+    watch = None  # train --fid-every: the classifier's features of the test images, once
+    if main and tcfg.fid_every:
+        from ..classifier import Spec
+        from ..quality import Watch
+
+        spec = Spec(tcfg.dataset, mcfg.image_size, mcfg.in_channels, tcfg.crop, limit=tcfg.limit)
+        watch = Watch(spec, data_dir, log)
     autocast = torch.autocast(device.type, torch.bfloat16, enabled=tcfg.precision == "bf16")
     x_fig = x_test[:64]  # fixed images for the per-epoch reconstructions
     row: dict = {}
@@ -322,6 +329,8 @@ def fit(
                 if tcfg.eval_every and (epoch % tcfg.eval_every == 0 or epoch == tcfg.epochs):
                     ev = evaluate(model, x_test)
                     row.update(test_loss=ev["test_loss"], test_recon=ev["recon"], test_kl=ev["kl"])
+                if watch is not None and (epoch % tcfg.fid_every == 0 or epoch == tcfg.epochs):
+                    row.update(watch(model, x_test, tcfg.seed))
                 log(epoch_line(row, tcfg.epochs, seconds))
                 metrics = out / "metrics.jsonl"
                 ckpts.write("metrics", metrics, append_line, metrics, json.dumps(row))
@@ -375,6 +384,9 @@ def epoch_line(row: dict, epochs: int, seconds: float) -> str:
     if "test_loss" in row:
         msg += f"  test {row['test_loss']:.2f} (recon {row['test_recon']:.2f}"
         msg += f", kl {row['test_kl']:.2f})" if row["test_kl"] is not None else ", no kl)"
+    if "fid_recon" in row:
+        msg += f"  fid {row['fid']:.2f}" if "fid" in row else ""
+        msg += f"  fid_recon {row['fid_recon']:.2f}"
     if row["skipped_steps"]:
         msg += f"  [{row['skipped_steps']} non-finite steps skipped]"
     if row["skipped_spikes"]:

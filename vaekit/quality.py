@@ -1,0 +1,162 @@
+"""A model's sample quality in numbers: its samples and its reconstructions of the test images
+against the test images, in the features of the dataset's classifier or of Inception-v3.
+
+Images go to the networks as uint8 (N, C, H, W), generated ones rounded to 8 bits as a saved
+picture would be. The reference is the test split as stored (for a Bernoulli model: not its
+binarized view, which the model's mean images are not). What `vaekit metrics` and `vaekit train
+--fid-every` compute.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from . import classifier, metrics
+from .data import load_split, to_float
+from .models import LatentModel
+
+WATCH_SAMPLES = 2000  # train --fid-every: samples and reconstructions per FID (seconds, not 10k)
+
+
+@dataclass
+class Features:
+    """A feature network as a function of uint8 images (N, C, H, W) -> (N, D), and what it is
+    (name, dimension and, for the classifier, its test accuracy and cache file)."""
+
+    fn: Callable[[torch.Tensor], torch.Tensor]
+    info: dict = field(default_factory=dict)
+
+
+def classifier_features(spec: classifier.Spec, data_dir=None, log=None) -> Features:
+    """The dataset's classifier (trained and cached on first use) as Features."""
+    kw = {} if log is None else {"log": log}
+    net, record = classifier.load_or_train(spec, data_dir, **kw)
+    keep = ("test_accuracy", "train_images", "test_images", "classes", "train_seconds",
+            "train_cpu_seconds", "path")  # fmt: skip
+    info = {"name": "classifier", "dim": net.num_features, "seed": spec.seed,
+            "limit": spec.limit, **{k: record.get(k) for k in keep}}  # fmt: skip
+    return Features(net.features, info)
+
+
+def inception_features(weights=None) -> Features:
+    from . import inception
+
+    fn = inception.load(weights)
+    return Features(fn, {"name": "inception-v3", "dim": inception.FEATURES, "file": inception.FILE})
+
+
+@torch.inference_mode()
+def extract(features: Features, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """Features of uint8 images x (N, C, H, W), batch by batch: (N, D) float64 on the CPU."""
+    return torch.cat([features.fn(xb).double().cpu() for xb in x.split(batch_size)])
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Float images in [0, 1] -> uint8, rounded, on the CPU."""
+    return x.clamp(0, 1).mul(255).round().to(torch.uint8).cpu()
+
+
+@torch.inference_mode()
+def samples(
+    model: LatentModel, n: int, temperature: float, seed: int = 0, batch_size: int = 500
+) -> torch.Tensor:
+    """n samples of the model at a temperature as uint8 (n, C, H, W), batch by batch from one
+    CPU generator seeded with seed: the same images for the same seed and batch size."""
+    g = torch.Generator().manual_seed(seed)
+    sizes = [min(batch_size, n - i) for i in range(0, n, batch_size)]
+    return torch.cat([to_uint8(model.sample(b, temperature, generator=g)) for b in sizes])
+
+
+@torch.inference_mode()
+def reconstructions(model: LatentModel, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """Decoded posterior means of uint8 images x (N, C, H, W), as the model sees them: uint8."""
+    device = next(model.parameters()).device
+    return torch.cat(
+        [to_uint8(model.reconstruct(to_float(xb.to(device)))) for xb in x.split(batch_size)]
+    )
+
+
+def sample_quality(
+    model: LatentModel,
+    features: Features,
+    x_real: torch.Tensor,
+    x_seen: torch.Tensor,
+    n: int = 10_000,
+    temperature: float = 1.0,
+    seed: int = 0,
+    batch_size: int = 500,
+    log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),
+) -> dict:
+    """metrics.compare of n samples (None for a model without a prior) and of the
+    reconstructions of the first min(n, N) test images x_seen (as the model sees them) against
+    the first min(n, N) test images x_real (uint8 (N, C, H, W), as stored); with the seconds
+    each stage took."""
+    metrics.torchmetrics_image()  # missing: an error now, not after minutes of sampling
+    was_training = model.training
+    model.eval()
+    seconds = {}
+    m = min(n, len(x_real))
+    t = time.perf_counter()
+    f_real = extract(features, x_real[:m], batch_size)
+    seconds["features_real"] = time.perf_counter() - t
+    t = time.perf_counter()
+    radii = metrics.knn_radii(f_real)  # the reference's k-NN balls, for both comparisons
+    seconds["metrics_reference"] = time.perf_counter() - t
+    out = {"reference": {"split": "test", "num_images": m}, "samples": None}
+    if model.has_prior:
+        log(f"vaekit: {n:,} samples at temperature {temperature}")
+        t = time.perf_counter()
+        x_fake = samples(model, n, temperature, seed, batch_size)
+        seconds["sampling"] = time.perf_counter() - t
+        t = time.perf_counter()
+        f_fake = extract(features, x_fake, batch_size)
+        seconds["features_samples"] = time.perf_counter() - t
+        t = time.perf_counter()
+        out["samples"] = metrics.compare(f_real, f_fake, seed, radii)
+        seconds["metrics_samples"] = time.perf_counter() - t
+    log(f"vaekit: reconstructions of {m:,} test images")
+    t = time.perf_counter()
+    x_rec = reconstructions(model, x_seen[:m], batch_size)
+    seconds["reconstruction"] = time.perf_counter() - t
+    t = time.perf_counter()
+    f_rec = extract(features, x_rec, batch_size)
+    seconds["features_reconstructions"] = time.perf_counter() - t
+    t = time.perf_counter()
+    out["reconstructions"] = metrics.compare(f_real, f_rec, seed, radii)
+    seconds["metrics_reconstructions"] = time.perf_counter() - t
+    model.train(was_training)
+    return {**out, "seconds": seconds}
+
+
+class Watch:
+    """FID of WATCH_SAMPLES samples and of as many reconstructions against the test images, in
+    the classifier's features (the test images' computed once): train --fid-every's numbers.
+    Not comparable with vaekit metrics' FID at 10,000 (FID grows as the sets shrink)."""
+
+    def __init__(self, spec: classifier.Spec, data_dir=None, log=None):
+        metrics.torchmetrics_image()  # missing: an error before training, not after an epoch
+        self.features = classifier_features(spec, data_dir, log)
+        x_test = load_split(spec.dataset, "test", data_dir, None, spec.size, spec.channels,
+                            spec.crop)[0][:WATCH_SAMPLES]  # fmt: skip
+        self.f_real = extract(self.features, x_test)
+
+    def __call__(self, model: LatentModel, x_seen: torch.Tensor, seed: int = 0) -> dict:
+        """{"fid": samples' FID (absent for a model without a prior), "fid_recon": the
+        reconstructions' of x_seen (the test images as the model sees them), "fid_seconds":
+        what measuring both took}."""
+        t0 = time.perf_counter()
+        was_training = model.training
+        model.eval()
+        out = {}
+        if model.has_prior:
+            x = samples(model, WATCH_SAMPLES, 1.0, seed)
+            out["fid"] = metrics.frechet_distance(self.f_real, extract(self.features, x))
+        x = reconstructions(model, x_seen[:WATCH_SAMPLES])
+        out["fid_recon"] = metrics.frechet_distance(self.f_real, extract(self.features, x))
+        model.train(was_training)
+        return {**out, "fid_seconds": time.perf_counter() - t0}
