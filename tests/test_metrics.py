@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from sklearn.neighbors import NearestNeighbors
 
-from vaekit import classifier, inception, metrics
+from vaekit import classifier, inception, metrics, quality
 from vaekit.cli import main
 from vaekit.errors import DataError
 
@@ -243,6 +243,11 @@ def check_set(m: dict, n: int) -> None:
     assert m["num_fake"] == m["num_real"] == n and math.isfinite(m["fid"]) and m["fid"] > 0
     assert math.isfinite(m["kid"]) and m["density"] >= 0
     assert all(0 <= m[k] <= 1 for k in ("precision", "recall", "coverage"))
+
+
+def test_a_subset_of_the_test_set_is_spread_over_it():
+    assert quality.spread(3, 10).tolist() == [0, 3, 6]
+    assert torch.equal(quality.spread(7, 7), torch.arange(7))
 
 
 def test_metrics_of_a_vae_run(tiny_run, tmp_path, capsys):

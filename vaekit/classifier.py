@@ -60,7 +60,9 @@ class Spec:
 class Classifier(nn.Module):
     """Stages of a stride-2 3x3 conv and a ReLU down to <= BOTTOM px (strided convs, not
     max-pools: a third of the time on a CPU), a 3x3 conv, average pooling to 4x4, a
-    FEATURES-wide ReLU layer (the features), and the class logits."""
+    FEATURES-wide ReLU layer, and the class logits. The features are that layer's values
+    before its ReLU: after it, units that never fire (two in five, trained at this learning
+    rate) would be constant, leaving the metrics' covariances singular."""
 
     def __init__(self, channels: int, size: tuple[int, int], classes: int):
         super().__init__()
@@ -81,11 +83,11 @@ class Classifier(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 images (N, C, H, W) -> penultimate-layer features (N, FEATURES), float32."""
-        return self.body((x.float() / 255 - self.mean) / self.std)
+        return self.body[:-1]((x.float() / 255 - self.mean) / self.std)  # before the ReLU
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 images (N, C, H, W) -> class logits (N, classes)."""
-        return self.head(self.features(x))
+        return self.head(self.body[-1](self.features(x)))
 
 
 def digest(*tensors: torch.Tensor) -> str:
