@@ -60,9 +60,10 @@ class Spec:
 class Classifier(nn.Module):
     """Stages of a stride-2 3x3 conv and a ReLU down to <= BOTTOM px (strided convs, not
     max-pools: a third of the time on a CPU), a 3x3 conv, average pooling to 4x4, a
-    FEATURES-wide ReLU layer, and the class logits. The features are that layer's values
-    before its ReLU: after it, units that never fire (two in five, trained at this learning
-    rate) would be constant, leaving the metrics' covariances singular."""
+    FEATURES-wide ReLU layer (the features, like Inception's pool3 after a ReLU), and the
+    class logits. About two units in five never fire on MNIST: constant zeros, which add
+    nothing to any distance (the FID's matrix square root copes with the singular covariance:
+    tests/test_metrics.py checks it against scipy)."""
 
     def __init__(self, channels: int, size: tuple[int, int], classes: int):
         super().__init__()
@@ -83,11 +84,11 @@ class Classifier(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 images (N, C, H, W) -> penultimate-layer features (N, FEATURES), float32."""
-        return self.body[:-1]((x.float() / 255 - self.mean) / self.std)  # before the ReLU
+        return self.body((x.float() / 255 - self.mean) / self.std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 images (N, C, H, W) -> class logits (N, classes)."""
-        return self.head(self.body[-1](self.features(x)))
+        return self.head(self.features(x))
 
 
 def digest(*tensors: torch.Tensor) -> str:
