@@ -256,9 +256,12 @@ def check_set(m: dict, n: int) -> None:
     assert all(0 <= m[k] <= 1 for k in ("precision", "recall", "coverage"))
 
 
-def test_a_subset_of_the_test_set_is_spread_over_it():
-    assert quality.spread(3, 10).tolist() == [0, 3, 6]
-    assert torch.equal(quality.spread(7, 7), torch.arange(7))
+def test_a_subset_of_the_test_set_is_random_but_fixed():
+    a = quality.subset(300, 1000)
+    assert len(a.unique()) == 300 and torch.equal(a, a.sort().values) and a.max() < 1000
+    assert torch.equal(a, quality.subset(300, 1000)) and not torch.equal(a, torch.arange(300))
+    assert (a % 2 == 0).float().mean() < 0.6  # not a stride that would alias
+    assert torch.equal(quality.subset(7, 7), torch.arange(7))
 
 
 def test_metrics_of_a_vae_run(tiny_run, tmp_path, capsys):
