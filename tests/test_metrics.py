@@ -8,6 +8,7 @@ import importlib.util
 import json
 import math
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ import torch
 from PIL import Image
 from sklearn.neighbors import NearestNeighbors
 
-from vaekit import classifier, inception, metrics
+from vaekit import classifier, inception, metrics, quality
 from vaekit.cli import main
 from vaekit.errors import DataError
 
@@ -29,6 +30,13 @@ def gaussians(n: int, d: int, seed: int) -> torch.Tensor:
     return torch.randn(n, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
+def scipy_fid(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The Frechet distance of Gaussians fit to a and b, by numpy and scipy's sqrtm."""
+    mu_a, mu_b = a.mean(0).numpy(), b.mean(0).numpy()
+    s_a, s_b = np.cov(a.numpy(), rowvar=False), np.cov(b.numpy(), rowvar=False)
+    return ((mu_a - mu_b) ** 2).sum() + np.trace(s_a + s_b - 2 * scipy.linalg.sqrtm(s_a @ s_b).real)
+
+
 def test_frechet_distance_is_zero_to_itself_grows_with_a_shift_and_matches_scipy():
     a = gaussians(3000, 6, 0)
     assert abs(metrics.frechet_distance(a, a)) < 1e-8
@@ -37,10 +45,13 @@ def test_frechet_distance_is_zero_to_itself_grows_with_a_shift_and_matches_scipy
         assert metrics.frechet_distance(a, a + m) == pytest.approx(6 * shift**2, rel=1e-8)
     b = gaussians(2500, 6, 1) @ torch.rand(6, 6, generator=torch.Generator().manual_seed(2),
                                           dtype=torch.float64) + 0.3  # fmt: skip
-    mu_a, mu_b = a.mean(0).numpy(), b.mean(0).numpy()
-    s_a, s_b = np.cov(a.numpy(), rowvar=False), np.cov(b.numpy(), rowvar=False)
-    want = ((mu_a - mu_b) ** 2).sum() + np.trace(s_a + s_b - 2 * scipy.linalg.sqrtm(s_a @ s_b).real)
-    assert metrics.frechet_distance(a, b) == pytest.approx(want, rel=1e-6)
+    assert metrics.frechet_distance(a, b) == pytest.approx(scipy_fid(a, b), rel=1e-6)
+    dead = torch.ones(6, dtype=torch.float64)
+    dead[[1, 4]] = 0  # units that never fire, as ReLU features have: singular covariances
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        want = scipy_fid(a * dead, b * dead)
+    assert metrics.frechet_distance(a * dead, b * dead) == pytest.approx(want, rel=1e-6)
     # N(0, I) against N(0, s^2 I) in d dims: d (1 - s)^2, up to the sample's noise
     assert metrics.frechet_distance(a, 2 * gaussians(3000, 6, 3)) == pytest.approx(6, rel=0.05)
 
@@ -243,6 +254,14 @@ def check_set(m: dict, n: int) -> None:
     assert m["num_fake"] == m["num_real"] == n and math.isfinite(m["fid"]) and m["fid"] > 0
     assert math.isfinite(m["kid"]) and m["density"] >= 0
     assert all(0 <= m[k] <= 1 for k in ("precision", "recall", "coverage"))
+
+
+def test_a_subset_of_the_test_set_is_random_but_fixed():
+    a = quality.subset(300, 1000)
+    assert len(a.unique()) == 300 and torch.equal(a, a.sort().values) and a.max() < 1000
+    assert torch.equal(a, quality.subset(300, 1000)) and not torch.equal(a, torch.arange(300))
+    assert (a % 2 == 0).float().mean() < 0.6  # not a stride that would alias
+    assert torch.equal(quality.subset(7, 7), torch.arange(7))
 
 
 def test_metrics_of_a_vae_run(tiny_run, tmp_path, capsys):

@@ -56,6 +56,16 @@ def extract(features: Features, x: torch.Tensor, batch_size: int = 500) -> torch
     return torch.cat([features.fn(xb).double().cpu() for xb in x.split(batch_size)])
 
 
+def subset(m: int, n: int, seed: int = 0) -> torch.Tensor:
+    """m of the indices 0..n-1, drawn at random for a fixed seed, in order (all of them for
+    m = n). Random, not the first m nor every (n/m)-th: MNIST's test set holds its cleaner
+    writers in its first half and its training set alternates two populations (FID 20 between
+    its even and odd images in the classifier's features)."""
+    if m >= n:
+        return torch.arange(n)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:m].sort().values
+
+
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
     """Float images in [0, 1] -> uint8, rounded, on the CPU."""
     return x.clamp(0, 1).mul(255).round().to(torch.uint8).cpu()
@@ -93,16 +103,17 @@ def sample_quality(
     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),
 ) -> dict:
     """metrics.compare of n samples (None for a model without a prior) and of the
-    reconstructions of the first min(n, N) test images x_seen (as the model sees them) against
-    the first min(n, N) test images x_real (uint8 (N, C, H, W), as stored); with the seconds
-    each stage took."""
+    reconstructions of min(n, N) test images x_seen (as the model sees them) against the same
+    min(n, N) test images x_real (uint8 (N, C, H, W), as stored); with the seconds each stage
+    took. Fewer than N test images are a random subset (subset)."""
     metrics.torchmetrics_image()  # missing: an error now, not after minutes of sampling
     was_training = model.training
     model.eval()
     seconds = {}
     m = min(n, len(x_real))
+    idx = subset(m, len(x_real))
     t = time.perf_counter()
-    f_real = extract(features, x_real[:m], batch_size)
+    f_real = extract(features, x_real[idx], batch_size)
     seconds["features_real"] = time.perf_counter() - t
     t = time.perf_counter()
     radii = metrics.knn_radii(f_real)  # the reference's k-NN balls, for both comparisons
@@ -121,7 +132,7 @@ def sample_quality(
         seconds["metrics_samples"] = time.perf_counter() - t
     log(f"vaekit: reconstructions of {m:,} test images")
     t = time.perf_counter()
-    x_rec = reconstructions(model, x_seen[:m], batch_size)
+    x_rec = reconstructions(model, x_seen[idx], batch_size)
     seconds["reconstruction"] = time.perf_counter() - t
     t = time.perf_counter()
     f_rec = extract(features, x_rec, batch_size)
@@ -142,8 +153,9 @@ class Watch:
         metrics.torchmetrics_image()  # missing: an error before training, not after an epoch
         self.features = classifier_features(spec, data_dir, log)
         x_test = load_split(spec.dataset, "test", data_dir, None, spec.size, spec.channels,
-                            spec.crop)[0][:WATCH_SAMPLES]  # fmt: skip
-        self.f_real = extract(self.features, x_test)
+                            spec.crop)[0]  # fmt: skip
+        self.idx = subset(WATCH_SAMPLES, len(x_test))
+        self.f_real = extract(self.features, x_test[self.idx])
 
     def __call__(self, model: LatentModel, x_seen: torch.Tensor, seed: int = 0) -> dict:
         """{"fid": samples' FID (absent for a model without a prior), "fid_recon": the
@@ -156,7 +168,7 @@ class Watch:
         if model.has_prior:
             x = samples(model, WATCH_SAMPLES, 1.0, seed)
             out["fid"] = metrics.frechet_distance(self.f_real, extract(self.features, x))
-        x = reconstructions(model, x_seen[:WATCH_SAMPLES])
+        x = reconstructions(model, x_seen[self.idx.to(x_seen.device)])
         out["fid_recon"] = metrics.frechet_distance(self.f_real, extract(self.features, x))
         model.train(was_training)
         return {**out, "fid_seconds": time.perf_counter() - t0}
