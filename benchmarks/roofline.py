@@ -67,14 +67,14 @@ NOT_COUNTED = (
 class Peak:
     """GFLOP/s of an n x n fp32 (or bf16) matrix multiply, the best of every call to measure().
 
-    n = 2048, or smaller where one multiply would take over 3 s (bf16 emulated on a CPU without
-    native bf16 is that slow). On a CPU two kernels: torch.mm (MKL's sgemm in this build) and
+    n = 2048; for bf16 smaller where one multiply would take over 3 s (emulated on a CPU without
+    native bf16, it is that slow). On a CPU two kernels: torch.mm (MKL's sgemm in this build) and
     oneDNN's GEMM (a 1x1 convolution, channels-last: what the convolutions run on), which is
     faster than MKL's on some CPUs (AMD); the peak is the better of the two."""
 
     def __init__(self, dtype: torch.dtype, device: torch.device, sync):
         self.sync, self.n = sync, 2048
-        if device.type == "cpu":  # sized from a 256 x 256 trial
+        if device.type == "cpu" and dtype != torch.float32:  # sized from a 256 x 256 trial
             a = torch.randn(256, 256).to(dtype)
             t = min(self.time(lambda: a @ a) for _ in range(2))
             while self.n > 256 and t[0] * (self.n / 256) ** 3 > 3.0:
