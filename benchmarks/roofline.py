@@ -233,7 +233,9 @@ def count_flops(tr: Trainer) -> dict:
     return {"per_image": fc.get_total_flops() / tr.B, "by_op": by_op}
 
 
-def time_steps(tr: Trainer, peak: Peak, reps: int, rep_seconds: float, warmup: int, sync) -> dict:
+def time_steps(
+    tr: Trainer, peak: Peak | None, reps: int, rep_seconds: float, warmup: int, sync
+) -> dict:
     """images/s of the training step: the best of reps repeats of k steps, k chosen from the
     warm-up so that a repeat takes about rep_seconds; the peak measured between repeats."""
     for _ in range(warmup):
@@ -246,7 +248,8 @@ def time_steps(tr: Trainer, peak: Peak, reps: int, rep_seconds: float, warmup: i
     wall = cpu = float("inf")
     loads, kernel, faults = [], 0.0, 0
     for _ in range(reps):
-        peak.measure()
+        if peak is not None:
+            peak.measure()
         r = resource.getrusage(resource.RUSAGE_SELF)
         w, c = time.perf_counter(), time.process_time()
         for _ in range(k):
@@ -419,14 +422,16 @@ def measure(a: argparse.Namespace) -> dict:
     flops = {}
     for n in threads:
         torch.set_num_threads(n)
-        fp32, bf16 = Peak(torch.float32, device, sync), Peak(torch.bfloat16, device, sync)
-        fp32.measure(a.reps)
-        bf16.measure(2)
-        print(
-            f"{n} thread(s): fp32 peak {fp32.wall:.1f} GFLOP/s (CPU time {fp32.cpu:.1f}), "
-            f"bf16 {bf16.wall:.1f} (n={bf16.n})",
-            flush=True,
-        )
+        fp32 = bf16 = None
+        if not a.no_peak:
+            fp32, bf16 = Peak(torch.float32, device, sync), Peak(torch.bfloat16, device, sync)
+            fp32.measure(a.reps)
+            bf16.measure(2)
+            print(
+                f"{n} thread(s): fp32 peak {fp32.wall:.1f} GFLOP/s (CPU time {fp32.cpu:.1f}), "
+                f"bf16 {bf16.wall:.1f} (n={bf16.n})",
+                flush=True,
+            )
         for preset in a.presets:
             tr = Trainer(preset, device, overrides, tuple(a.undo))
             if preset not in flops:
@@ -449,6 +454,8 @@ def measure(a: argparse.Namespace) -> dict:
             if a.profile and n == threads[0]:
                 row["profile"] = profile_steps(tr, a.profile_steps)
             del tr
+        if fp32 is None:
+            continue
         fp32.measure(a.reps)
         res["peak"][str(n)] = {"fp32": fp32.record(), "bf16": bf16.record()}
         for preset, row in res["presets"].items():  # fractions of the best peak of the block
@@ -475,7 +482,7 @@ def compare(a: argparse.Namespace) -> dict:
     """Each --compare variant in a fresh process per preset, in turn (A B A B ...), one thread:
     img/s by CPU time, kernel time and page faults per step. A process of its own per preset:
     the allocator's state after one preset would change the next one's page faults."""
-    base = [sys.executable, __file__, "--threads", "1", "--reps", str(a.reps)]
+    base = [sys.executable, __file__, "--threads", "1", "--no-peak", "--reps", str(a.reps)]
     base += ["--rep-seconds", str(a.rep_seconds), "--warmup", str(a.warmup), "--device", a.device]
     runs: dict[str, dict[str, list[dict]]] = {p: {v: [] for v in a.compare} for p in a.presets}
     with tempfile.TemporaryDirectory() as tmp:
@@ -580,6 +587,12 @@ def main() -> None:
         help="a variant's extra arguments, once per variant: --compare= --compare='--set ...'",
     )
     ap.add_argument("--rounds", type=int, default=3, help="--compare: A B rounds [3]")
+    ap.add_argument(
+        "--no-peak",
+        action="store_true",
+        help="time the step only (--compare's runs: the peak's 16 MiB buffers would adapt "
+        "glibc's malloc thresholds and hide --undo allocator's page faults)",
+    )
     ap.add_argument("--out", type=Path, help="[benchmarks/results/roofline-{device}.json]")
     ap.add_argument("--table", type=Path, metavar="JSON", help="print a result's tables, run none")
     a = ap.parse_args()
