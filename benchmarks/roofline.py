@@ -67,14 +67,14 @@ NOT_COUNTED = (
 class Peak:
     """GFLOP/s of an n x n fp32 (or bf16) matrix multiply, the best of every call to measure().
 
-    n = 2048, or smaller where one multiply would take over 3 s (bf16 emulated on a CPU without
-    native bf16 is that slow). On a CPU two kernels: torch.mm (MKL's sgemm in this build) and
+    n = 2048; for bf16 smaller where one multiply would take over 3 s (emulated on a CPU without
+    native bf16, it is that slow). On a CPU two kernels: torch.mm (MKL's sgemm in this build) and
     oneDNN's GEMM (a 1x1 convolution, channels-last: what the convolutions run on), which is
     faster than MKL's on some CPUs (AMD); the peak is the better of the two."""
 
     def __init__(self, dtype: torch.dtype, device: torch.device, sync):
         self.sync, self.n = sync, 2048
-        if device.type == "cpu":  # sized from a 256 x 256 trial
+        if device.type == "cpu" and dtype != torch.float32:  # sized from a 256 x 256 trial
             a = torch.randn(256, 256).to(dtype)
             t = min(self.time(lambda: a @ a) for _ in range(2))
             while self.n > 256 and t[0] * (self.n / 256) ** 3 > 3.0:
@@ -233,7 +233,9 @@ def count_flops(tr: Trainer) -> dict:
     return {"per_image": fc.get_total_flops() / tr.B, "by_op": by_op}
 
 
-def time_steps(tr: Trainer, peak: Peak, reps: int, rep_seconds: float, warmup: int, sync) -> dict:
+def time_steps(
+    tr: Trainer, peak: Peak | None, reps: int, rep_seconds: float, warmup: int, sync
+) -> dict:
     """images/s of the training step: the best of reps repeats of k steps, k chosen from the
     warm-up so that a repeat takes about rep_seconds; the peak measured between repeats."""
     for _ in range(warmup):
@@ -246,7 +248,8 @@ def time_steps(tr: Trainer, peak: Peak, reps: int, rep_seconds: float, warmup: i
     wall = cpu = float("inf")
     loads, kernel, faults = [], 0.0, 0
     for _ in range(reps):
-        peak.measure()
+        if peak is not None:
+            peak.measure()
         r = resource.getrusage(resource.RUSAGE_SELF)
         w, c = time.perf_counter(), time.process_time()
         for _ in range(k):
@@ -419,14 +422,16 @@ def measure(a: argparse.Namespace) -> dict:
     flops = {}
     for n in threads:
         torch.set_num_threads(n)
-        fp32, bf16 = Peak(torch.float32, device, sync), Peak(torch.bfloat16, device, sync)
-        fp32.measure(a.reps)
-        bf16.measure(2)
-        print(
-            f"{n} thread(s): fp32 peak {fp32.wall:.1f} GFLOP/s (CPU time {fp32.cpu:.1f}), "
-            f"bf16 {bf16.wall:.1f} (n={bf16.n})",
-            flush=True,
-        )
+        fp32 = bf16 = None
+        if not a.no_peak:
+            fp32, bf16 = Peak(torch.float32, device, sync), Peak(torch.bfloat16, device, sync)
+            fp32.measure(a.reps)
+            bf16.measure(2)
+            print(
+                f"{n} thread(s): fp32 peak {fp32.wall:.1f} GFLOP/s (CPU time {fp32.cpu:.1f}), "
+                f"bf16 {bf16.wall:.1f} (n={bf16.n})",
+                flush=True,
+            )
         for preset in a.presets:
             tr = Trainer(preset, device, overrides, tuple(a.undo))
             if preset not in flops:
@@ -449,6 +454,8 @@ def measure(a: argparse.Namespace) -> dict:
             if a.profile and n == threads[0]:
                 row["profile"] = profile_steps(tr, a.profile_steps)
             del tr
+        if fp32 is None:
+            continue
         fp32.measure(a.reps)
         res["peak"][str(n)] = {"fp32": fp32.record(), "bf16": bf16.record()}
         for preset, row in res["presets"].items():  # fractions of the best peak of the block
@@ -472,36 +479,43 @@ def measure(a: argparse.Namespace) -> dict:
 
 
 def compare(a: argparse.Namespace) -> dict:
-    """Each --compare variant in a fresh process, in turn (A B A B ...), one thread: img/s."""
-    base = [sys.executable, __file__, "--threads", "1", "--presets", *a.presets]
-    base += ["--reps", str(a.reps), "--rep-seconds", str(a.rep_seconds)]
-    base += ["--warmup", str(a.warmup), "--device", a.device]
-    runs: dict[str, list[dict]] = {v: [] for v in a.compare}
+    """Each --compare variant in a fresh process per preset, in turn (A B A B ...), one thread:
+    img/s by CPU time, kernel time and page faults per step. A process of its own per preset:
+    the allocator's state after one preset would change the next one's page faults."""
+    base = [sys.executable, __file__, "--threads", "1", "--no-peak", "--reps", str(a.reps)]
+    base += ["--rep-seconds", str(a.rep_seconds), "--warmup", str(a.warmup), "--device", a.device]
+    runs: dict[str, dict[str, list[dict]]] = {p: {v: [] for v in a.compare} for p in a.presets}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(a.rounds):
-            for j, v in enumerate(a.compare):
-                out = Path(tmp) / f"{r}-{j}.json"
-                cmd = [*base, *shlex.split(v), "--out", str(out)]
-                p = subprocess.run(cmd, capture_output=True, text=True)
-                if p.returncode:
-                    sys.exit(f"roofline: {shlex.join(cmd)} failed:\n{p.stderr[-2000:]}")
-                rows = json.loads(out.read_text())
-                runs[v].append({k: row["threads"]["1"] for k, row in rows["presets"].items()})
-                got = ", ".join(
-                    f"{k} {t['cpu_img_s']:.1f} img/s (CPU time), {t['wall_img_s']:.1f} (wall)"
-                    for k, t in runs[v][-1].items()
-                )
-                print(f"round {r + 1} {v or '(as is)'}: {got}", flush=True)
+            for preset in a.presets:
+                for v in a.compare:
+                    out = Path(tmp) / "run.json"
+                    cmd = [*base, "--presets", preset, *shlex.split(v), "--out", str(out)]
+                    p = subprocess.run(cmd, capture_output=True, text=True)
+                    if p.returncode:
+                        sys.exit(f"roofline: {shlex.join(cmd)} failed:\n{p.stderr[-2000:]}")
+                    t = json.loads(out.read_text())["presets"][preset]["threads"]["1"]
+                    runs[preset][v].append(t)
+                    print(
+                        f"round {r + 1} {preset} {v or '(as is)'}: {t['cpu_img_s']:.1f} img/s "
+                        f"(CPU time), {t['wall_img_s']:.1f} (wall), "
+                        f"{t['kernel_seconds_per_step'] * 1e3:.1f} ms kernel time and "
+                        f"{t['page_faults_per_step']:.0f} page faults a step",
+                        flush=True,
+                    )
     summary: dict[str, dict] = {}
-    for preset in a.presets:
-        first = [run[preset]["cpu_img_s"] for run in runs[a.compare[0]]]
-        for v in a.compare:
-            cpu = [run[preset]["cpu_img_s"] for run in runs[v]]
+    for preset, by_variant in runs.items():
+        first = [t["cpu_img_s"] for t in by_variant[a.compare[0]]]
+        for v, ts in by_variant.items():
+            cpu = [t["cpu_img_s"] for t in ts]
             s = {
                 "cpu_img_s": {"max": max(cpu), "median": statistics.median(cpu)},
                 "best_over_first_best": max(cpu) / max(first),
                 "median_round_ratio": statistics.median(
                     [x / y for x, y in zip(cpu, first, strict=True)]
+                ),
+                "kernel_ms_per_step": statistics.median(
+                    [t["kernel_seconds_per_step"] * 1e3 for t in ts]
                 ),
             }
             summary.setdefault(preset, {})[v] = s
@@ -509,8 +523,43 @@ def compare(a: argparse.Namespace) -> dict:
                 f"{preset} {v or '(as is)'}: best {max(cpu):.1f} img/s (CPU time), median "
                 f"{s['cpu_img_s']['median']:.1f}; against the first: best/best "
                 f"{s['best_over_first_best']:.3f}, median of rounds {s['median_round_ratio']:.3f}"
+                f"; kernel time {s['kernel_ms_per_step']:.1f} ms a step"
             )
     return {"rounds": a.rounds, "variants": a.compare, "runs": runs, "summary": summary}
+
+
+def markdown(res: dict) -> str:
+    """benchmarks/README.md's tables from a roofline JSON: the fraction of the peak (1 thread:
+    wall time, CPU time in brackets), and the profile's shares."""
+    threads = list(res["peak"])
+    head = ["preset", "batch, layout", "GFLOP/img"]
+    for n in threads:
+        head += [f"{n} thread{'s' * (n != '1')}: img/s", "GFLOP/s", "of peak"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for preset, row in res["presets"].items():
+        layout = "channels-last" if row["channels_last"] else "NCHW"
+        cells = [f"`{preset}`", f"{row['batch_size']}, {layout}", f"{row['gflop_per_image']:.3f}"]
+        for n in threads:
+            t = row["threads"][n]
+            cells += [
+                f"{t['wall_img_s']:.0f}",
+                f"{t['wall_gflops']:.1f}",
+                f"{t['fraction_of_peak']:.0%}",
+            ]
+            if n == "1":
+                cells[-3] += f" ({t['cpu_img_s']:.0f})"
+                cells[-2] += f" ({t['cpu_gflops']:.1f})"
+                cells[-1] += f" ({t['fraction_of_peak_cpu_time']:.0%})"
+        lines.append("| " + " | ".join(cells) + " |")
+    profiled = {p: r["profile"] for p, r in res["presets"].items() if "profile" in r}
+    if profiled:
+        cats = list(dict.fromkeys(c for p in profiled.values() for c in p["share"]))
+        lines += ["", "| preset | s/step | " + " | ".join(cats) + " |"]
+        lines.append("|" + " --- |" * (len(cats) + 2))
+        for preset, p in profiled.items():
+            shares = " | ".join(f"{p['share'].get(c, 0):.0%}" for c in cats)
+            lines.append(f"| `{preset}` | {p['wall_seconds_per_step']:.2f} | {shares} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -538,8 +587,18 @@ def main() -> None:
         help="a variant's extra arguments, once per variant: --compare= --compare='--set ...'",
     )
     ap.add_argument("--rounds", type=int, default=3, help="--compare: A B rounds [3]")
+    ap.add_argument(
+        "--no-peak",
+        action="store_true",
+        help="time the step only (--compare's runs: the peak's 16 MiB buffers would adapt "
+        "glibc's malloc thresholds and hide --undo allocator's page faults)",
+    )
     ap.add_argument("--out", type=Path, help="[benchmarks/results/roofline-{device}.json]")
+    ap.add_argument("--table", type=Path, metavar="JSON", help="print a result's tables, run none")
     a = ap.parse_args()
+    if a.table:
+        print(markdown(json.loads(a.table.read_text())))
+        return
     unknown = sorted(set(a.presets) - set(PRESETS))
     if unknown:
         sys.exit(f"roofline: unknown presets {unknown}; choose from {sorted(PRESETS)}")
