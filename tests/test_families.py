@@ -197,6 +197,18 @@ def test_hvae_kl_per_group_sums_to_the_elbo_gap_and_the_top_prior_is_standard():
             model.sample(3, [1.0, 1.0])
 
 
+def test_hvae_reconstructs_through_the_posterior_means_of_every_group():
+    model = tiny("hvae", "bernoulli").eval()
+    x = images("bernoulli")
+    with torch.no_grad():
+        out, stats = model.top_down(len(x), model.features(x))  # eps None: posterior means
+        assert all(torch.equal(s["z"], s["qm"]) for s in stats)
+        torch.testing.assert_close(model.reconstruct(x), model.likelihood.mean(out))
+        # not the top code alone with the prior means below it (what decode(encode(x)) is)
+        top_only = model.decode(model.encode(x)[0])
+        assert (model.reconstruct(x) - top_only).abs().max() > 1e-3
+
+
 def test_free_bits_per_group_floor_each_groups_summed_kl():
     model = tiny("hvae", "bernoulli")
     x = images("bernoulli")
