@@ -86,9 +86,10 @@ def build_parser() -> Parser:
     p.add_argument("--data-dir", type=Path, help="dataset root [$VAEKIT_DATA, ~/.cache/vaekit]")
     types = {"dataset": (dataset_arg, "NAME|folder:PATH"), "image_size": (str, "H[xW]"),
              "log": (str, "NAME")}  # fmt: skip
-    add_config_flags(p, TrainConfig, "training (defaults: the preset's)", types)
-    add_config_flags(p, ObjectiveConfig, "objective (defaults: the preset's)")
-    add_config_flags(p, ModelConfig, "model (defaults: the preset's)", types)
+    unset = "(unset: the preset's value, else the [default])"
+    add_config_flags(p, TrainConfig, f"training {unset}", types)
+    add_config_flags(p, ObjectiveConfig, f"objective {unset}")
+    add_config_flags(p, ModelConfig, f"model {unset}", types)
     seen: set = set()
     for options in dict.fromkeys(f.options for f in FAMILIES.values()):
         names = ", ".join(k for k, f in FAMILIES.items() if f.options is options)
