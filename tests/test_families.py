@@ -177,6 +177,30 @@ def test_hvae_kl_and_densities_match_torch_distributions():
     torch.testing.assert_close(gaussian_log_density(z, pm, plv), p.log_prob(z).sum((1, 2, 3)))
 
 
+@pytest.mark.parametrize("f", [2, 3])
+def test_hvae_upsample_conv_is_the_conv_of_the_nearest_upsampled_map(f):
+    """The decoder's last conv on the coarse grid: the same values and gradients as the conv
+    of the upsampled map it replaces (float64, so any misplaced tap shows)."""
+    from torch.nn import functional as F
+
+    from vaekit.models.hvae import upsample_conv
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(5, 3, 3, padding=1).double()
+    h = torch.randn(2, 5, 4, 4, dtype=torch.float64, requires_grad=True)
+    ref = conv(F.interpolate(h, scale_factor=f, mode="nearest"))
+    out = upsample_conv(h, conv, f)
+    assert out.shape == ref.shape == (2, 3, 4 * f, 4 * f)
+    torch.testing.assert_close(out, ref)
+    wrt = [h, conv.weight, conv.bias]
+    for got, want in zip(
+        torch.autograd.grad(out.square().sum(), wrt),
+        torch.autograd.grad(ref.square().sum(), wrt),
+        strict=True,
+    ):
+        torch.testing.assert_close(got, want)
+
+
 def test_hvae_kl_per_group_sums_to_the_elbo_gap_and_the_top_prior_is_standard():
     model = tiny("hvae", "bernoulli").eval()
     x = images("bernoulli")
