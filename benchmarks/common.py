@@ -1,12 +1,36 @@
-"""What the benchmarks record beside their figures: the hardware and the commit."""
+"""What the benchmarks record beside their figures: the command, date, hardware (the CPU's
+model and flags: the machines change between sessions) and commit."""
 
 from __future__ import annotations
 
+import os
 import platform
+import re
+import shlex
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import torch
+
+from vaekit.training.precision import cpu_flags
+
+
+def lscpu() -> dict:
+    """The CPU's model, family and flags (lscpu; {} where there is none)."""
+    try:
+        r = subprocess.run(
+            ["lscpu"], capture_output=True, text=True, env={**os.environ, "LC_ALL": "C"}
+        )
+    except OSError:
+        return {}
+    info = {k.strip(): v.strip() for k, _, v in (ln.partition(":") for ln in r.stdout.splitlines())}
+    keep = ("Model name", "Vendor ID", "CPU family", "Model", "Stepping", "CPU(s)",
+            "Thread(s) per core", "CPU max MHz", "L2 cache")  # fmt: skip
+    flags = sorted(cpu_flags())
+    simd = [f for f in flags if re.match(r"avx|amx|fma|sse4", f)]
+    return {**{k: info[k] for k in keep if k in info}, "simd_flags": simd, "flags": flags}
 
 
 def hardware(device: str) -> dict:
@@ -24,9 +48,21 @@ def hardware(device: str) -> dict:
             if ln.startswith("model name")
         ]
         info["cpu"] = names[0] if names else platform.processor()
+    info["lscpu"] = lscpu()
     if torch.cuda.is_available() and device in ("auto", "cuda"):
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
+
+
+def provenance(device: str) -> dict:
+    """The header of a benchmark's record: command, date (UTC), commit, hardware, load."""
+    return {
+        "command": shlex.join(["python", *sys.argv]),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "commit": commit(),
+        "hardware": hardware(device),
+        "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
+    }
 
 
 def commit() -> str:

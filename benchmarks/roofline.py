@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import commit, hardware
+from common import provenance
 from torch.utils.flop_counter import FlopCounterMode
 
 from vaekit.config import PRESETS, configs, train_config
@@ -49,7 +49,7 @@ from vaekit.models import create_model
 from vaekit.objectives import create_objective
 from vaekit.training.allocator import keep_freed_memory
 from vaekit.training.loop import fused_adamw
-from vaekit.training.precision import choose_precision, cpu_flags
+from vaekit.training.precision import choose_precision
 from vaekit.training.step import TrainModule, lr_at, train_step
 
 HERE = Path(__file__).parent
@@ -370,17 +370,6 @@ def profile_steps(tr: Trainer, steps: int) -> dict:
 # --- The table ----------------------------------------------------------------------------------
 
 
-def lscpu() -> dict:
-    """The CPU's model and flags (lscpu), as recorded with every figure."""
-    env = {**os.environ, "LC_ALL": "C"}
-    r = subprocess.run(["lscpu"], capture_output=True, text=True, env=env)
-    info = {k.strip(): v.strip() for k, _, v in (ln.partition(":") for ln in r.stdout.splitlines())}
-    keep = ("Model name", "Vendor ID", "CPU(s)", "Thread(s) per core", "CPU max MHz", "L2 cache")
-    flags = sorted(cpu_flags())
-    simd = [f for f in flags if re.match(r"avx|amx|fma|sse4", f)]
-    return {**{k: info[k] for k in keep if k in info}, "simd_flags": simd, "flags": flags}
-
-
 def parse_set(items: list[str]) -> dict:
     """key=value config overrides (vaekit train's flag names, with _ or -)."""
     out = {}
@@ -407,12 +396,7 @@ def measure(a: argparse.Namespace) -> dict:
         threads = threads[:1]  # the host's threads hardly matter to a GPU step
     overrides = parse_set(a.set)
     res = {
-        "command": shlex.join(["python", *sys.argv]),
-        "date": time.strftime("%Y-%m-%d %H:%M"),
-        "commit": commit(),
-        "hardware": hardware(a.device),
-        "lscpu": lscpu(),
-        "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
+        **provenance(a.device),
         "overrides": overrides,
         "undo": a.undo,
         "not_counted": NOT_COUNTED,
@@ -603,15 +587,8 @@ def main() -> None:
     if unknown:
         sys.exit(f"roofline: unknown presets {unknown}; choose from {sorted(PRESETS)}")
     if a.compare:
-        res = {
-            **compare(a),
-            "command": shlex.join(["python", *sys.argv]),
-            "date": time.strftime("%Y-%m-%d %H:%M"),
-            "commit": commit(),
-            "hardware": hardware(a.device),
-            "lscpu": lscpu(),
-            "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
-        }
+        head = provenance(a.device)  # the date and load when the comparison starts
+        res = {**head, **compare(a)}
         out = a.out or HERE / "results" / f"roofline-compare-{a.device}.json"
     else:
         res = measure(a)
