@@ -3,7 +3,8 @@ evaluate it with K importance samples on the full test set. Writes RUN_DIR/resul
 the figures, the commands, the hardware, the commit and the times. A benchmark, not a test: run
 it alone. Stopped at any point, it continues where it was when run again with the same --out:
 training from last.pt, the bound from its progress file (mnist-nll on a 2-core CPU: ~1.5 h,
-then ~2.3 h).
+then ~2.3 h); each sitting (start, seconds, threads, the CPU's model and flags, commit) is added
+to RUN_DIR/sittings.jsonl and listed in the record.
 
     python benchmarks/results_nll.py --out runs/results-nll              # the full protocol
     python benchmarks/results_nll.py --preset mnist-hvae --iw-samples 1000 \
@@ -18,13 +19,32 @@ import argparse
 import datetime
 import json
 import sys
+import time
 from pathlib import Path
 
+import torch
 from common import add_run_args, commit, hardware, run_vaekit
 
 
-def run(argv: list[str]) -> float:
-    return run_vaekit(argv, "results_nll")
+def run(argv: list[str], out: Path, device: str) -> float:
+    """Run one vaekit command; append the sitting (when, where, how long; also when stopped)
+    to OUT/sittings.jsonl: a run of hours spans sessions, and the machine can change between
+    them."""
+    start, t0 = datetime.datetime.now(datetime.timezone.utc), time.perf_counter()
+    try:
+        return run_vaekit(argv, "results_nll")
+    finally:
+        cpu = hardware(device)["lscpu"]
+        row = {
+            "command": argv[0],
+            "start": start.strftime("%Y-%m-%d %H:%M:%S UTC"),
+            "seconds": round(time.perf_counter() - t0, 1),
+            "threads": torch.get_num_threads(),
+            "cpu": {k: v for k, v in cpu.items() if k != "flags"},
+            "commit": commit(),
+        }
+        with open(out / "sittings.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
 
 
 def main() -> None:
@@ -65,7 +85,7 @@ def main() -> None:
         str(a.out / "eval_iw.json"),
         *data,
     ]
-    train_s = run(train)
+    train_s = run(train, a.out, a.device)
     rows = {}  # epoch -> its metrics row (the last one written, if an epoch was redone)
     for line in (a.out / "metrics.jsonl").read_text().splitlines():
         row = json.loads(line)
@@ -77,7 +97,7 @@ def main() -> None:
             f"results_nll: training stopped after epoch {done} of {epochs}; "
             "run the same command again to continue"
         )
-    eval_s = run(evaluate)
+    eval_s = run(evaluate, a.out, a.device)
     ev = json.loads((a.out / "eval_iw.json").read_text())
     result = {
         "protocol": "MNIST, dynamic binarization for training, test set binarized once (seed 0),"
@@ -91,6 +111,7 @@ def main() -> None:
         "train_seconds": train_s,
         "eval_seconds": eval_s,
         "commands": ["vaekit " + " ".join(train), "vaekit " + " ".join(evaluate)],
+        "sittings": [json.loads(ln) for ln in (a.out / "sittings.jsonl").read_text().splitlines()],
         "hardware": hardware(a.device),
         "commit": commit(),
         "date": datetime.date.today().isoformat(),
