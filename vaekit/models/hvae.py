@@ -181,15 +181,17 @@ class HVAE(LatentModel):
             s["z"] = z
             stats.append(s)
             h = g.step(h, z, feat)
+        # the GELU before the upsampling, which it commutes with: on the small map
         return self.output(F.gelu(h)).float(), stats
 
     def output(self, h: torch.Tensor) -> torch.Tensor:
-        """The last state (B, width, r, r) -> the likelihood's parameters at the image size."""
+        """GELU of the last state (B, width, r, r) -> the likelihood's parameters (B, channels,
+        H, W), nearest-upsampled to the image size."""
         H, W = self.cfg.image_size
         r = h.shape[-1]
         if (H, W) == (r, r):
             return self.out(h)
-        if H == W and H % r == 0:  # gelu commutes with nearest upsampling: upsample in the conv
+        if H == W and H % r == 0:  # the upsampling inside the conv: no f^2-times larger map
             return upsample_conv(h, self.out, H // r)
         return self.out(F.interpolate(h, size=(H, W), mode="nearest"))
 
