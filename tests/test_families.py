@@ -14,6 +14,7 @@ from vaekit.config import FAMILIES, LIKELIHOODS, OBJECTIVES, ObjectiveConfig, bu
 from vaekit.evaluate import evaluate
 from vaekit.losses import iw_bound, log_normal, log_std_normal
 from vaekit.models import create_model, list_models
+from vaekit.models.hvae import soft_clamp
 from vaekit.objectives import create_objective
 from vaekit.training import TrainModule, train_step
 
@@ -231,6 +232,33 @@ def test_hvae_reconstructs_through_the_posterior_means_of_every_group():
         # not the top code alone with the prior means below it (what decode(encode(x)) is)
         top_only = model.decode(model.encode(x)[0])
         assert (model.reconstruct(x) - top_only).abs().max() > 1e-3
+
+
+def test_hvae_posterior_split_conv_is_the_block_on_the_concatenation():
+    """The posterior block's first conv, split into the state's part and the features' part
+    (computed once per image), gives what the block gives on cat([h, a]) (float64)."""
+    from torch.nn import functional as F
+
+    model = tiny("hvae", "bernoulli").double()
+    g = model.groups[2]
+    h, a = torch.randn(6, 8, 7, 7, dtype=torch.float64), torch.randn(3, 8, 7, 7).double()
+    qm, qlogv = g.posterior_of(F.gelu(h), g.posterior_input(a))  # row j of h: image j % 3
+    ref_m, ref_logv = g.posterior(torch.cat([h, a.repeat(2, 1, 1, 1)], 1)).chunk(2, 1)
+    torch.testing.assert_close(qm, ref_m)
+    torch.testing.assert_close(qlogv, soft_clamp(ref_logv))
+
+
+def test_hvae_log_weights_of_k_samples_are_each_images_paths_alone():
+    """K samples of B images in one pass (the features shared, not copied) give each (sample,
+    image) the log weight of that image's path computed alone."""
+    model = tiny("hvae", "bernoulli").eval()
+    x = images("bernoulli", n=3)
+    eps = model.noise(3, k=4)  # [(4, 3, *shape)]
+    with torch.no_grad():
+        together = model.log_weights(x, 4, eps=eps)  # (4, 3)
+        for k, j in itertools.product(range(4), range(3)):
+            alone = model.log_weights(x[j : j + 1], 1, eps=[e[k : k + 1, j : j + 1] for e in eps])
+            torch.testing.assert_close(together[k, j], alone[0, 0], rtol=1e-5, atol=1e-4)
 
 
 def test_free_bits_per_group_floor_each_groups_summed_kl():

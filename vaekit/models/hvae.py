@@ -75,8 +75,12 @@ class Block(nn.Module):
         self.residual = residual
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.c4(F.gelu(self.c3(F.gelu(self.c2(F.gelu(self.c1(F.gelu(x))))))))
+        h = self.tail(self.c1(F.gelu(x)))
         return x + h if self.residual else h
+
+    def tail(self, u: torch.Tensor) -> torch.Tensor:
+        """The block after its first conv: c1's output u (B, cmid, r, r) -> (B, cout, r, r)."""
+        return self.c4(F.gelu(self.c3(F.gelu(self.c2(F.gelu(u))))))
 
 
 class TopDownGroup(nn.Module):
@@ -96,13 +100,30 @@ class TopDownGroup(nn.Module):
         with torch.no_grad():  # VDVAE scales the last conv of the residual blocks by 1/sqrt(L)
             self.res.c4.weight.mul_(math.sqrt(1 / depth))
 
-    def prior_of(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(pm, plogv) of p(z | h) and the state's update from the prior block."""
+    def prior_of(self, gh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(pm, plogv) of p(z | h) and the state's update from the prior block, given gelu(h)
+        (n, width, r, r): the prior and posterior blocks both start with it."""
         if self.prior is None:
-            zeros = h.new_zeros(h.shape[0], self.zc, *h.shape[2:])
-            return zeros, zeros, h.new_zeros(())
-        pm, plogv, feat = self.prior(h).split([self.zc, self.zc, h.shape[1]], dim=1)
+            zeros = gh.new_zeros(gh.shape[0], self.zc, *gh.shape[2:])
+            return zeros, zeros, gh.new_zeros(())
+        out = self.prior.tail(self.prior.c1(gh))
+        pm, plogv, feat = out.split([self.zc, self.zc, gh.shape[1]], dim=1)
         return pm, soft_clamp(plogv), feat
+
+    def posterior_input(self, a: torch.Tensor) -> torch.Tensor:
+        """The encoder features' share of the posterior block's first (1x1) conv, whose input is
+        gelu(cat([h, a])): (B, width, r, r) -> (B, cmid, r, r), with its bias. It depends on
+        the image alone, so the importance-weighted bound computes it once for all K samples."""
+        c1 = self.posterior.c1
+        return F.conv2d(F.gelu(a), c1.weight[:, -a.shape[1] :], c1.bias)
+
+    def posterior_of(self, gh: torch.Tensor, pa: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(qm, qlogv) of q(z | x, z_<l) from gelu(h) (n, width, r, r) and posterior_input
+        (B, cmid, r, r), n a multiple of B: row j of h belongs to image j % B."""
+        u = F.conv2d(gh, self.posterior.c1.weight[:, : gh.shape[1]])
+        u = (u.unflatten(0, (-1, len(pa))) + pa).flatten(0, 1)  # pa broadcast over the samples
+        qm, qlogv = self.posterior.tail(u).chunk(2, dim=1)
+        return qm, soft_clamp(qlogv)
 
     def step(self, h: torch.Tensor, z: torch.Tensor, feat: torch.Tensor) -> torch.Tensor:
         return self.res(h + feat + self.z_proj(z))
@@ -153,21 +174,26 @@ class HVAE(LatentModel):
         z_given: dict[int, torch.Tensor] | None = None,
         temperature: list[float] | None = None,
     ) -> tuple[torch.Tensor, list[dict]]:
-        """The top-down pass for n images: decoder output (n, channels, H, W) and per group
-        {pm, plogv, z} (+ qm, qlogv with acts). Each group's z: z_given[l] if given; else from
-        the posterior (with acts) or the prior, mean + std * eps[l] (eps None: the mean);
-        temperature[l] scales the prior's std (sampling only)."""
+        """The top-down pass for n rows: decoder output (n, channels, H, W) and per group
+        {pm, plogv, z} (+ qm, qlogv with acts). acts: the features of B images, n a multiple of
+        B (row j is a path for image j % B: K samples without K copies of the features). Each
+        group's z: z_given[l] if given; else from the posterior (with acts) or the prior, mean +
+        std * eps[l] (eps None: the mean); temperature[l] scales the prior's std (sampling
+        only)."""
         h = self.h_top.expand(n, -1, -1, -1)
+        if acts is not None:
+            pa = [g.posterior_input(acts[r]) for g, r in zip(self.groups, self.sizes, strict=True)]
         stats = []
         for i, (g, r) in enumerate(zip(self.groups, self.sizes, strict=True)):
             if h.shape[-1] != r:
                 h = F.interpolate(h, size=(r, r), mode="nearest")
-            pm, plogv, feat = g.prior_of(h)
+            gh = F.gelu(h)
+            pm, plogv, feat = g.prior_of(gh)
             s = {"pm": pm, "plogv": plogv}
             if acts is not None:
-                qm, qlogv = g.posterior(torch.cat([h, acts[r]], dim=1)).chunk(2, dim=1)
-                s.update(qm=qm, qlogv=soft_clamp(qlogv))
-                m, logv = qm, s["qlogv"]
+                qm, qlogv = g.posterior_of(gh, pa[i])
+                s.update(qm=qm, qlogv=qlogv)
+                m, logv = qm, qlogv
             else:
                 m, logv = pm, plogv
                 if temperature is not None:
@@ -212,10 +238,10 @@ class HVAE(LatentModel):
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The top group's (mu, logvar), flat (N, z_channels * r0 * r0): one group, no more."""
-        h = self.h_top.expand(len(x), -1, -1, -1)
-        r = self.sizes[0]
-        qm, qlogv = self.groups[0].posterior(torch.cat([h, self.features(x)[r]], 1)).chunk(2, 1)
-        return qm.flatten(1), soft_clamp(qlogv).flatten(1)
+        g, a = self.groups[0], self.features(x)[self.sizes[0]]
+        gh = F.gelu(self.h_top).expand(len(x), -1, -1, -1)
+        qm, qlogv = g.posterior_of(gh, g.posterior_input(a))
+        return qm.flatten(1), qlogv.flatten(1)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
@@ -254,9 +280,8 @@ class HVAE(LatentModel):
                 draws = [[torch.randn(B, *s, generator=generator, device=noise_device)
                           for s in self.latent_shapes] for _ in range(n)]  # fmt: skip
                 e = [torch.cat([d[i] for d in draws]).to(x.device) for i in range(len(draws[0]))]
-            rep = {r: a.repeat(n, 1, 1, 1) for r, a in acts.items()}  # (n * B, W, r, r)
             xr = x.repeat(n, 1, 1, 1)
-            h, stats = self.top_down(n * B, rep, e)
+            h, stats = self.top_down(n * B, acts, e)  # row j: a path for image j % B
             lw = self.likelihood.log_px(xr, h)
             for s in stats:
                 lw = lw + gaussian_log_density(s["z"], s["pm"], s["plogv"])
