@@ -23,10 +23,10 @@ import time
 from pathlib import Path
 
 import torch
-from common import add_run_args, commit, hardware, run_vaekit
+from common import add_run_args, commit, hardware, lscpu, run_vaekit
 
 
-def run(argv: list[str], out: Path, device: str) -> float:
+def run(argv: list[str], out: Path) -> float:
     """Run one vaekit command; append the sitting (when, where, how long; also when stopped)
     to OUT/sittings.jsonl: a run of hours spans sessions, and the machine can change between
     them."""
@@ -34,7 +34,7 @@ def run(argv: list[str], out: Path, device: str) -> float:
     try:
         return run_vaekit(argv, "results_nll")
     finally:
-        cpu = hardware(device)["lscpu"]
+        cpu = lscpu()
         row = {
             "command": argv[0],
             "start": start.strftime("%Y-%m-%d %H:%M:%S UTC"),
@@ -85,7 +85,7 @@ def main() -> None:
         str(a.out / "eval_iw.json"),
         *data,
     ]
-    train_s = run(train, a.out, a.device)
+    train_s = run(train, a.out)
     rows = {}  # epoch -> its metrics row (the last one written, if an epoch was redone)
     for line in (a.out / "metrics.jsonl").read_text().splitlines():
         row = json.loads(line)
@@ -97,7 +97,7 @@ def main() -> None:
             f"results_nll: training stopped after epoch {done} of {epochs}; "
             "run the same command again to continue"
         )
-    eval_s = run(evaluate, a.out, a.device)
+    eval_s = run(evaluate, a.out)
     ev = json.loads((a.out / "eval_iw.json").read_text())
     result = {
         "protocol": "MNIST, dynamic binarization for training, test set binarized once (seed 0),"
