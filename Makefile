@@ -9,7 +9,7 @@ ARGS    ?=
 
 export VAEKIT_DATA := $(DATA)
 
-.PHONY: install test lint dist train figures explore results-nll results-nll-hvae bench bench-ttq bench-scaling bench-roofline bench-ood bench-metrics explorer-bench clean
+.PHONY: install test lint dist train figures explore results-nll results-nll-hvae results-grids bench bench-ttq bench-scaling bench-roofline bench-ood bench-metrics explorer-bench clean
 
 install: $(STAMP)
 
@@ -92,6 +92,13 @@ results-nll: install
 results-nll-hvae: install
 	$(BIN)/python benchmarks/results_nll.py --preset mnist-hvae --iw-samples 1000 \
 	  --out runs/results-nll-hvae $(ARGS)
+
+# The README's grids of prior samples from the two NLL runs (after results-nll and
+# results-nll-hvae): 64 each from the final weights, noise seed 0, temperatures 1.0 and 0.7.
+results-grids: install
+	for run in results-nll results-nll-hvae; do for t in 1.0 0.7; do \
+	  $(BIN)/vaekit sample runs/$$run --n 64 --seed 0 --temperature $$t \
+	    --out docs/grids/$$run-t$$t.png || exit 1; done; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
