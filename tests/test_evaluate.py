@@ -55,7 +55,10 @@ def test_per_image_bound_is_the_losses_estimator_on_each_block(model_x):
         assert torch.allclose(out[start : start + 5], iw_bound(log_w).double())
 
 
-def test_saved_bound_survives_a_crash_and_a_rerun_computes_nothing(model_x, tmp_path, monkeypatch):
+@pytest.mark.parametrize("save_every", [0, 1e9])  # saved after every block; only when stopped
+def test_saved_bound_survives_a_crash_and_a_rerun_computes_nothing(
+    model_x, tmp_path, monkeypatch, save_every
+):
     model, x = model_x
     kw = dict(K=6, chunk=2, batch_size=10, seed=0)  # blocks of 5 images: 5 blocks
     want = ev.iw_log_px(model, x, **kw)
@@ -71,7 +74,9 @@ def test_saved_bound_survives_a_crash_and_a_rerun_computes_nothing(model_x, tmp_
     logs = []
     monkeypatch.setattr(model, "log_weights", crashing)
     with pytest.raises(KeyboardInterrupt):
-        ev.iw_log_px_saved(model, x, stem=tmp_path / "last", save_every=0, log=logs.append, **kw)
+        ev.iw_log_px_saved(
+            model, x, stem=tmp_path / "last", save_every=save_every, log=logs.append, **kw
+        )
     (record,) = tmp_path.glob("last.iw6-*.json")
     state = json.loads(record.read_text())
     assert state["key"]["K"] == 6 and state["key"]["num_images"] == 23

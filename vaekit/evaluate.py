@@ -146,8 +146,9 @@ def iw_log_px_saved(
 
     The file is named stem + ".iw{K}-{key digest}.json" and holds the key (model, data, K, seed,
     block size) and one value per image, null until done; it is replaced atomically at most
-    save_every seconds and at the end, and stays as the record of the per-image bounds (a
-    rerun with the same key reads it and computes nothing). Progress goes to `log` every minute.
+    save_every seconds, when an exception stops the bound (KeyboardInterrupt included) and at
+    the end, and stays as the record of the per-image bounds (a rerun with the same key reads
+    it and computes nothing). Progress goes to `log` every minute.
     """
     key = {
         "fingerprint": fingerprint(model, x),
@@ -190,7 +191,8 @@ def iw_log_px_saved(
             failing = False
 
     def on_block(values: torch.Tensor) -> None:
-        nonlocal last_save, last_log
+        nonlocal last_save, last_log, latest
+        latest = values
         now = time.monotonic()
         if now - last_save >= save_every:
             save(values)
@@ -204,7 +206,13 @@ def iw_log_px_saved(
             )
             last_log = now
 
-    out = iw_log_px(model, x, K, chunk, batch_size, seed, done, on_block)
+    latest = None  # the values after the last finished block
+    try:
+        out = iw_log_px(model, x, K, chunk, batch_size, seed, done, on_block)
+    except BaseException:  # stopped (a signal, Ctrl-C) or failed: keep the finished blocks
+        if latest is not None:
+            save(latest)
+        raise
     if n_done < len(x):
         save(out)
     return out, {"record": str(path), "seconds": spent + time.monotonic() - t0}
