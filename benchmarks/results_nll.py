@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -54,6 +55,11 @@ def main() -> None:
     p.add_argument("--epochs", type=int, help="training epochs [the preset's]")
     add_run_args(p, iw_samples=5000, eval_limit=0)
     a = p.parse_args()
+    # SIGINT and SIGTERM stop it cleanly, also when started in the background (where SIGINT
+    # starts ignored): training saves at the next step, the bound keeps its finished blocks,
+    # and the sitting is recorded.
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, signal.default_int_handler)
 
     data = ["--data-dir", str(a.data_dir)] if a.data_dir else []
     train = [
