@@ -96,7 +96,9 @@ def run_vaekit(argv: list[str], who: str) -> float:
     from vaekit.cli import main
 
     t0 = time.perf_counter()
-    if code := main(argv):
+    if (code := main(argv)) == 130:  # stopped by a signal: vaekit said so already
+        sys.exit(f"{who}: stopped during 'vaekit {argv[0]}'")
+    if code:
         sys.exit(f"{who}: 'vaekit {' '.join(argv)}' failed with status {code}")
     return time.perf_counter() - t0
 
