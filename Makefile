@@ -7,7 +7,8 @@ DATA    ?= $(if $(VAEKIT_DATA),$(VAEKIT_DATA),$(wildcard ../shared/data))
 RUN     ?= runs/mnist
 ARGS    ?=
 
-export VAEKIT_DATA := $(DATA)
+# Absolute: the notebook and wheel tests run vaekit from other directories.
+export VAEKIT_DATA := $(abspath $(DATA))
 
 .PHONY: install test lint dist train figures explore results-nll results-nll-hvae results-grids bench bench-ttq bench-scaling bench-roofline bench-ood bench-metrics explorer-bench clean
 
