@@ -341,7 +341,7 @@ def run_images(args: argparse.Namespace, limit: int | None = None):
         model, _, x, _ = load_run(args)
         return model, x, "the test set"
     model, ckpt, _, _ = load_run(args, with_data=False)
-    x, _, _ = gather(model, args.data, run_data_dir(args, ckpt), limit)
+    x, *_ = gather(model, args.data, run_data_dir(args, ckpt), limit)
     return model, x, "--data"
 
 
@@ -629,20 +629,21 @@ def cmd_encode(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     arrays = encode_source(model, source, args.batch_size, args.all_groups)
     seconds = time.perf_counter() - t0
-    n = len(arrays["mu"]) if "mu" in arrays else 0
-    if n < source.count:
-        print(f"note: {source.count - n} of {source.count} files could not be read; left out")
-    if not n:
-        raise ValueError(f"--data {' '.join(args.data)}: no readable images")
+    n = len(arrays["mu"])
+    inputs.warn_unreadable(source, f"{args.out} ({'unreadable' if fmt == 'npz' else 'error'})")
     path = save(arrays, args.out, fmt)
     shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in arrays.items())
     print(f"wrote {path}: {shapes} ({n} images in {seconds:.1f} s)")
     return 0
 
 
-def gather(model, specs: list[str], data_dir, limit: int | None = None) -> tuple:
+def gather(
+    model, specs: list[str], data_dir, limit: int | None = None, where: str | None = None
+) -> tuple:
     """The images of --data specs (the first `limit`, or all) as the model sees them:
-    (uint8 (N, C, H, W), labels, paths)."""
+    (uint8 (N, C, H, W), labels, paths, unreadable files [(path, reason)]). Files that cannot
+    be read are left out with a note on stderr (where: the output listing them); none
+    readable is a DataError."""
     import torch
 
     from . import inputs
@@ -656,10 +657,9 @@ def gather(model, specs: list[str], data_dir, limit: int | None = None) -> tuple
         n += len(b.x)
         if limit and n >= limit:
             break
-    if not xs:
-        raise ValueError(f"--data {' '.join(specs)}: no readable images")
+    inputs.warn_unreadable(source, where)
     labels = torch.cat(ys)[:limit].tolist() if source.labelled else None
-    return torch.cat(xs)[:limit], labels, ps[:limit] or None
+    return torch.cat(xs)[:limit], labels, ps[:limit] or None, source.unreadable.files
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -682,17 +682,21 @@ def cmd_score(args: argparse.Namespace) -> int:
         if same != (model.cfg.image_size, model.cfg.in_channels, model.likelihood.binary):
             raise ValueError("--background must model the same images (size, channels, binary)")
     data_dir = run_data_dir(args, ckpt)
-    x, labels, paths = gather(model, args.data, data_dir)
+    where = f"{args.out} (rows with an error)"
+    x, labels, paths, unreadable = gather(model, args.data, data_dir, where=where)
     scores = score(model, x, args.iw_samples, background, args.seed)
     with open(args.out, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["index", "path", "label", *scores])
+        w.writerow(["index", "path", "label", *scores, "error"])
         for i in range(len(x)):
             row = [i, paths[i] if paths else "", labels[i] if labels else ""]
-            w.writerow(row + [f"{v[i]:.4f}" for v in scores.values()])
-    print(f"wrote {args.out}: {len(x)} images, scores {', '.join(scores)} (bits)")
+            w.writerow(row + [f"{v[i]:.4f}" for v in scores.values()] + [""])
+        for path, why in unreadable:  # no scores: the file could not be read
+            w.writerow(["", path, "", *[""] * len(scores), why])
+    more = f" ({len(unreadable)} unreadable)" if unreadable else ""
+    print(f"wrote {args.out}: {len(x)} images{more}, scores {', '.join(scores)} (bits)")
     if args.in_dist:
-        x_in, _, _ = gather(model, args.in_dist, data_dir)
+        x_in, *_ = gather(model, args.in_dist, data_dir)
         normal = score(model, x_in, args.iw_samples, background, args.seed)
         keys = [k for k in scores if k != "bits_per_dim"]
         res = {k: ood_metrics(normal[k], scores[k]) for k in keys}
