@@ -456,6 +456,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.limit < 0:
         raise ValueError(f"--limit must be >= 0, got {args.limit}")
     n = args.limit or None
+
+    def stage(what: str) -> None:  # progress on stderr: stdout is the result (--json)
+        print(f"evaluate: {what}...", file=sys.stderr, flush=True)
+
+    stage(f"loading {args.run_dir} and its test set")
     model, ckpt, x, y_test = load_run(args)
     if args.iw_samples and not model.has_kl:
         raise ValueError(
@@ -464,6 +469,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         )
     x, y_test = x[:n], y_test[:n]
     dataset = ckpt["train_config"]["dataset"]
+    stage(f"loss and ELBO of {len(x):,} test images")
     res = {
         "dataset": dataset,
         "split": "test",
@@ -483,6 +489,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         # reuses the last one's freed buffers (mnist-hvae: 1.1-1.3x)
         model = model.to(memory_format=torch.channels_last)
         keep_freed_memory()
+        stage(f"importance-weighted bound, K={args.iw_samples}, of {len(x):,} test images")
         log_px, info = iw_log_px_saved(
             model, x, args.iw_samples, stem=stem, chunk=args.iw_chunk, batch_size=args.iw_batch
         )
@@ -491,6 +498,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         res["iw_seconds"], res["iw_record"] = info["seconds"], info["record"]
         res["bits_per_dim_from"] = "nll_iw"
     res["bits_per_dim"] = None if nll is None else bits_per_dim(nll, x[0].numel())
+    stage("active units")
     mu_test = posterior(model, x)[0]
     res["active_units"] = active_units(mu_test)[0]  # of the top group
     res["active_units_per_group"] = active_units_per_group(model, x, args.batch_size)
@@ -499,7 +507,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not args.no_probe:
         split = load_split(*data_args(ckpt, model.cfg, "train", run_data_dir(args, ckpt)))
         x_train, y_train = (t[:n] for t in split)
-        mu_train = posterior(model, model.likelihood.prepare_eval(x_train))[0]
+        stage(f"linear probe: encoding {len(x_train):,} training images")
+        mu_train = posterior(model, model.likelihood.prepare_eval(x_train), desc="encoding")[0]
+        stage("linear probe: fitting a logistic regression on their latent means (L-BFGS)")
         res["probe_accuracy"] = linear_probe(mu_train, y_train, mu_test, y_test)
     if args.out:
         checkpoint.save_json(res, args.out)
