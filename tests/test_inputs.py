@@ -124,3 +124,11 @@ def test_a_file_removed_after_listing_is_reported_and_none_left_is_an_error(tmp_
     a.unlink()
     with pytest.raises(DataError, match="none of the 2 files could be read"):
         list(source.batches(10))
+
+
+def test_one_unreadable_file_alone_is_named_in_the_error(tiny_run, mixed, capsys):
+    out = mixed.parent / "r.png"
+    argv = ["reconstruct", str(tiny_run), "--data", str(mixed / "b.png"), "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{mixed / 'b.png'} could not be read (OSError: " in err

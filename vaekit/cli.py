@@ -640,7 +640,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
     arrays = encode_source(model, source, args.batch_size, args.all_groups)
     seconds = time.perf_counter() - t0
     n = len(arrays["mu"])
-    inputs.warn_unreadable(source, f"{args.out} ({'unreadable' if fmt == 'npz' else 'error'})")
+    listed = "its unreadable and unreadable_errors" if fmt == "npz" else "rows with an error"
+    inputs.warn_unreadable(source, f"{args.out} ({listed})")
     path = save(arrays, args.out, fmt)
     shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in arrays.items())
     print(f"wrote {path}: {shapes} ({n} images in {seconds:.1f} s)")

@@ -130,9 +130,11 @@ def _decoded_batches(
         if ok:
             y = torch.tensor([label(n) for n in ok]) if label else None
             yield Batch(torch.from_numpy(np.stack(arrays)), y, ok)
+    if len(bad.files) == len(names) == 1:
+        raise DataError(f"{bad.files[0][0]} could not be read ({bad.files[0][1]})")
     if names and len(bad.files) == len(names):
         path, why = bad.files[0]
-        more = f" (and {len(names) - 1} more)" if len(names) > 1 else ""
+        more = f" (and {len(names) - 1} more)"
         raise DataError(f"none of the {len(names)} files could be read: {path} ({why}){more}")
 
 
