@@ -460,8 +460,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     def stage(what: str) -> None:  # progress on stderr: stdout is the result (--json)
         print(f"evaluate: {what}...", file=sys.stderr, flush=True)
 
-    stage(f"loading {args.run_dir} and its test set")
-    model, ckpt, x, y_test = load_run(args)
+    model, ckpt, x, y_test = load_run(args)  # quick; its errors stay one line on stderr
     if args.iw_samples and not model.has_kl:
         raise ValueError(
             f"--iw-samples: a {model.cfg.family} model has no posterior density, so no "
