@@ -312,3 +312,66 @@ def test_data_and_cache_do_not_import_each_other():
     assert data.DataError is errors.DataError is cache.DataError is DataError
     with pytest.raises(DataError, match="no such folder"):
         cache.resolve(Path("/nonexistent/vaekit"), None, None, workers=1)
+
+
+def test_data_beside_a_clone_is_found_without_settings(toy, tmp_path, monkeypatch):
+    """A fresh clone next to shared/data (as `make` expects) finds it with no VAEKIT_DATA and
+    no --data-dir, from the clone and from a folder inside it (the tutorial's docs/)."""
+    root, arrays = toy
+    shared = tmp_path / "shared" / "data"
+    shared.mkdir(parents=True)
+    (root / "toy").rename(shared / "toy")
+    clone = tmp_path / "clone"
+    (clone / "docs").mkdir(parents=True)
+    monkeypatch.delenv("VAEKIT_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    for cwd in (clone, clone / "docs"):
+        monkeypatch.chdir(cwd)
+        _, y = load_split("toy", "test")
+        assert y.tolist() == arrays["test"][1].tolist()
+
+
+def test_the_search_order_and_when_it_applies(tmp_path, monkeypatch):
+    here = tmp_path / "a" / "b"
+    for d in ("a/b/data", "a/shared/data", "shared/data", "a/b/shared/data"):
+        (tmp_path / d).mkdir(parents=True)
+    (tmp_path / "a" / "data").write_text("a file, not a folder")
+    monkeypatch.chdir(here)
+    monkeypatch.delenv("VAEKIT_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    cache = tmp_path / "cache" / "vaekit"
+    assert data.search_roots(None) == [cache, here / "data", here / "shared" / "data",
+                                       tmp_path / "a" / "shared" / "data",
+                                       tmp_path / "shared" / "data"]  # fmt: skip
+    assert data.search_roots(tmp_path / "mine") == [tmp_path / "mine", cache]  # given: no search
+    monkeypatch.setenv("VAEKIT_DATA", str(tmp_path / "env"))
+    assert data.search_roots(None) == [tmp_path / "env", cache]
+
+
+def test_downloads_go_to_the_cache_not_a_nearby_folder(toy, server, tmp_path, monkeypatch):
+    root, arrays = toy
+    www, url = server
+    for f in ("te-img.gz", "te-lab.gz"):
+        (www / f).write_bytes((root / "toy" / f).read_bytes())
+    (tmp_path / "here" / "data").mkdir(parents=True)  # a data folder without toy/
+    monkeypatch.chdir(tmp_path / "here")
+    monkeypatch.delenv("VAEKIT_DATA", raising=False)
+    monkeypatch.delenv("VAEKIT_OFFLINE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    load_split("toy", "test", mirrors=(url,))
+    assert (tmp_path / "cache" / "vaekit" / "toy" / "te-img.gz").is_file()
+    assert not (tmp_path / "here" / "data" / "toy").exists()
+
+
+def test_first_run_without_data_says_where_it_looked_and_how_to_point_at_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("VAEKIT_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    if any((r / "mnist").exists() for r in data.nearby_roots()):
+        pytest.skip("this machine has a data/mnist above the temporary folder")
+    with pytest.raises(DataError) as e:
+        load_split("mnist", "test")
+    msg = str(e.value)
+    assert str(tmp_path / "cache" / "vaekit" / "mnist") in msg
+    assert f"shared/data/mnist in {tmp_path} and each folder above it" in msg
+    assert "export VAEKIT_DATA=" in msg and "\n" not in msg

@@ -130,3 +130,15 @@ def test_a_non_finite_bound_is_an_error_not_a_number(model_x, monkeypatch):
     monkeypatch.setattr(model, "log_px", lambda x, z: torch.full((len(x),), math.nan))
     with pytest.raises(ValueError, match="not finite for test images 0..3"):
         ev.iw_log_px(model, x, K=2, chunk=2, batch_size=8)
+
+
+def test_evaluate_says_what_it_is_doing_on_stderr_and_keeps_json_clean(tiny_run, capsys):
+    from vaekit.cli import main
+
+    assert main(["evaluate", str(tiny_run), "--limit", "300", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert "probe_accuracy" in json.loads(out)  # stdout: the JSON alone
+    stages = [line for line in err.splitlines() if line.startswith("evaluate: ")]
+    assert any("loss and ELBO of 300 test images" in line for line in stages), err
+    probe = [line for line in stages if "linear probe" in line]
+    assert "encoding 300 training images" in probe[0] and "fitting" in probe[1]

@@ -272,6 +272,121 @@ def test_server_keeps_serving_after_bad_requests(served):
     assert request(server, "GET", "/api/info")[0] == 200
 
 
+# Every class of bad body, as raw bytes (and headers): each a 4xx with a one-line JSON error.
+DEEP = b'{"z": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"  # json's recursion limit
+HOSTILE = [
+    # invalid JSON
+    ("/api/decode", b"{not json", {}, 400, "not valid JSON"),
+    ("/api/decode", b'{"z": [[0, 0, 0, 0]]', {}, 400, "not valid JSON"),
+    ("/api/decode", b"\xff\xfe\x00", {}, 400, "not valid JSON"),
+    ("/api/decode", DEEP, {}, 400, "nested too deeply"),
+    ("/api/sample", b'{"n": ' + b"9" * 5000 + b"}", {}, 400, "not valid JSON"),
+    # not an object
+    ("/api/decode", b"[1, 2]", {}, 400, "JSON object"),
+    ("/api/sample", b'"n"', {}, 400, "JSON object"),
+    ("/api/sample", b"3", {}, 400, "JSON object"),
+    ("/api/sample", b"null", {}, 400, "JSON object"),
+    # wrong types
+    ("/api/sample", b'{"n": "2"}', {}, 400, "'n' must be an integer"),
+    ("/api/sample", b'{"n": [2]}', {}, 400, "'n' must be an integer"),
+    ("/api/sample", b'{"n": {"v": 2}}', {}, 400, "'n' must be an integer"),
+    ("/api/sample", b'{"n": 1, "seed": 1.5}', {}, 400, "'seed'"),
+    ("/api/sample", b'{"n": 1, "temperature": [1]}', {}, 400, "must be a number"),
+    ("/api/encode", b'{"index": true}', {}, 400, "'index'"),
+    ("/api/encode", b'{"index": null}', {}, 400, "missing 'index'"),
+    ("/api/encode", b'{"image": ["a"]}', {}, 400, "data URL"),
+    ("/api/encode", rb'{"image": "\u00e9\u00e9\u00e9\u00e9"}', {}, 400, "base64"),
+    ("/api/encode", b'{"index": 0, "invert": "yes"}', {}, 200, None),  # invert: uploads only
+    ("/api/encode", b'{"image": "AAAA", "invert": "yes"}', {}, 400, "'invert'"),
+    ("/api/decode", b'{"z": [[[0], 0, 0, 0]]}', {}, 400, "must be a number"),
+    ("/api/decode", b'{"z": [{"a": 1}]}', {}, 400, "list of latent vectors"),
+    # NaN and infinities, anywhere
+    ("/api/sample", b'{"n": 1, "temperature": NaN}', {}, 400, "finite"),
+    ("/api/sample", b'{"n": 1, "temperature": -Infinity}', {}, 400, "finite"),
+    ("/api/sample", b'{"n": NaN}', {}, 400, "'n' must be an integer"),
+    ("/api/sample", b'{"n": 1, "seed": Infinity}', {}, 400, "'seed'"),
+    ("/api/encode", b'{"index": NaN}', {}, 400, "'index'"),
+    # huge numbers
+    ("/api/decode", b'{"z": [[0, 1' + b"0" * 400 + b", 0, 0]]}", {}, 400, "within"),
+    ("/api/decode", b'{"z": [[0, 1e400, 0, 0]]}', {}, 400, "finite"),
+    ("/api/sample", b'{"n": 1, "temperature": 1' + b"0" * 400 + b"}", {}, 400, "temperature"),
+    ("/api/sample", b'{"n": 1' + b"0" * 400 + b"}", {}, 400, "'n' must be an integer"),
+    ("/api/sample", b'{"n": 1, "seed": 18446744073709551616}', {}, 400, "'seed'"),
+    ("/api/encode", b'{"index": 1' + b"0" * 400 + b"}", {}, 400, "'index'"),
+    # negative numbers and indices
+    ("/api/sample", b'{"n": -1}', {}, 400, "'n' must be an integer"),
+    ("/api/encode", b'{"index": -10001}', {}, 400, "'index'"),
+    # missing fields
+    ("/api/decode", b'{"zz": [[0, 0, 0, 0]]}', {}, 400, "list of latent vectors"),
+    ("/api/encode", b'{"invert": true}', {}, 400, "send"),
+    # content types
+    ("/api/decode", b'{"z": [[0, 0, 0, 0]]}', {"Content-Type": "image/png"}, 415, "image"),
+    ("/api/sample", b"\x89PNG", {"Content-Type": "image/png"}, 415, "image"),
+    ("/api/encode", b"--x\r\n", {"Content-Type": "multipart/form-data; boundary=x"}, 415, "JSON"),
+    ("/api/decode", b"z=1", {"Content-Type": "application/x-www-form-urlencoded"}, 400, "JSON"),
+    ("/api/encode", b"", {"Content-Type": "image/png"}, 400, "readable"),
+    # empty bodies
+    ("/api/decode", b"", {}, 400, "JSON object"),
+    ("/api/sample", b"   ", {}, 400, "JSON object"),
+]
+
+
+@pytest.mark.parametrize("path,raw,headers,status,message", HOSTILE)
+def test_hostile_bodies_are_a_4xx_with_a_one_line_json_error(
+    served, path, raw, headers, status, message
+):
+    _, server = served
+    got, out, _ = request(server, "POST", path, raw=raw, headers=headers)
+    assert got == status, out
+    if message is not None:
+        assert isinstance(out, dict) and message in out["error"], out
+        assert "\n" not in out["error"] and len(out["error"]) < 300
+
+
+def test_hostile_bodies_leave_no_traceback_in_the_servers_log(server_with, capsys):
+    server = server_with(quiet=False)
+    for path, raw, headers, _, _ in HOSTILE:
+        assert request(server, "POST", path, raw=raw, headers=headers)[0] < 500
+    time.sleep(0.2)  # the last log line comes just after the answer
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "internal error" not in err, err
+    assert len(err.splitlines()) == len(HOSTILE)  # one line a request
+
+
+def test_json_bodies_are_accepted_without_a_json_content_type(served):
+    # curl -d sends application/x-www-form-urlencoded, a browser's fetch of a string text/plain
+    _, server = served
+    z = json.dumps({"z": [[0.0] * 4]}).encode()
+    for ctype in (None, "application/json; charset=utf-8", "text/plain;charset=UTF-8",
+                  "application/x-www-form-urlencoded"):  # fmt: skip
+        headers = {"Content-Type": ctype} if ctype else {}
+        assert request(server, "POST", "/api/decode", raw=z, headers=headers)[0] == 200, ctype
+
+
+@pytest.mark.parametrize(
+    "data,status,message",
+    [
+        (b"GARBAGE\r\n\r\n", 400, "Bad request"),
+        (b"FOO /api/info HTTP/1.0\r\n\r\n", 405, "FOO"),
+        (b"GET /api/info HTTP/9.9\r\n\r\n", 505, None),
+        (b"GET /" + b"a" * 70_000 + b" HTTP/1.0\r\n\r\n", 414, None),
+        (b"POST /api/decode HTTP/1.0\r\nContent-Length: x1\r\n\r\n", 400, "Content-Length"),
+        (b"POST /api/decode HTTP/1.0\r\nContent-Length: -1\r\n\r\n", 400, "Content-Length"),
+        (b"POST /api/decode HTTP/1.0\r\n\r\n", 411, "Content-Length"),
+    ],
+)
+def test_malformed_http_gets_a_json_error(served, data, status, message):
+    _, server = served
+    host, port = server.server_address[:2]
+    if b"Host:" not in data and b"\r\n\r\n" in data:
+        line, rest = data.split(b"\r\n", 1)
+        data = line + f"\r\nHost: {host}:{port}".encode() + b"\r\n" + rest
+    got, out, _ = exchange(server, data)
+    assert got == status and isinstance(out["error"], str), out
+    if message:
+        assert message in out["error"]
+
+
 def test_page_and_assets_are_local(served):
     _, server = served
     status, html, headers = request(server, "GET", "/")

@@ -46,7 +46,7 @@ def test_a_folder_zip_and_files_keep_order_paths_and_class_labels(tiny_run, tmp_
     (root / "b" / "4.png").write_bytes(b"not a png")  # unreadable: left out with a note
     out = tmp_path / "z.npz"
     assert main(["encode", str(tiny_run), "--data", f"folder:{root}", "--out", str(out)]) == 0
-    assert "1 of 5 files could not be read" in capsys.readouterr().out
+    assert "1 of 5 files could not be read" in capsys.readouterr().err
     z = np.load(out)
     names = ["a/0.png", "a/1.png", "b/2.png", "b/3.png"]
     assert list(z["paths"]) == [str(root / n) for n in names] and list(z["labels"]) == [0, 0, 1, 1]

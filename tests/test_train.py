@@ -465,7 +465,21 @@ def test_the_chosen_precision_is_stored_with_the_run(tmp_path, data_root, monkey
 
     monkeypatch.setattr(P, "cpu_flags", lambda: set())
     run(tmp_path, data_root, 1, eval_every=0, limit=128, precision="auto")
-    assert json.loads((tmp_path / "config.json").read_text())["train"]["precision"] == "fp32"
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    assert cfg["train"]["precision"] == "fp32"  # what it trained in; and that auto chose it, why:
+    assert cfg["precision_requested"] == "auto"
+    assert cfg["precision_reason"] == "auto: the CPU has neither AVX-512 BF16 nor AMX"
+    monkeypatch.setattr(P, "cpu_flags", lambda: {"avx512_bf16"})  # resumed elsewhere: kept
+    resume(tmp_path, data_root, epochs=2)
+    again = json.loads((tmp_path / "config.json").read_text())
+    assert again["train"]["precision"] == "fp32" and again["precision_requested"] == "auto"
+    assert again["precision_reason"] == cfg["precision_reason"]
+    ckpt = torch.load(tmp_path / "last.pt", weights_only=True)  # as a vaekit 0.2 run saved it
+    del ckpt["precision_requested"], ckpt["precision_reason"]
+    torch.save(ckpt, tmp_path / "last.pt")
+    resume(tmp_path, data_root, epochs=3)
+    old = json.loads((tmp_path / "config.json").read_text())
+    assert old["precision_requested"] is None and old["precision_reason"] is None
 
 
 def test_fused_adamw_trains_the_same_model_and_resumes_an_unfused_run(

@@ -15,8 +15,8 @@ def test_the_tutorial_notebook_runs(tmp_path, data_root, monkeypatch):
     nb = nbformat.read(NOTEBOOK, as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert not any(c.outputs or c.execution_count for c in code), "commit it without outputs"
-    runs = tmp_path / "runs"
-    for k, v in dict(LIMIT="512", EPOCHS="1", RUNS=str(runs)).items():
+    runs = tmp_path.resolve() / "runs"  # given relative, as a user's runs/tutorial is
+    for k, v in dict(LIMIT="512", EPOCHS="1", RUNS="runs").items():
         monkeypatch.setenv(f"VAEKIT_TUTORIAL_{k}", v)  # the kernel inherits the environment
     monkeypatch.setenv("VAEKIT_DATA", str(data_root))
     client = NotebookClient(
@@ -29,4 +29,6 @@ def test_the_tutorial_notebook_runs(tmp_path, data_root, monkeypatch):
     bars = [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
     assert len(figures) == 9 and bars  # every picture, and tqdm's bars as Jupyter widgets
     text = "".join(o.get("text", "") for o in outputs)
-    assert "KL per image" in text and f"vaekit explore {runs / 'vae-512x1'}" in text
+    # the printed path is absolute: it works from a terminal in any folder (the kernel's
+    # folder is the notebook's, e.g. docs/, not the repository's)
+    assert "KL per image" in text and f"vaekit explore {runs / 'vae-512x1'}\n" in text

@@ -102,7 +102,7 @@ def _decode(task: tuple[str, str, tuple[int, int], int, int]) -> np.ndarray | st
     try:
         return images.decode(read_bytes(source, rel), size, crop, channels)
     except Exception as e:  # unreadable, truncated, a decompression bomb: skip, keep the reason
-        return f"{type(e).__name__}: {str(e).split(' <_io.')[0]}"  # not the BytesIO's repr
+        return images.failure(e)
 
 
 def _watch_parent(parent: int) -> None:

@@ -341,7 +341,7 @@ def run_images(args: argparse.Namespace, limit: int | None = None):
         model, _, x, _ = load_run(args)
         return model, x, "the test set"
     model, ckpt, _, _ = load_run(args, with_data=False)
-    x, _, _ = gather(model, args.data, run_data_dir(args, ckpt), limit)
+    x, *_ = gather(model, args.data, run_data_dir(args, ckpt), limit)
     return model, x, "--data"
 
 
@@ -456,7 +456,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.limit < 0:
         raise ValueError(f"--limit must be >= 0, got {args.limit}")
     n = args.limit or None
-    model, ckpt, x, y_test = load_run(args)
+
+    def stage(what: str) -> None:  # progress on stderr: stdout is the result (--json)
+        print(f"evaluate: {what}...", file=sys.stderr, flush=True)
+
+    model, ckpt, x, y_test = load_run(args)  # quick; its errors stay one line on stderr
     if args.iw_samples and not model.has_kl:
         raise ValueError(
             f"--iw-samples: a {model.cfg.family} model has no posterior density, so no "
@@ -464,6 +468,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         )
     x, y_test = x[:n], y_test[:n]
     dataset = ckpt["train_config"]["dataset"]
+    stage(f"loss and ELBO of {len(x):,} test images")
     res = {
         "dataset": dataset,
         "split": "test",
@@ -483,6 +488,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         # reuses the last one's freed buffers (mnist-hvae: 1.1-1.3x)
         model = model.to(memory_format=torch.channels_last)
         keep_freed_memory()
+        stage(f"importance-weighted bound, K={args.iw_samples}, of {len(x):,} test images")
         log_px, info = iw_log_px_saved(
             model, x, args.iw_samples, stem=stem, chunk=args.iw_chunk, batch_size=args.iw_batch
         )
@@ -491,6 +497,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         res["iw_seconds"], res["iw_record"] = info["seconds"], info["record"]
         res["bits_per_dim_from"] = "nll_iw"
     res["bits_per_dim"] = None if nll is None else bits_per_dim(nll, x[0].numel())
+    stage("active units")
     mu_test = posterior(model, x)[0]
     res["active_units"] = active_units(mu_test)[0]  # of the top group
     res["active_units_per_group"] = active_units_per_group(model, x, args.batch_size)
@@ -499,7 +506,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not args.no_probe:
         split = load_split(*data_args(ckpt, model.cfg, "train", run_data_dir(args, ckpt)))
         x_train, y_train = (t[:n] for t in split)
-        mu_train = posterior(model, model.likelihood.prepare_eval(x_train))[0]
+        stage(f"linear probe: encoding {len(x_train):,} training images")
+        mu_train = posterior(model, model.likelihood.prepare_eval(x_train), desc="encoding")[0]
+        stage("linear probe: fitting a logistic regression on their latent means (L-BFGS)")
         res["probe_accuracy"] = linear_probe(mu_train, y_train, mu_test, y_test)
     if args.out:
         checkpoint.save_json(res, args.out)
@@ -629,20 +638,22 @@ def cmd_encode(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     arrays = encode_source(model, source, args.batch_size, args.all_groups)
     seconds = time.perf_counter() - t0
-    n = len(arrays["mu"]) if "mu" in arrays else 0
-    if n < source.count:
-        print(f"note: {source.count - n} of {source.count} files could not be read; left out")
-    if not n:
-        raise ValueError(f"--data {' '.join(args.data)}: no readable images")
+    n = len(arrays["mu"])
+    listed = "its unreadable and unreadable_errors" if fmt == "npz" else "rows with an error"
+    inputs.warn_unreadable(source, f"{args.out} ({listed})")
     path = save(arrays, args.out, fmt)
     shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in arrays.items())
     print(f"wrote {path}: {shapes} ({n} images in {seconds:.1f} s)")
     return 0
 
 
-def gather(model, specs: list[str], data_dir, limit: int | None = None) -> tuple:
+def gather(
+    model, specs: list[str], data_dir, limit: int | None = None, where: str | None = None
+) -> tuple:
     """The images of --data specs (the first `limit`, or all) as the model sees them:
-    (uint8 (N, C, H, W), labels, paths)."""
+    (uint8 (N, C, H, W), labels, paths, unreadable files [(path, reason)]). Files that cannot
+    be read are left out with a note on stderr (where: the output listing them); none
+    readable is a DataError."""
     import torch
 
     from . import inputs
@@ -656,10 +667,9 @@ def gather(model, specs: list[str], data_dir, limit: int | None = None) -> tuple
         n += len(b.x)
         if limit and n >= limit:
             break
-    if not xs:
-        raise ValueError(f"--data {' '.join(specs)}: no readable images")
+    inputs.warn_unreadable(source, where)
     labels = torch.cat(ys)[:limit].tolist() if source.labelled else None
-    return torch.cat(xs)[:limit], labels, ps[:limit] or None
+    return torch.cat(xs)[:limit], labels, ps[:limit] or None, source.unreadable.files
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -682,17 +692,21 @@ def cmd_score(args: argparse.Namespace) -> int:
         if same != (model.cfg.image_size, model.cfg.in_channels, model.likelihood.binary):
             raise ValueError("--background must model the same images (size, channels, binary)")
     data_dir = run_data_dir(args, ckpt)
-    x, labels, paths = gather(model, args.data, data_dir)
+    where = f"{args.out} (rows with an error)"
+    x, labels, paths, unreadable = gather(model, args.data, data_dir, where=where)
     scores = score(model, x, args.iw_samples, background, args.seed)
     with open(args.out, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["index", "path", "label", *scores])
+        w.writerow(["index", "path", "label", *scores, "error"])
         for i in range(len(x)):
             row = [i, paths[i] if paths else "", labels[i] if labels else ""]
-            w.writerow(row + [f"{v[i]:.4f}" for v in scores.values()])
-    print(f"wrote {args.out}: {len(x)} images, scores {', '.join(scores)} (bits)")
+            w.writerow(row + [f"{v[i]:.4f}" for v in scores.values()] + [""])
+        for path, why in unreadable:  # no scores: the file could not be read
+            w.writerow(["", path, "", *[""] * len(scores), why])
+    more = f" ({len(unreadable)} unreadable)" if unreadable else ""
+    print(f"wrote {args.out}: {len(x)} images{more}, scores {', '.join(scores)} (bits)")
     if args.in_dist:
-        x_in, _, _ = gather(model, args.in_dist, data_dir)
+        x_in, *_ = gather(model, args.in_dist, data_dir)
         normal = score(model, x_in, args.iw_samples, background, args.seed)
         keys = [k for k in scores if k != "bits_per_dim"]
         res = {k: ood_metrics(normal[k], scores[k]) for k in keys}

@@ -145,13 +145,36 @@ def default_cache_dir() -> Path:
     return Path(base) / "vaekit"
 
 
+NEARBY = ("data", "shared/data")  # data folders looked for beside the current one and above it
+
+
+def nearby_roots(start: Path | None = None) -> list[Path]:
+    """The data folders near a folder (the current one by default): FOLDER/data, then
+    FOLDER/shared/data, for FOLDER = start and then each folder above it, the existing ones in
+    that order. A clone next to a shared/data folder (../shared/data) finds it."""
+    start = Path.cwd() if start is None else Path(start)
+    return [d / sub for d in (start, *start.parents) for sub in NEARBY if (d / sub).is_dir()]
+
+
 def search_roots(data_dir: str | Path | None) -> list[Path]:
-    """Where datasets are looked for, in order: --data-dir, $VAEKIT_DATA, the user cache."""
+    """Where datasets are looked for, in order: --data-dir, $VAEKIT_DATA, the user cache (where
+    downloads go when neither is given), and, only when neither is given, the data folders
+    near the current one (nearby_roots). The first is where downloads go."""
     roots = [Path(data_dir)] if data_dir else []
     if os.environ.get("VAEKIT_DATA"):
         roots.append(Path(os.environ["VAEKIT_DATA"]))
+    searched = not roots
     roots.append(default_cache_dir())
-    return roots
+    return roots + nearby_roots() if searched else roots
+
+
+def searched(roots: list[Path], name: str) -> str:
+    """Where a dataset was looked for, in words, for a message saying it is missing."""
+    where = ", ".join(str(r / name) for r in roots)
+    if os.environ.get("VAEKIT_DATA") or roots[0] != default_cache_dir():
+        return where  # a root was given: no search near the current folder
+    near = " and ".join(f"{n}/{name}" for n in NEARBY)
+    return f"{where}, and {near} in {Path.cwd()} and each folder above it"
 
 
 def md5sum(path: Path) -> str:
@@ -223,11 +246,12 @@ def fetch(
             return dest
         except (OSError, urllib.error.URLError, DataError) as e:
             errors.append(f"{base}: {getattr(e, 'reason', e)}")
-    where = " or ".join(str(r / spec.name) for r in roots)
+    what = "the IDX .gz files" if isinstance(spec, IdxDataset) else file
     raise DataError(
-        f"{spec.name}: {file} not found and could not be downloaded ({'; '.join(errors)}). "
-        f"Put {'the IDX .gz files' if isinstance(spec, IdxDataset) else file} in {where}, "
-        "or point --data-dir / VAEKIT_DATA at their parent"
+        f"{spec.name}: {file} not found (looked in {searched(roots, spec.name)}) and could not be "
+        f"downloaded ({'; '.join(errors)}). Put {what} in {roots[0] / spec.name}, or point "
+        f"--data-dir or VAEKIT_DATA at the folder that holds {spec.name}/ (export "
+        "VAEKIT_DATA=/path/to/data)"
     )
 
 
@@ -304,11 +328,11 @@ def celeba_source(roots: list[Path]) -> tuple[Path, dict[str, int] | None]:
                 if (d / f).exists():
                     part = d / CELEBA_PARTITION
                     return d / f, read_partition(part) if part.is_file() else None
-    where = " or ".join(str(r / "celeba") for r in roots)
     raise DataError(
-        "celeba: img_align_celeba.zip (or its extracted img_align_celeba/ folder) not found; "
-        f"download it from the CelebA site (Google Drive, no automatic download) into {where}, "
-        "with list_eval_partition.txt beside it for the official split"
+        "celeba: img_align_celeba.zip (or its extracted img_align_celeba/ folder) not found "
+        f"(looked in {searched(roots, 'celeba')}); download it from the CelebA site (Google "
+        f"Drive, no automatic download) into {roots[0] / 'celeba'}, with "
+        "list_eval_partition.txt beside it for the official split"
     )
 
 

@@ -16,6 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from . import checkpoint
 from .data import to_float
@@ -220,18 +221,23 @@ def iw_log_px_saved(
 
 @torch.inference_mode()
 def posterior(
-    model: LatentModel, x: torch.Tensor, batch_size: int = 1000
+    model: LatentModel, x: torch.Tensor, batch_size: int = 1000, desc: str | None = None
 ) -> tuple[torch.Tensor, list[float] | None]:
     """One encoder pass over uint8 images x: the top group's E_q[z|x] (N, D) on the CPU, and each
     of its dims' average KL(q(z|x) || p(z)) (D,), the dims the model uses most having the
-    largest (None for a model without a KL)."""
+    largest (None for a model without a KL). desc: show a progress bar (stderr, terminals
+    only) with this label."""
     device = next(model.parameters()).device
     mus, kl = [], torch.zeros(model.top_dim, dtype=torch.float64, device=device)
+    bar = tqdm(total=len(x), desc=desc, unit="img", file=sys.stderr, leave=False,
+               disable=None if desc else True)  # fmt: skip
     for i in range(0, len(x), batch_size):
         mu, logvar = model.encode(to_float(x[i : i + batch_size].to(device)))
         if logvar is not None:
             kl += kl_normal(mu, logvar).sum(0).double()
         mus.append(mu.cpu())
+        bar.update(len(mu))
+    bar.close()
     if not model.has_kl:
         return torch.cat(mus), None
     return torch.cat(mus), (kl / max(len(x), 1)).tolist()

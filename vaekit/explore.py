@@ -32,11 +32,12 @@ import socket
 import sys
 import threading
 import time
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from . import images
 from .data import to_float
@@ -95,11 +96,24 @@ def png_data_url(img: torch.Tensor) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def _number(v, what: str) -> float:
+def _show(v) -> str:
+    """A JSON value as a short string for an error message (at most ~40 characters)."""
+    try:
+        text = json.dumps(v)
+    except (ValueError, RecursionError):  # nested too deeply to print
+        text = type(v).__name__
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _number(v, what: str, lo: float, hi: float) -> float:
+    """A JSON number in [lo, hi] as a float; NaN, infinities, numbers out of range (however
+    many digits) and anything else are an ApiError."""
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ApiError(400, f"{what} must be a number, got {json.dumps(v)[:40]}")
-    if not math.isfinite(v):
+        raise ApiError(400, f"{what} must be a number, got {_show(v)}")
+    if isinstance(v, float) and not math.isfinite(v):
         raise ApiError(400, f"{what} must be finite, got {v}")
+    if not lo <= v <= hi:  # exact for ints of any size: no float() that could overflow
+        raise ApiError(400, f"{what} must lie within [{lo:g}, {hi:g}], got {_show(v)}")
     return float(v)
 
 
@@ -108,7 +122,7 @@ def _int(body: dict, key: str, lo: int, hi: int, default: int | None = None) -> 
     if v is None:
         raise ApiError(400, f"missing {key!r}")
     if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-        raise ApiError(400, f"{key!r} must be an integer in [{lo}, {hi}], got {json.dumps(v)[:40]}")
+        raise ApiError(400, f"{key!r} must be an integer in [{lo}, {hi}], got {_show(v)}")
     return v
 
 
@@ -122,8 +136,7 @@ def parse_z(z, dim: int) -> torch.Tensor:
         if len(row) != dim:
             raise ApiError(400, f"z[{i}] has {len(row)} values; the model's latent size is {dim}")
         for v in row:
-            if abs(_number(v, f"z[{i}] values")) > MAX_ABS_Z:
-                raise ApiError(400, f"z[{i}] has {v}; values must lie within +-{MAX_ABS_Z:g}")
+            _number(v, f"z[{i}] values", -MAX_ABS_Z, MAX_ABS_Z)
     return torch.tensor(z, dtype=torch.float32)
 
 
@@ -140,17 +153,18 @@ def read_image(data: str, channels: int, size: tuple[int, int], invert: bool) ->
         raw = base64.b64decode(b64, validate=True)
     except (binascii.Error, ValueError):
         raise ApiError(400, "'image' is not valid base64") from None
-    unreadable = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError)
+    # Any error of Pillow on these bytes is the upload's fault (a crafted file can make a
+    # decoder raise anything, struct.error or ZeroDivisionError included): a 400, not a 500.
     try:
         _, (h, w) = images.header(raw)
-    except (*unreadable, Image.DecompressionBombError):
+    except Exception:
         raise ApiError(400, "'image' is not a readable PNG, JPEG, WebP, GIF or BMP image") from None
     if h * w > MAX_UPLOAD_PIXELS:
         raise ApiError(413, f"image is {w}x{h}; at most {MAX_UPLOAD_PIXELS} pixels")
     try:
         x = torch.from_numpy(images.decode(raw, size, 0, channels).copy())  # (C, H, W)
-    except unreadable:
-        raise ApiError(400, "'image' is truncated or corrupted") from None
+    except Exception as e:
+        raise ApiError(400, f"'image' is truncated or corrupted ({images.failure(e)})") from None
     return 255 - x if invert else x
 
 
@@ -251,9 +265,7 @@ class Explorer:
 
     def sample(self, body: dict) -> dict:
         n = _int(body, "n", 1, MAX_ROWS, default=1)
-        t = _number(body.get("temperature", 1.0), "'temperature'")
-        if not 0 <= t <= MAX_TEMPERATURE:
-            raise ApiError(400, f"'temperature' must be in [0, {MAX_TEMPERATURE:g}], got {t}")
+        t = _number(body.get("temperature", 1.0), "'temperature'", 0, MAX_TEMPERATURE)
         g = torch.Generator()
         if "seed" in body:
             g.manual_seed(_int(body, "seed", 0, 2**63 - 1))
@@ -365,29 +377,62 @@ class Handler(BaseHTTPRequestHandler):
     def _json(self, status: int, obj: dict) -> None:
         self._send(status, json.dumps(obj).encode(), "application/json")
 
-    def _body(self) -> dict:
-        """The request's JSON object; a raw image body (Content-Type image/*) becomes
-        {"image": its base64}, so `curl --data-binary @x.png -H 'Content-Type: image/png'` works."""
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None):
+        """http.server's own refusals (a request line that is not HTTP, headers too long, an
+        unknown method) as JSON, like every other answer, always with a status line; an
+        unknown method is a 405 like a known one on the wrong route, not a 501."""
+        if code == HTTPStatus.NOT_IMPLEMENTED:
+            code, message = (
+                HTTPStatus.METHOD_NOT_ALLOWED,
+                f"method {self.command[:40]!r} is not allowed",
+            )
+        self.close_connection = True
+        if self.request_version == "HTTP/0.9":  # a line that is not HTTP: answer in HTTP/1.0
+            self.request_version = "HTTP/1.0"
+        self._json(code, {"error": message or self.responses.get(code, ("error",))[0]})
+
+    def _body(self, image_ok: bool) -> dict:
+        """The request's JSON object, whatever its Content-Type says (curl -d sends a form's,
+        a browser's fetch of a string text/plain), except: a raw image body (image/*) becomes
+        {"image": its base64} where image_ok (/api/encode), so `curl --data-binary @x.png -H
+        'Content-Type: image/png'` works; multipart forms are refused (415)."""
         raw = self._read()
-        if self.headers.get("Content-Type", "").startswith("image/"):
+        ctype = self.headers.get_content_type()  # lower case; text/plain when not given
+        if ctype.startswith("image/"):
+            if not image_ok:
+                raise ApiError(415, f"a raw image body ({ctype}) is only for /api/encode")
             return {"image": base64.b64encode(raw).decode()}
+        if ctype.startswith("multipart/"):
+            raise ApiError(
+                415, f"{ctype} is not accepted: send a JSON object, or a raw image (image/*)"
+            )
+        if not raw.strip():
+            raise ApiError(400, "the request body is empty: send a JSON object")
         try:
-            body = json.loads(raw or b"null")
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ApiError(400, "request body is not valid JSON") from None
+            body = json.loads(raw)
+        except RecursionError:
+            raise ApiError(400, "request body is not valid JSON: nested too deeply") from None
+        except json.JSONDecodeError as e:
+            raise ApiError(
+                400, f"request body is not valid JSON ({e.msg}, at byte {e.pos})"
+            ) from None
+        except UnicodeDecodeError:
+            raise ApiError(400, "request body is not valid JSON (not UTF-8 text)") from None
+        except ValueError as e:  # an integer of more digits than Python converts
+            why = str(e).split(":")[0]
+            raise ApiError(400, f"request body is not valid JSON ({why})") from None
         if not isinstance(body, dict):
-            raise ApiError(400, "request body must be a JSON object")
+            raise ApiError(400, f"request body must be a JSON object, got {_show(body)}")
         return body
 
     def _read(self) -> bytes:
         length = self.headers.get("Content-Length")
         if length is None:
             raise ApiError(411, "a JSON body with Content-Length is required")
-        try:
-            n = int(length)
-        except ValueError:
-            raise ApiError(400, f"bad Content-Length {length!r}") from None
-        if n < 0 or n > MAX_BODY:
+        if not (length.strip().isascii() and length.strip().isdigit()):
+            raise ApiError(400, f"bad Content-Length {length[:40]!r}: not a number of bytes")
+        n = int(length)
+        if n > MAX_BODY:
             self.close_connection = True  # the body is not read: drop the connection after
             raise ApiError(413, f"request body is {n} bytes; at most {MAX_BODY} allowed")
         self.input.deadline = time.monotonic() + self.body_timeout
@@ -443,7 +488,7 @@ class Handler(BaseHTTPRequestHandler):
                 if self.command in ("GET", "HEAD") and path in get:
                     return self._json(200, get[path]())
                 if self.command == "POST" and path in post:
-                    return self._json(200, post[path](self._body()))
+                    return self._json(200, post[path](self._body(path == "/api/encode")))
                 if path in ASSETS or path in get or path in post:
                     raise ApiError(405, f"{self.command} is not allowed on {path}")
                 raise ApiError(404, f"no such route: {path}")

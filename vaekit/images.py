@@ -75,6 +75,13 @@ def decode(data: bytes, size: tuple[int, int], crop: int, channels: int) -> np.n
     return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
 
 
+def failure(e: Exception) -> str:
+    """Why a file could not be read, in one line: the error's type and message (without the
+    repr of Pillow's in-memory file)."""
+    message = " ".join(str(e).split(" <_io.")[0].split())
+    return f"{type(e).__name__}: {message}" if message else type(e).__name__
+
+
 def header(data: bytes) -> tuple[str, tuple[int, int]]:
     """(mode, (H, W)) from an image's header, without decoding the pixels; (H, W) as decode()
     turns it: an EXIF orientation of 5 to 8 (a quarter turn) swaps them."""

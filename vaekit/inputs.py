@@ -7,20 +7,24 @@
 
 Images are prepared exactly as training images are (vaekit.images: orientation, mode, centre
 crop to the model's aspect ratio, resize) to the model's size and channels, and come in batches
-so memory stays bounded for large folders.
+so memory stays bounded for large folders. A file that cannot be read is left out, never
+silently: the source records it with its reason (Source.unreadable), each command says how many
+in one line on stderr (warn_unreadable) and lists them in its output where that is per file;
+when not one file can be read, reading the source is a one-line DataError.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .errors import DataError
-from .images import EXTENSIONS, decode
+from .images import EXTENSIONS, decode, failure
 
 
 @dataclass
@@ -33,6 +37,28 @@ class Batch:
 
 
 @dataclass
+class Unreadable:
+    """The files a source could not read, found as its batches are read: (path, reason) in
+    order, and how many files were tried (a reader that stops early tries fewer than all)."""
+
+    files: list[tuple[str, str]] = field(default_factory=list)
+    tried: int = 0
+
+    def note(self, where: str | None = None) -> str | None:
+        """One line saying how many files were left out and naming the first few (None when
+        none was); where: the output that lists them all."""
+        if not self.files:
+            return None
+        shown = ", ".join(f"{p} ({why})" for p, why in self.files[:3])
+        more = f" and {len(self.files) - 3} more" if len(self.files) > 3 else ""
+        listed = f"; all are listed in {where}" if where else ""
+        return (
+            f"note: {len(self.files)} of {self.tried} files could not be read and were left "
+            f"out: {shown}{more}{listed}"
+        )
+
+
+@dataclass
 class Source:
     """What --data named: a count, whether there are labels and paths, and a batch reader."""
 
@@ -41,6 +67,13 @@ class Source:
     batches: Callable[[int], Iterator[Batch]]  # batch_size -> the images in order
     labelled: bool
     has_paths: bool
+    unreadable: Unreadable = field(default_factory=Unreadable)  # filled as batches are read
+
+
+def warn_unreadable(source: Source, where: str | None = None) -> None:
+    """Print the source's note about files it could not read (if any) on stderr."""
+    if line := source.unreadable.note(where):
+        print(line, file=sys.stderr, flush=True)
 
 
 def parse(specs: list[str], size: tuple[int, int], channels: int, data_dir=None) -> Source:
@@ -68,25 +101,45 @@ def dataset(name: str, split: str, size, channels, data_dir=None) -> Source:
     return Source(f"{name}:{split}", len(x), batches, labelled=True, has_paths=False)
 
 
-def _decode_all(read, names: list[str], size, channels) -> tuple[list[str], list[np.ndarray]]:
-    """Decode each named image with read(name) -> bytes; unreadable ones are left out."""
+def _decode_all(
+    read, names: list[str], size, channels, bad: Unreadable
+) -> tuple[list[str], list[np.ndarray]]:
+    """Decode each named image with read(name) -> bytes; the ones that cannot be read (any
+    error of the file or its decoder: missing, truncated, not an image, a decompression bomb)
+    are left out and recorded in bad with their reason."""
     ok, arrays = [], []
     for name in names:
+        bad.tried += 1
         try:
             arrays.append(decode(read(name), tuple(size), 0, channels))
             ok.append(name)
-        except (OSError, ValueError, SyntaxError, EOFError):
-            continue
+        except Exception as e:  # the file's fault, not the program's: recorded, not raised
+            bad.files.append((name, failure(e)))
     return ok, arrays
 
 
-def _decoded_batches(read, names, size, channels, batch_size, label=None) -> Iterator[Batch]:
-    """Batches of decoded images; label(name) -> int, or None for unlabelled data."""
+def _decoded_batches(
+    read, names, size, channels, batch_size, bad: Unreadable, label=None
+) -> Iterator[Batch]:
+    """Batches of decoded images, unreadable files recorded in bad; label(name) -> int, or None
+    for unlabelled data. DataError at the end when not one file could be read."""
+    bad.files.clear()
+    bad.tried = 0
     for i in range(0, len(names), batch_size):
-        ok, arrays = _decode_all(read, names[i : i + batch_size], size, channels)
+        ok, arrays = _decode_all(read, names[i : i + batch_size], size, channels, bad)
         if ok:
             y = torch.tensor([label(n) for n in ok]) if label else None
             yield Batch(torch.from_numpy(np.stack(arrays)), y, ok)
+    if len(bad.files) == len(names) == 1:
+        raise DataError(f"{bad.files[0][0]} could not be read ({bad.files[0][1]})")
+    if names and len(bad.files) == len(names):
+        path, why = bad.files[0]
+        more = f" (and {len(names) - 1} more)"
+        raise DataError(f"none of the {len(names)} files could be read: {path} ({why}){more}")
+
+
+def _read_file(name: str) -> bytes:
+    return Path(name).read_bytes()
 
 
 def files(paths: list[Path], size, channels) -> Source:
@@ -94,12 +147,12 @@ def files(paths: list[Path], size, channels) -> Source:
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise DataError(f"no such image file: {missing[0]}{more}")
-    names = [str(p) for p in paths]
+    names, bad = [str(p) for p in paths], Unreadable()
 
     def batches(batch_size: int) -> Iterator[Batch]:
-        return _decoded_batches(lambda n: Path(n).read_bytes(), names, size, channels, batch_size)
+        return _decoded_batches(_read_file, names, size, channels, batch_size, bad)
 
-    return Source("files", len(names), batches, labelled=False, has_paths=True)
+    return Source("files", len(names), batches, labelled=False, has_paths=True, unreadable=bad)
 
 
 def folder(root: Path, size, channels) -> Source:
@@ -113,7 +166,7 @@ def folder(root: Path, size, channels) -> Source:
     tops = sorted({r.split("/")[0] for r in rels if "/" in r})
     labelled = len(tops) > 1 and all("/" in r for r in rels)
     classes = {c: i for i, c in enumerate(tops)}
-    names = [str(root / r) for r in rels]
+    names, bad = [str(root / r) for r in rels], Unreadable()
 
     def read(name: str) -> bytes:
         return read_bytes(str(root), Path(name).relative_to(root).as_posix())
@@ -123,7 +176,9 @@ def folder(root: Path, size, channels) -> Source:
 
     def batches(batch_size: int) -> Iterator[Batch]:
         return _decoded_batches(
-            read, names, size, channels, batch_size, label if labelled else None
+            read, names, size, channels, batch_size, bad, label if labelled else None
         )
 
-    return Source(f"folder:{root}", len(rels), batches, labelled=labelled, has_paths=True)
+    return Source(
+        f"folder:{root}", len(rels), batches, labelled=labelled, has_paths=True, unreadable=bad
+    )

@@ -4,7 +4,9 @@ mu, logvar    (N, D) the top latent group's posterior mean and log-variance (fla
 mu_1, ...     (N, *shape) the lower groups' (hierarchical models, with all_groups), along the
               path of posterior means
 labels        (N,) int64, where the data have them
-paths         (N,) str, for folders and files (unreadable files are left out)
+paths         (N,) str, for folders and files
+unreadable    (K,) str, the files that could not be read (left out of the arrays above), and
+unreadable_errors (K,) str, why: only when there are such files
 """
 
 from __future__ import annotations
@@ -49,12 +51,17 @@ def encode_source(
             parts.setdefault("paths", []).append(np.array(b.paths))
         bar.update(len(b.x))
     bar.close()
-    return {k: np.concatenate(v) for k, v in parts.items()}
+    arrays = {k: np.concatenate(v) for k, v in parts.items()}
+    if source.unreadable.files:
+        paths, errors = zip(*source.unreadable.files, strict=True)
+        arrays["unreadable"], arrays["unreadable_errors"] = np.array(paths), np.array(errors)
+    return arrays
 
 
 def save(arrays: dict[str, np.ndarray], path: Path, fmt: str) -> Path:
     """Write the arrays: NumPy .npz (every array), or .csv (path, label, then the top group's
-    mu_0.. and logvar_0.., one row per image)."""
+    mu_0.. and logvar_0.., then error: one row per image, then one per unreadable file with
+    only its path and error)."""
     path = Path(path)
     if fmt == "npz":
         with open(path, "wb") as f:
@@ -69,11 +76,14 @@ def save(arrays: dict[str, np.ndarray], path: Path, fmt: str) -> Path:
     values = np.concatenate(table, axis=1)
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["path", "label", *cols])
+        w.writerow(["path", "label", *cols, "error"])
         for i in range(n):
             p = arrays["paths"][i] if "paths" in arrays else ""
             y = int(arrays["labels"][i]) if "labels" in arrays else ""
-            w.writerow([p, y, *(f"{v:.7g}" for v in values[i])])
+            w.writerow([p, y, *(f"{v:.7g}" for v in values[i]), ""])
+        bad = zip(arrays.get("unreadable", ()), arrays.get("unreadable_errors", ()), strict=True)
+        for p, why in bad:
+            w.writerow([p, "", *[""] * len(cols), why])
     return path
 
 

@@ -30,7 +30,7 @@ from .checkpoints import (
     set_rng_state,
 )
 from .memory import check_memory
-from .precision import choose_precision
+from .precision import choose_precision, precision_reason
 from .signals import StopSignal
 from .step import TrainModule, lr_at, train_step
 from .trackers import open_trackers
@@ -147,7 +147,14 @@ def fit(
             f"{tcfg.dataset} images are {tuple(x_train.shape[1:])} (C, H, W) but the model "
             f"expects {shape}; set the model's in_channels/image_size to match"
         )
-    tcfg = replace(tcfg, precision=choose_precision(tcfg.precision, device, log))  # recorded
+    # recorded: the precision chosen (in tcfg), and what was asked for and why, kept on resume
+    # (None: a run started by a vaekit that did not record them)
+    precision_info = {"precision_requested": tcfg.precision, "precision_reason": None}
+    if ckpt is None:
+        precision_info["precision_reason"] = precision_reason(tcfg.precision, device)
+    else:
+        precision_info = {k: ckpt.get(k) for k in precision_info}
+    tcfg = replace(tcfg, precision=choose_precision(tcfg.precision, device, log))
     objective = create_objective(ocfg)
     per_rank = -(-tcfg.batch_size // world)
     check_memory(mcfg, per_rank, device, objective.samples, log)  # before any real allocation
@@ -193,6 +200,7 @@ def fit(
         log(f"resuming {out} at epoch {epoch} + {batch} steps (step {step})")
     configs = {"model": mcfg.to_dict(), "objective": ocfg.to_dict(), "train": tcfg.to_dict()}
     run_info = {**configs, "num_params": model.num_params(), "data_dir": data_dir}
+    run_info.update(precision_info)
     ckpts.write("config", out / "config.json", checkpoint.save_json, run_info, out / "config.json")
     log(
         f"{tcfg.dataset}: {N} train / {len(x_test)} test images {shape} on {device}; "
@@ -234,6 +242,7 @@ def fit(
             "metrics": row,
             "best_test_loss": best,
             "gnorm_level": level,
+            **precision_info,
         }
         ckpts.save_last(state)
         return state

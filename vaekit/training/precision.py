@@ -43,8 +43,15 @@ def choose_precision(requested: str, device: torch.device, log=print) -> str:
     native, why = native_bf16(device)
     if requested == "auto":
         chosen = "bf16" if native else "fp32"
-        log(f"precision: {chosen} (auto: {why})")
+        log(f"precision: {chosen} ({precision_reason(requested, device)})")
         return chosen
     if requested == "bf16" and not native:
         log(f"warning: --precision bf16 on {device.type}, but {why}: expect it to be slower")
     return requested
+
+
+def precision_reason(requested: str, device: torch.device) -> str:
+    """Why a run trains in the precision choose_precision gives for `requested`, in words (as
+    config.json records it): "auto: the CPU has avx512_bf16", "requested (the CPU has ...)"."""
+    why = native_bf16(device)[1]
+    return f"auto: {why}" if requested == "auto" else f"requested ({why})"
