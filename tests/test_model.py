@@ -1,3 +1,4 @@
+import itertools
 import math
 
 import pytest
@@ -8,6 +9,8 @@ from vaekit import VAE, ModelConfig
 from vaekit.config import ObjectiveConfig, build_model_config
 from vaekit.losses import kl_normal
 from vaekit.objectives import ELBO
+
+from .test_gradients import LAYOUTS, Branches
 
 
 def mc(**values) -> ModelConfig:
@@ -248,9 +251,12 @@ def test_bernoulli_and_logistic_nats_are_their_recon_terms():
 
 
 def test_the_seed_instance_norm_computes_torchs_and_loads_its_checkpoints():
-    """The seed network's InstanceNorm2d runs group_norm (faster, issue 18): from a state dict
-    of the network built with torch's nn.InstanceNorm2d (vaekit <= 0.2), the same loss and
-    gradients up to float rounding, in training and evaluation."""
+    """The seed network's InstanceNorm2d runs group_norm where that is accurate (faster, issue
+    18): from a state dict of the network built with torch's nn.InstanceNorm2d (vaekit <= 0.2),
+    the same loss and gradients up to float32 rounding, in training and evaluation, in both
+    memory layouts. Float32 rounding, not bit-identity: each gradient within 1e-4 of its largest
+    element, along the same ReLU and max-pool branches (Branches: a ReLU input within rounding
+    of 0 otherwise flips on some CPUs, issue 28)."""
     torch.manual_seed(0)
     old, new = VAE.from_preset("seed"), VAE.from_preset("seed")
     swapped = 0
@@ -267,15 +273,18 @@ def test_the_seed_instance_norm_computes_torchs_and_loads_its_checkpoints():
                 p.add_(0.3 * torch.randn_like(p))
     new.load_state_dict(old.state_dict())  # strict: the same names and shapes
     x, eps = torch.rand(16, 1, 28, 28), [torch.randn(16, 20)]
-    for train in (True, False):
-        losses = []
+    for layout, train in itertools.product(LAYOUTS.values(), (True, False)):
+        losses, branches = [], Branches()
         for m in (old, new):
-            m.train(train)
+            m.to(memory_format=layout).train(train)
             m.zero_grad()
-            out = m(x, eps)
+            with branches:
+                out = m(x.contiguous(memory_format=layout), eps)
             loss = (out["recon"] + out["kl"][0].sum(1)).mean()
             loss.backward()
             losses.append(loss)
+            branches = branches.replay()
         torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=0)
         for (name, a), b in zip(old.named_parameters(), new.parameters(), strict=True):
-            torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-4, msg=name)
+            tol = 1e-4 * a.grad.abs().max().item()
+            torch.testing.assert_close(b.grad, a.grad, rtol=0, atol=tol, msg=name)

@@ -8,7 +8,7 @@ import torch
 
 from ..config import ModelConfig
 from ..likelihoods import create_likelihood
-from .base import LatentModel
+from .base import LatentModel, full_precision
 from .nets import conv_bodies
 
 
@@ -33,13 +33,14 @@ class AE(LatentModel):
         return []  # deterministic: draws nothing
 
     def posterior(self, x: torch.Tensor) -> list[tuple[torch.Tensor, None]]:
-        return [(self.encoder(self.normalize(x)).flatten(1).float(), None)]  # (B, D), no variance
+        z = full_precision(self.encoder(self.normalize(x)).flatten(1))  # (B, D), no variance
+        return [(z, None)]
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.likelihood.mean(self.decoder(z[:, :, None, None]).float())
+        return self.likelihood.mean(full_precision(self.decoder(z[:, :, None, None])))
 
     def forward(self, x: torch.Tensor, eps: list[torch.Tensor] | None = None) -> dict:
         """recon (B,) in the likelihood's units; no KL (an empty list); z [(B, D)]."""
         [(z, _)] = self.posterior(x)
-        recon = self.likelihood.nll(x, self.decoder(z[:, :, None, None]).float())
+        recon = self.likelihood.nll(x, full_precision(self.decoder(z[:, :, None, None])))
         return {"recon": recon, "kl": [], "z": [z], "mu": z, "logvar": None}

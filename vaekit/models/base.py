@@ -25,6 +25,12 @@ from ..config import ModelConfig
 from ..likelihoods import Likelihood
 
 
+def full_precision(t: torch.Tensor) -> torch.Tensor:
+    """t in float32 if it is in a lower precision (bf16 out of autocast), else unchanged: a
+    float64 model (a float64 reference in the tests) keeps its precision."""
+    return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
+
+
 class LatentModel(nn.Module):
     """Base class of the families: the likelihood, normalisation and the derived methods."""
 

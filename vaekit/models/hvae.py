@@ -22,7 +22,7 @@ from torch import nn
 from ..config import ModelConfig
 from ..likelihoods import create_likelihood
 from ..losses import LOG_2PI
-from .base import LatentModel
+from .base import LatentModel, full_precision
 
 LOGVAR_BOUND = 10.0  # log-variances are soft-clamped to +-this (tanh), as NVAE bounds its scales
 
@@ -208,7 +208,7 @@ class HVAE(LatentModel):
             stats.append(s)
             h = g.step(h, z, feat)
         # the GELU before the upsampling, which it commutes with: on the small map
-        return self.output(F.gelu(h)).float(), stats
+        return full_precision(self.output(F.gelu(h))), stats
 
     def output(self, h: torch.Tensor) -> torch.Tensor:
         """GELU of the last state (B, width, r, r) -> the likelihood's parameters (B, channels,

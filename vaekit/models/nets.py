@@ -28,12 +28,25 @@ warnings.filterwarnings("ignore", message="Using padding='same' with even kernel
 
 
 class InstanceNorm2d(nn.InstanceNorm2d):
-    """nn.InstanceNorm2d (affine, no running statistics) computed by group_norm with one group
-    per channel: the same function (biased statistics of each image and channel, the same eps),
-    the same parameters and checkpoints, and 1.4x faster forward + backward on CPU (issue 18)."""
+    """nn.InstanceNorm2d: the same function, parameters and checkpoints, computed by group_norm
+    with one group per channel where that kernel is accurate and faster (forward + backward of
+    the seed's seven norms: 69 -> 47 ms a step in issue 18, 31 -> 30 ms on an AMD Zen 4):
+    batches (B, C, H, W) in NCHW-contiguous memory, no running statistics. Anything else takes
+    torch's own instance norm: on channels-last input, ATen's CPU group_norm takes the variance
+    as E[x^2] - E[x]^2 in float32 and loses it when a channel's mean is large against its
+    spread (error 2e-3 at mean / std = 100, garbage at 1000; benchmarks/group_norm_repro.py,
+    issue 28), and is 2x slower there besides."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.track_running_stats or x.dim() != 4 or not nchw_only(x):
+            return super().forward(x)
         return F.group_norm(x, self.num_features, self.weight, self.bias, self.eps)
+
+
+def nchw_only(x: torch.Tensor) -> bool:
+    """Is x (B, C, H, W) NCHW-contiguous and not also channels-last (C == 1 or H * W == 1), so
+    that group_norm takes its contiguous kernel?"""
+    return x.is_contiguous() and not x.is_contiguous(memory_format=torch.channels_last)
 
 
 class SeedResBlock(nn.Module):

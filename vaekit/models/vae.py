@@ -9,7 +9,7 @@ import torch
 from ..config import ModelConfig
 from ..likelihoods import create_likelihood
 from ..losses import iw_log_weights, kl_normal
-from .base import LatentModel
+from .base import LatentModel, full_precision
 from .nets import conv_bodies
 
 
@@ -33,13 +33,13 @@ class VAE(LatentModel):
         return [(self.cfg.net.latent_dim,)]
 
     def posterior(self, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        h = self.encoder(self.normalize(x)).flatten(1).float()  # (B, 2D); fp32 under autocast
+        h = full_precision(self.encoder(self.normalize(x)).flatten(1))  # (B, 2D); fp32 in autocast
         mu, logvar = h.chunk(2, dim=1)  # (B, D) each
         return [(mu, logvar)]
 
     def decoder_output(self, z: torch.Tensor) -> torch.Tensor:
         """z (B, D) -> the likelihood's parameters (B, channels, H, W)."""
-        return self.decoder(z[:, :, None, None]).float()
+        return full_precision(self.decoder(z[:, :, None, None]))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """(N, D) -> (N, C, H, W) in [0, 1]: the likelihood's mean image."""
