@@ -182,11 +182,16 @@ def test_numeric_strings_in_a_file_are_numbers_as_on_the_command_line(tmp_path):
 
 
 def test_a_runs_config_json_reads_back_as_its_configs(tmp_path):
-    m, o, t = configs("mnist", lr=1e-3, log="tensorboard")
+    """Also a hierarchical run's, on the default (mnist) preset: the preset's options of the
+    vae family (arch, channels, latent_dim) are not the hvae's, and are dropped, not refused."""
+    m, o, t = configs("mnist-hvae", lr=1e-3, log="tensorboard")
     run_info = {"model": m.to_dict(), "objective": o.to_dict(), "train": t.to_dict(),
                 "num_params": 10, "data_dir": None}  # fmt: skip
     (tmp_path / "config.json").write_text(json.dumps(run_info))
     assert configs("mnist", **read_config_file(tmp_path / "config.json")) == (m, o, t)
+    assert configs("mnist", family="hvae")[0].net.width == 64  # --family hvae
+    with pytest.raises(ValueError, match=r"family hvae has no options \['latent_dim'\]"):
+        configs("mnist", family="hvae", latent_dim=8)  # given by the user: refused
 
 
 @pytest.mark.parametrize(

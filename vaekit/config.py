@@ -543,17 +543,20 @@ def preset_values(name: str) -> dict:
 def build_model_config(values: dict, given: set[str] | None = None) -> ModelConfig:
     """A ModelConfig from flat values (the family's options among them), fitted to its images.
     given: the names set by the user rather than a preset (default: all of values); a resnet
-    whose channels were not given gets more stages for larger images."""
+    whose channels were not given gets more stages for larger images, and a preset's options
+    of another family are dropped (--family hvae on the mnist preset)."""
+    given = set(values) if given is None else given
     model, net, _, _ = route(values)
     family = model.get("family", "vae")
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {sorted(FAMILIES)}, got {family!r}")
-    options = FAMILIES[family].options
-    unknown = sorted(set(net) - field_names(options))
+    options = field_names(FAMILIES[family].options)
+    unknown = sorted((set(net) - options) & given)
     if unknown:
         raise ValueError(f"family {family} has no options {unknown}")
-    cfg = ModelConfig(**model, net=options(**net))
-    return replace(cfg, net=cfg.net.fit(cfg, set(values) if given is None else given))
+    net = {k: v for k, v in net.items() if k in options}
+    cfg = ModelConfig(**model, net=FAMILIES[family].options(**net))
+    return replace(cfg, net=cfg.net.fit(cfg, given))
 
 
 def configs(preset: str, **overrides) -> tuple[ModelConfig, ObjectiveConfig, TrainConfig]:
