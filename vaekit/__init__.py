@@ -57,9 +57,15 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_LAZY})
 
 
-def load(run_dir_or_checkpoint: str | Path, device: str | torch.device = "cpu") -> LatentModel:
+def load(
+    run_dir_or_checkpoint: str | Path,
+    device: str | torch.device = "cpu",
+    *,
+    allow_nonfinite: bool = False,
+) -> LatentModel:
     """A trained model from a run directory (its last.pt), a checkpoint file or a .safetensors
-    export, in eval mode."""
+    export, in eval mode. A checkpoint whose weights hold NaN or Inf is refused (CheckpointError)
+    unless allow_nonfinite."""
     from . import checkpoint
 
     if str(run_dir_or_checkpoint).endswith(".safetensors"):
@@ -67,5 +73,5 @@ def load(run_dir_or_checkpoint: str | Path, device: str | torch.device = "cpu") 
 
         return load_safetensors(run_dir_or_checkpoint).to(device)
 
-    ckpt = checkpoint.load(run_dir_or_checkpoint)
+    ckpt = checkpoint.load(run_dir_or_checkpoint, allow_nonfinite=allow_nonfinite)
     return checkpoint.build_model(ckpt, run_dir_or_checkpoint).to(device).eval()

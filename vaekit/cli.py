@@ -134,6 +134,7 @@ def build_parser() -> Parser:
     p.add_argument("--out", type=Path, help="run directory [runs/DATASET-PRESET]")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR")
     p.add_argument("--data-dir", type=Path, help="dataset root [$VAEKIT_DATA, ~/.cache/vaekit]")
+    allow_nonfinite(p, "--resume from")
     types = {"dataset": (dataset_arg, "NAME|folder:PATH"), "log": (str, "NAME")}
     unset = "(unset: the preset's value, else the [default])"
     add_config_flags(p, TrainConfig, f"training {unset}", types)
@@ -152,6 +153,7 @@ def build_parser() -> Parser:
             q.add_argument("--out", type=Path, help=f"output PNG [RUN_DIR/{out}]")
         q.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto [cpu]")
         q.add_argument("--data-dir", type=Path, help="dataset root [$VAEKIT_DATA, ~/.cache/vaekit]")
+        allow_nonfinite(q, "use")
         return q
 
     q = run_parser("sample", "decode samples from the prior as a grid", "samples.png")
@@ -309,8 +311,18 @@ def build_parser() -> Parser:
     q.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run dir or checkpoint")
     q.add_argument("--format", required=True, choices=["safetensors", "onnx"], help="file format")
     q.add_argument("--out", type=Path, help="output [RUN_DIR/model.safetensors|decoder.onnx]")
+    allow_nonfinite(q, "export")
     q.set_defaults(run=cmd_export, device="cpu")
     return root
+
+
+def allow_nonfinite(p: argparse.ArgumentParser, verb: str) -> None:
+    """The forensic override of the refusal of NaN/Inf weights (vaekit.checkpoint.load)."""
+    p.add_argument(
+        "--allow-nonfinite",
+        action="store_true",
+        help=f"{verb} a checkpoint whose weights hold NaN or Inf (refused otherwise)",
+    )
 
 
 def dataset_arg(name: str) -> str:
@@ -351,7 +363,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ValueError("--resume RUN_DIR continues in RUN_DIR; drop --out")
         if args.config or args.preset:
             raise ValueError("--resume continues a run with its own config; drop --config/--preset")
-        mcfg, ocfg, tcfg, ckpt = resume_configs(args.resume, values)
+        mcfg, ocfg, tcfg, ckpt = resume_configs(args.resume, values, args.allow_nonfinite)
         out = args.resume
         if ckpt["epoch"] >= tcfg.epochs:
             print(f"{out} has trained all its {tcfg.epochs} epochs; --epochs N trains further")
@@ -360,6 +372,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             None if os.environ.get("VAEKIT_DATA") else ckpt.get("data_dir")
         )
     else:
+        if args.allow_nonfinite:
+            raise ValueError("--allow-nonfinite goes with --resume: a new run has no weights yet")
         preset, mcfg, ocfg, tcfg = new_run_configs(args.preset, args.config, values, args.data_dir)
         name = tcfg.dataset.replace("folder:", "folder-").replace("/", "_").strip("_")
         out, ckpt, data_dir = args.out or Path("runs") / f"{name}-{preset}", None, args.data_dir
@@ -389,7 +403,7 @@ def load_run(args: argparse.Namespace, with_data: bool = True):
     from .data import load_split
     from .training import resolve_device
 
-    ckpt = checkpoint.load(args.run_dir)
+    ckpt = checkpoint.load(args.run_dir, allow_nonfinite=args.allow_nonfinite)
     model = checkpoint.build_model(ckpt, args.run_dir).to(resolve_device(args.device)).eval()
     if not with_data:
         return model, ckpt, None, None
@@ -717,7 +731,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         raise ValueError(f"a {model.cfg.family} model has no likelihood to score with; use a vae")
     background = None
     if args.background:
-        background = checkpoint.build_model(checkpoint.load(args.background), args.background)
+        ckpt2 = checkpoint.load(args.background, allow_nonfinite=args.allow_nonfinite)
+        background = checkpoint.build_model(ckpt2, args.background)
         background = background.to(resolve_device(args.device)).eval()
         same = (background.cfg.image_size, background.cfg.in_channels, background.likelihood.binary)
         if same != (model.cfg.image_size, model.cfg.in_channels, model.likelihood.binary):
