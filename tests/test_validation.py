@@ -60,13 +60,13 @@ IO = ["--data", "mnist:test", "--out", "x.csv"]
         (["sample", *RUN, "--seed", str(2**70)], "--seed", "an integer in [0, 4294967295]",
          str(2**70)),
         (["reconstruct", *RUN, "--n", "0"], "--n", "an integer >= 1", "0"),
-        (["traverse", *RUN, "--steps", "0"], "--steps", "an integer >= 1", "0"),
+        (["traverse", *RUN, "--steps", "1"], "--steps", "an integer >= 2", "1"),
         (["traverse", *RUN, "--span", "nan"], "--span", "a finite number > 0", "nan"),
         (["traverse", *RUN, "--span=-inf"], "--span", "a finite number > 0", "-inf"),
         (["traverse", *RUN, "--dims", "0", "-1"], "--dims", "an integer >= 0", "-1"),
         (["traverse", *RUN, "--index", "-1"], "--index", "an integer >= 0", "-1"),
         (["interpolate", *RUN, "--a", "-1"], "--a", "an integer >= 0", "-1"),
-        (["interpolate", *RUN, "--steps", "0"], "--steps", "an integer >= 1", "0"),
+        (["interpolate", *RUN, "--steps", "1"], "--steps", "an integer >= 2", "1"),
         (["evaluate", *RUN, "--batch-size", "0"], "--batch-size", "an integer >= 1", "0"),
         (["evaluate", *RUN, "--iw-samples", "x"], "--iw-samples", "an integer >= 1", "'x'"),
         (["evaluate", *RUN, "--iw-chunk", "0"], "--iw-chunk", "an integer >= 1", "0"),
@@ -214,3 +214,18 @@ def test_python_config_values_get_the_same_checks(fields, expect):
         configs("mnist-hvae" if fields.get("family") == "hvae" else "mnist", **fields)
     assert str(e.value).startswith(expect)
     assert configs("mnist", lr="1e-3")[2].lr == 1e-3
+
+
+def test_numbers_that_would_be_ignored_or_misdrawn_are_refused(tmp_path, capsys):
+    """--crop on a dataset that is never cropped (was: silently ignored); --dims i i (was: one
+    dim drawn along both axes, its offsets added); --steps 1 (was: one cell at -span, not the
+    image's code) is refused by the parser above."""
+    assert main(["train", "--crop", "20", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.endswith(
+        ": error: --crop 20: only folder: and celeba images are cropped, not mnist's\n"
+    )
+    assert err.count("\n") == 1 and not (tmp_path / "r").exists()
+    assert main(["traverse", str(tmp_path / "never-read"), "--dims", "2", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.endswith(": error: --dims takes two different dims (rows, columns), got 2 twice\n")

@@ -188,7 +188,9 @@ def build_parser() -> Parser:
     )
     q.add_argument("--index", type=arg(NONNEG_INT), default=0, help="image to encode [0]")
     data_arg(q)
-    q.add_argument("--steps", type=arg(POSITIVE_INT), default=13, help="grid side [13]")
+    q.add_argument(
+        "--steps", type=arg(Number(int, 2)), default=13, help="grid side, from -span to span [13]"
+    )
     q.add_argument(
         "--span", type=arg(POSITIVE), default=7.0, help="offsets linspace(-span, span) [7]"
     )
@@ -197,7 +199,9 @@ def build_parser() -> Parser:
     q = run_parser("interpolate", "walk between two test images' latent means", "interp.png")
     q.add_argument("--a", type=arg(NONNEG_INT), default=0, help="first image index [0]")
     q.add_argument("--b", type=arg(NONNEG_INT), default=1, help="second image index [1]")
-    q.add_argument("--steps", type=arg(POSITIVE_INT), default=10, help="images in the strip [10]")
+    q.add_argument(
+        "--steps", type=arg(Number(int, 2)), default=10, help="images in the strip, a to b [10]"
+    )
     data_arg(q)
     q.set_defaults(run=cmd_interpolate)
 
@@ -473,6 +477,10 @@ def cmd_traverse(args: argparse.Namespace) -> int:
     from .evaluate import posterior
     from .generate import dim_scores, top_dims, traverse_grid
 
+    if args.dims and args.dims[0] == args.dims[1]:
+        raise ValueError(
+            f"--dims takes two different dims (rows, columns), got {args.dims[0]} twice"
+        )
     model, x, where = run_images(args)
     check_index(args.index, len(x), "--index", where)
     dims = args.dims
