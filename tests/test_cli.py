@@ -100,7 +100,7 @@ def test_help_and_version_do_not_import_torch():
         (["train", "--likelihood", "nope"], "likelihood must be one of"),
         (["train", "--likelihood", "logistic", "--mixtures", "0"], "must be an integer >= 1"),
         (["train", "--free-bits", "-1"], "--free-bits: must be a finite number >= 0, got -1.0"),
-        (["sample", "RUN", "--n", "0"], "argument --n: must be an integer >= 1, got 0"),
+        (["sample", "RUN", "--n", "0"], "argument --n: must be an integer in [1, 10000], got 0"),
         (["evaluate", "RUN", "--iw-samples", "0"], "--iw-samples: must be an integer >= 1, got 0"),
         (["evaluate", "RUN", "--iw-batch", "-2"], "--iw-batch: must be an integer >= 1, got -2"),
         (["evaluate", "RUN", "--limit", "-1"], "--limit: must be an integer >= 0, got -1"),

@@ -53,13 +53,14 @@ IO = ["--data", "mnist:test", "--out", "x.csv"]
         (["sample", *RUN, "--temperature", "0"], "--temperature", "a finite number > 0", "0.0"),
         (["sample", *RUN, "--temperatures", "1", "-1"], "--temperatures", "a finite number >= 0",
          "-1.0"),
-        (["sample", *RUN, "--n", "0"], "--n", "an integer >= 1", "0"),
-        (["sample", *RUN, "--n", "-3"], "--n", "an integer >= 1", "-3"),
-        (["sample", *RUN, "--n", "2.5"], "--n", "an integer >= 1", "'2.5'"),
+        (["sample", *RUN, "--n", "0"], "--n", "an integer in [1, 10000]", "0"),
+        (["sample", *RUN, "--n", "-3"], "--n", "an integer in [1, 10000]", "-3"),
+        (["sample", *RUN, "--n", "2.5"], "--n", "an integer in [1, 10000]", "'2.5'"),
         (["sample", *RUN, "--seed", "-1"], "--seed", "an integer in [0, 4294967295]", "-1"),
         (["sample", *RUN, "--seed", str(2**70)], "--seed", "an integer in [0, 4294967295]",
          str(2**70)),
-        (["reconstruct", *RUN, "--n", "0"], "--n", "an integer >= 1", "0"),
+        (["sample", *RUN, "--n", str(10**8)], "--n", "an integer in [1, 10000]", str(10**8)),
+        (["reconstruct", *RUN, "--n", "0"], "--n", "an integer in [1, 10000]", "0"),
         (["traverse", *RUN, "--steps", "1"], "--steps", "an integer >= 2", "1"),
         (["traverse", *RUN, "--span", "nan"], "--span", "a finite number > 0", "nan"),
         (["traverse", *RUN, "--span=-inf"], "--span", "a finite number > 0", "-inf"),
@@ -229,3 +230,11 @@ def test_numbers_that_would_be_ignored_or_misdrawn_are_refused(tmp_path, capsys)
     assert main(["traverse", str(tmp_path / "never-read"), "--dims", "2", "2"]) == 2
     err = capsys.readouterr().err
     assert err.endswith(": error: --dims takes two different dims (rows, columns), got 2 twice\n")
+
+
+def test_metrics_refuses_too_few_samples_before_any_work(tmp_path, capsys):
+    """Was: the dataset's classifier trained (~15 s) before the k-NN metrics refused --n 1."""
+    assert main(["metrics", str(tmp_path / "never-read"), "--n", "5"]) == 2
+    assert capsys.readouterr().err.endswith(
+        ": error: --n must be > 5 (the k of the k-NN metrics), got 5\n"
+    )

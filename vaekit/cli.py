@@ -157,7 +157,10 @@ def build_parser() -> Parser:
         return q
 
     q = run_parser("sample", "decode samples from the prior as a grid", "samples.png")
-    q.add_argument("--n", type=arg(POSITIVE_INT), default=64, help="how many samples [64]")
+    # one picture of at most 10,000 images (100 x 100: 6,600 px square at 64 px): decoded as one
+    # batch, so that 10^8 is a one-line refusal, not an allocation failure
+    grid_n = arg(Number(int, 1, 10_000))
+    q.add_argument("--n", type=grid_n, default=64, help="how many samples [64]")
     q.add_argument("--temperature", type=arg(POSITIVE), default=1.0, help="z ~ N(0, T^2 I) [1.0]")
     q.add_argument(
         "--temperatures",
@@ -178,7 +181,7 @@ def build_parser() -> Parser:
         )
 
     q = run_parser("reconstruct", "test images beside their reconstructions", "recon.png")
-    q.add_argument("--n", type=arg(POSITIVE_INT), default=64, help="the first N images [64]")
+    q.add_argument("--n", type=grid_n, default=64, help="the first N images [64]")
     data_arg(q)
     q.set_defaults(run=cmd_reconstruct)
 
@@ -605,8 +608,13 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     from . import checkpoint
     from .classifier import Spec
     from .data import load_split
+    from .metrics import DC_K, PR_K
     from .quality import classifier_features, inception_features, sample_quality
 
+    if args.n <= max(PR_K, DC_K):  # before the features model is trained, not after
+        raise ValueError(
+            f"--n must be > {max(PR_K, DC_K)} (the k of the k-NN metrics), got {args.n}"
+        )
     t0, c0 = time.perf_counter(), time.process_time()
     model, ckpt, _, _ = load_run(args, with_data=False)
     cfg, data_dir = model.cfg, run_data_dir(args, ckpt)
