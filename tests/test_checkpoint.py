@@ -1,5 +1,6 @@
 import os
 import pickle
+import re
 
 import pytest
 import torch
@@ -173,3 +174,22 @@ def test_allow_nonfinite_loads_them_for_a_look(nan_run, data_root, tmp_path, cap
     assert err.count("\n") == 1
     assert main(["train", "--allow-nonfinite", "--out", str(tmp_path / "new")]) == 2
     assert "--allow-nonfinite goes with --resume" in capsys.readouterr().err
+
+
+def test_a_checkpoints_bad_config_values_are_named_with_the_checkpoint(tmp_path):
+    from vaekit.training import TrainError, resume_configs
+
+    state = tiny_state(epoch=1)
+    state["model_config"]["net"]["latent_dim"] = "2"  # a number as text: read as the flag reads it
+    checkpoint.save(state, tmp_path / "last.pt")
+    assert vaekit.load(tmp_path).cfg.net.latent_dim == 2
+    state["model_config"]["net"]["latent_dim"] = True
+    checkpoint.save(state, tmp_path / "last.pt")
+    want = "its model config is not valid (latent_dim must be an integer >= 1, got True)"
+    with pytest.raises(CheckpointError, match=re.escape(want)):
+        vaekit.load(tmp_path)
+    state = tiny_state(epoch=1, objective_config={}, train_config={"epochs": 2.5})
+    checkpoint.save(state, tmp_path / "last.pt")
+    want = f"{tmp_path}: its checkpoint's config is not valid (epochs must be an integer >= 1"
+    with pytest.raises(TrainError, match=re.escape(want)):
+        resume_configs(tmp_path, {})

@@ -69,9 +69,12 @@ def resume_configs(
     Without an epochs override the run continues to its own epoch count (maybe already done).
     Weights holding NaN or Inf are refused unless allow_nonfinite."""
     ckpt = checkpoint.load(run_dir, allow_nonfinite=allow_nonfinite)
-    mcfg = ModelConfig.from_dict(ckpt["model_config"])
-    ocfg = ObjectiveConfig.from_dict(ckpt["objective_config"])
-    tcfg = TrainConfig.from_dict(ckpt["train_config"])
+    try:
+        mcfg = ModelConfig.from_dict(ckpt["model_config"])
+        ocfg = ObjectiveConfig.from_dict(ckpt["objective_config"])
+        tcfg = TrainConfig.from_dict(ckpt["train_config"])
+    except (ValueError, TypeError) as e:
+        raise TrainError(f"{run_dir}: its checkpoint's config is not valid ({e})") from None
     own = {**vars(mcfg), **vars(mcfg.net), **vars(ocfg), **vars(tcfg)}
     changed = {k: v for k, v in overrides.items() if k not in own or own[k] != v}
     fixed = sorted(set(changed) - set(RESUMABLE))
