@@ -1,3 +1,4 @@
+import json
 import os
 import pickle
 import re
@@ -193,3 +194,16 @@ def test_a_checkpoints_bad_config_values_are_named_with_the_checkpoint(tmp_path)
     want = f"{tmp_path}: its checkpoint's config is not valid (epochs must be an integer >= 1"
     with pytest.raises(TrainError, match=re.escape(want)):
         resume_configs(tmp_path, {})
+
+
+def test_a_safetensors_export_with_nonfinite_weights_is_refused_too(tmp_path):
+    st = pytest.importorskip("safetensors.torch")
+    state = tiny_state()
+    name = next(iter(state["model"]))
+    state["model"][name].view(-1)[0] = float("inf")
+    path = tmp_path / "m.safetensors"  # written as save_safetensors does, whatever it refuses
+    meta = {"model_config": json.dumps(state["model_config"])}
+    st.save_file({k: v.contiguous() for k, v in state["model"].items()}, str(path), metadata=meta)
+    with pytest.raises(CheckpointError, match=f"tensor {name}: 1 Inf\\)"):
+        vaekit.load(path)
+    assert vaekit.load(path, allow_nonfinite=True).state_dict()[name].isinf().sum() == 1

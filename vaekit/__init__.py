@@ -64,14 +64,14 @@ def load(
     allow_nonfinite: bool = False,
 ) -> LatentModel:
     """A trained model from a run directory (its last.pt), a checkpoint file or a .safetensors
-    export, in eval mode. A checkpoint whose weights hold NaN or Inf is refused (CheckpointError)
-    unless allow_nonfinite."""
+    export, in eval mode. Weights holding NaN or Inf are refused (CheckpointError) unless
+    allow_nonfinite."""
     from . import checkpoint
 
     if str(run_dir_or_checkpoint).endswith(".safetensors"):
         from .export import load_safetensors
 
-        return load_safetensors(run_dir_or_checkpoint).to(device)
+        return load_safetensors(run_dir_or_checkpoint, allow_nonfinite=allow_nonfinite).to(device)
 
     ckpt = checkpoint.load(run_dir_or_checkpoint, allow_nonfinite=allow_nonfinite)
     return checkpoint.build_model(ckpt, run_dir_or_checkpoint).to(device).eval()

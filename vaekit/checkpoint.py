@@ -92,13 +92,18 @@ def load(
     if missing:
         raise CheckpointError(f"{path}: not a vaekit checkpoint (missing {missing})")
     ckpt = upgrade(ckpt)
-    where = None if allow_nonfinite else nonfinite(ckpt["model"])
-    if where:
+    if not allow_nonfinite:
+        refuse_nonfinite(ckpt["model"], path)
+    return ckpt
+
+
+def refuse_nonfinite(weights: dict, where: str | Path) -> None:
+    """CheckpointError naming the first tensor of weights that holds NaN or Inf, if any."""
+    if found := nonfinite(weights):
         raise CheckpointError(
-            f"{path}: weights hold non-finite values ({where}); --allow-nonfinite "
+            f"{where}: weights hold non-finite values ({found}); --allow-nonfinite "
             "(Python: allow_nonfinite=True) loads them anyway"
         )
-    return ckpt
 
 
 def upgrade(ckpt: dict) -> dict:
