@@ -217,6 +217,12 @@ def test_python_config_values_get_the_same_checks(fields, expect):
     assert configs("mnist", lr="1e-3")[2].lr == 1e-3
 
 
+def test_a_run_commands_device_is_one_of_the_known(capsys):
+    """Was: a RuntimeError traceback from torch for --device tpu."""
+    err = parse_error(["sample", "RUN", "--device", "tpu"], capsys)
+    assert err.startswith("argument --device: invalid choice: 'tpu' (choose from 'auto', 'cpu'")
+
+
 def test_numbers_that_would_be_ignored_or_misdrawn_are_refused(tmp_path, capsys):
     """--crop on a dataset that is never cropped (was: silently ignored); --dims i i (was: one
     dim drawn along both axes, its offsets added); --steps 1 (was: one cell at -span, not the

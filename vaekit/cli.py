@@ -105,6 +105,7 @@ def add_config_flags(
 
 def build_parser() -> Parser:
     from .config import (
+        DEVICES,
         FAMILIES,
         NONNEG,
         NONNEG_INT,
@@ -151,7 +152,7 @@ def build_parser() -> Parser:
         q.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run dir or checkpoint")
         if out:
             q.add_argument("--out", type=Path, help=f"output PNG [RUN_DIR/{out}]")
-        q.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto [cpu]")
+        q.add_argument("--device", default="cpu", choices=DEVICES, help="[cpu]")
         q.add_argument("--data-dir", type=Path, help="dataset root [$VAEKIT_DATA, ~/.cache/vaekit]")
         allow_nonfinite(q, "use")
         return q
