@@ -482,14 +482,18 @@ def test_seed_preset_refuses_colour_or_other_sizes(tmp_path, capsys):
     assert "28x28x1" in capsys.readouterr().err
 
 
-def test_image_size_flag_forms(tmp_path):
-    from vaekit.cli import image_size_arg
+def test_image_size_flag_forms(tmp_path, capsys):
+    from vaekit.cli import build_parser
 
-    assert image_size_arg(("32",)) == (32, 32)
-    assert image_size_arg(("32x48",)) == (32, 48)
-    assert image_size_arg(("32", "48")) == (32, 48)
-    with pytest.raises(ValueError, match="--image-size takes H, HxW or H W"):
-        image_size_arg(("big",))
+    def size(*words):
+        return build_parser().parse_args(["train", "--image-size", *words]).image_size
+
+    assert size("32") == (32, 32)
+    assert size("32x48") == (32, 48)
+    assert size("32", "48") == (32, 48)
+    with pytest.raises(SystemExit):
+        size("big")
+    assert "argument --image-size: must be H, HxW or H W" in capsys.readouterr().err
 
 
 def test_streamed_batches_train_exactly_like_resident_ones(tmp_path, monkeypatch):

@@ -274,8 +274,9 @@ def test_metrics_of_a_vae_run(tiny_run, tmp_path, capsys):
     check_set(res["samples"], 200)
     check_set(res["reconstructions"], 200)
     assert res["seconds"]["total"] > 0 and res["seconds"]["sampling"] > 0
-    assert main(["metrics", str(tiny_run), "--n", "0"]) == 2
-    assert capsys.readouterr().err.strip().endswith("--n must be > 0, got 0")
+    with pytest.raises(SystemExit) as e:
+        main(["metrics", str(tiny_run), "--n", "0"])
+    assert e.value.code == 2 and "--n: must be an integer >= 1, got 0" in capsys.readouterr().err
 
 
 def train(data_root, out, *args) -> list[dict]:

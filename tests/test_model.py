@@ -205,7 +205,7 @@ def test_seed_network_keeps_its_size_only_with_the_gaussian_likelihood():
 def test_bad_likelihood_options_are_named(bad, match):
     with pytest.raises(ValueError, match=match):
         ModelConfig(**bad)
-    with pytest.raises(ValueError, match="mixtures must be >= 1, got 0"):
+    with pytest.raises(ValueError, match="mixtures must be an integer >= 1, got 0"):
         ModelConfig(likelihood="logistic", mixtures=0)
 
 

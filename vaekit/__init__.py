@@ -57,15 +57,21 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_LAZY})
 
 
-def load(run_dir_or_checkpoint: str | Path, device: str | torch.device = "cpu") -> LatentModel:
+def load(
+    run_dir_or_checkpoint: str | Path,
+    device: str | torch.device = "cpu",
+    *,
+    allow_nonfinite: bool = False,
+) -> LatentModel:
     """A trained model from a run directory (its last.pt), a checkpoint file or a .safetensors
-    export, in eval mode."""
+    export, in eval mode. Weights holding NaN or Inf are refused (CheckpointError) unless
+    allow_nonfinite."""
     from . import checkpoint
 
     if str(run_dir_or_checkpoint).endswith(".safetensors"):
         from .export import load_safetensors
 
-        return load_safetensors(run_dir_or_checkpoint).to(device)
+        return load_safetensors(run_dir_or_checkpoint, allow_nonfinite=allow_nonfinite).to(device)
 
-    ckpt = checkpoint.load(run_dir_or_checkpoint)
+    ckpt = checkpoint.load(run_dir_or_checkpoint, allow_nonfinite=allow_nonfinite)
     return checkpoint.build_model(ckpt, run_dir_or_checkpoint).to(device).eval()

@@ -58,8 +58,27 @@ def resolve(run_or_ckpt: str | Path) -> Path:
     return p
 
 
-def load(run_or_ckpt: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint as plain data (weights_only=True); refuse anything else clearly."""
+def nonfinite(weights: dict) -> str | None:
+    """Where a state dict holds NaN or +-Inf: "tensor NAME: 12 NaN, 1 Inf" for the first such
+    tensor (and how many tensors do, when more than one); None when every value is finite."""
+    floats = ((k, t) for k, t in weights.items() if torch.is_tensor(t) and t.is_floating_point())
+    bad = [(k, t) for k, t in floats if not torch.isfinite(t).all()]
+    if not bad:
+        return None
+    name, t = bad[0]
+    counts = ((int(t.isnan().sum()), "NaN"), (int(t.isinf().sum()), "Inf"))
+    more = f"; {len(bad)} tensors in all" if len(bad) > 1 else ""
+    return f"tensor {name}: " + ", ".join(f"{n} {what}" for n, what in counts if n) + more
+
+
+def load(
+    run_or_ckpt: str | Path,
+    map_location: str | torch.device = "cpu",
+    *,
+    allow_nonfinite: bool = False,
+) -> dict:
+    """Load a checkpoint as plain data (weights_only=True); refuse anything else clearly, and
+    weights holding NaN or Inf unless allow_nonfinite (forensic use: to look at them)."""
     path = resolve(run_or_ckpt)
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
@@ -72,7 +91,19 @@ def load(run_or_ckpt: str | Path, map_location: str | torch.device = "cpu") -> d
     missing = [k for k in ("model", "model_config") if not isinstance(ckpt, dict) or k not in ckpt]
     if missing:
         raise CheckpointError(f"{path}: not a vaekit checkpoint (missing {missing})")
-    return upgrade(ckpt)
+    ckpt = upgrade(ckpt)
+    if not allow_nonfinite:
+        refuse_nonfinite(ckpt["model"], path)
+    return ckpt
+
+
+def refuse_nonfinite(weights: dict, where: str | Path) -> None:
+    """CheckpointError naming the first tensor of weights that holds NaN or Inf, if any."""
+    if found := nonfinite(weights):
+        raise CheckpointError(
+            f"{where}: weights hold non-finite values ({found}); --allow-nonfinite "
+            "(Python: allow_nonfinite=True) loads them anyway"
+        )
 
 
 def upgrade(ckpt: dict) -> dict:

@@ -22,17 +22,48 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
+def arg(rule):
+    """An argparse type from a value rule (vaekit.config.Number): its ValueError becomes
+    "argument --flag: must be ..., got ..." (exit 2), in the words a config file gets."""
+
+    def parse(text: str):
+        try:
+            return rule(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    return parse
+
+
+class JoinedValue(argparse.Action):
+    """A flag's words joined by spaces and parsed as one value by `rule` (--image-size 64 48);
+    its ValueError becomes "argument --flag: ..."."""
+
+    def __init__(self, *args, rule, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.rule = rule
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        try:
+            setattr(namespace, self.dest, self.rule(" ".join(values)))
+        except ValueError as e:
+            raise argparse.ArgumentError(self, str(e)) from None
+
+
 def add_config_flags(
     p: argparse.ArgumentParser, cls, title: str, types: dict | None = None, seen: set | None = None
 ) -> None:
-    """One --flag per dataclass field, typed from its default; None means 'keep the preset's'.
-    types: field -> (type, metavar) where the default's type is not the flag's; seen: names
-    already given a flag (a field shared by two families' options gets one).
+    """One --flag per dataclass field, parsed by the field's rule (the one its config file value
+    gets), else typed from its default; None means 'keep the preset's'. types: field -> (type,
+    metavar) where neither fits; seen: names already given a flag (a field shared by two
+    families' options gets one).
 
     Hand-written rather than derived by jsonargparse or tyro (#17, tried on `train`):
     jsonargparse 4.53 spells flags --batch_size and --figures true, tyro 1.0 prints errors as
     multi-line panels, and both fill unset flags with the dataclass defaults, which would hide
     the preset's (preset < file < flags needs "not given" to stay None)."""
+    from .config import Number
+
     group = p.add_argument_group(title)
     types, seen = types or {}, seen if seen is not None else set()
     for f in fields(cls):
@@ -41,7 +72,7 @@ def add_config_flags(
         seen.add(f.name)
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not MISSING else None
-        help_ = f.metadata.get("help", "")
+        help_, rule = f.metadata.get("help", ""), f.metadata.get("rule")
         if f.name in types:
             kind, metavar = types[f.name]
             nargs = "+" if isinstance(default, tuple) else None
@@ -59,14 +90,34 @@ def add_config_flags(
             group.add_argument(
                 flag, action=argparse.BooleanOptionalAction, default=None, help=help_
             )
-        elif isinstance(default, tuple):
-            group.add_argument(flag, type=int, nargs="+", default=None, metavar="N", help=help_)
+        elif isinstance(rule, Number) and isinstance(default, tuple):
+            group.add_argument(
+                flag, type=arg(rule), nargs="+", default=None, metavar="N", help=help_
+            )
+        elif isinstance(rule, Number):
+            group.add_argument(flag, type=arg(rule), default=None, help=f"{help_} [{default}]")
+        elif rule is not None:  # a value of several words: --image-size 64 48
+            group.add_argument(flag, action=JoinedValue, rule=rule, nargs="+", default=None,
+                               metavar="H[xW]", help=help_)  # fmt: skip
         else:
             group.add_argument(flag, type=type(default), default=None, help=f"{help_} [{default}]")
 
 
 def build_parser() -> Parser:
-    from .config import FAMILIES, PRESETS, ModelConfig, ObjectiveConfig, TrainConfig
+    from .config import (
+        DEVICES,
+        FAMILIES,
+        NONNEG,
+        NONNEG_INT,
+        POSITIVE,
+        POSITIVE_INT,
+        PRESETS,
+        SEED,
+        ModelConfig,
+        Number,
+        ObjectiveConfig,
+        TrainConfig,
+    )
 
     root = Parser(prog="vaekit", description="Variational autoencoders in PyTorch.", epilog=EPILOG)
     root.add_argument("--version", action="version", version=f"vaekit {__version__}")
@@ -84,8 +135,8 @@ def build_parser() -> Parser:
     p.add_argument("--out", type=Path, help="run directory [runs/DATASET-PRESET]")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR")
     p.add_argument("--data-dir", type=Path, help="dataset root [$VAEKIT_DATA, ~/.cache/vaekit]")
-    types = {"dataset": (dataset_arg, "NAME|folder:PATH"), "image_size": (str, "H[xW]"),
-             "log": (str, "NAME")}  # fmt: skip
+    allow_nonfinite(p, "--resume from")
+    types = {"dataset": (dataset_arg, "NAME|folder:PATH"), "log": (str, "NAME")}
     unset = "(unset: the preset's value, else the [default])"
     add_config_flags(p, TrainConfig, f"training {unset}", types)
     add_config_flags(p, ObjectiveConfig, f"objective {unset}")
@@ -101,21 +152,25 @@ def build_parser() -> Parser:
         q.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run dir or checkpoint")
         if out:
             q.add_argument("--out", type=Path, help=f"output PNG [RUN_DIR/{out}]")
-        q.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto [cpu]")
+        q.add_argument("--device", default="cpu", choices=DEVICES, help="[cpu]")
         q.add_argument("--data-dir", type=Path, help="dataset root [$VAEKIT_DATA, ~/.cache/vaekit]")
+        allow_nonfinite(q, "use")
         return q
 
     q = run_parser("sample", "decode samples from the prior as a grid", "samples.png")
-    q.add_argument("--n", type=int, default=64, help="how many samples [64]")
-    q.add_argument("--temperature", type=float, default=1.0, help="z ~ N(0, T^2 I) [1.0]")
+    # one picture of at most 10,000 images (100 x 100: 6,600 px square at 64 px): decoded as one
+    # batch, so that 10^8 is a one-line refusal, not an allocation failure
+    grid_n = arg(Number(int, 1, 10_000))
+    q.add_argument("--n", type=grid_n, default=64, help="how many samples [64]")
+    q.add_argument("--temperature", type=arg(POSITIVE), default=1.0, help="z ~ N(0, T^2 I) [1.0]")
     q.add_argument(
         "--temperatures",
-        type=float,
+        type=arg(NONNEG),
         nargs="+",
         metavar="T",
         help="one temperature per latent group, top first (hierarchical models)",
     )
-    q.add_argument("--seed", type=int, default=0, help="noise seed [0]")
+    q.add_argument("--seed", type=arg(SEED), default=0, help="noise seed [0]")
     q.set_defaults(run=cmd_sample)
 
     def data_arg(q) -> None:
@@ -127,45 +182,65 @@ def build_parser() -> Parser:
         )
 
     q = run_parser("reconstruct", "test images beside their reconstructions", "recon.png")
-    q.add_argument("--n", type=int, default=64, help="the first N images [64]")
+    q.add_argument("--n", type=grid_n, default=64, help="the first N images [64]")
     data_arg(q)
     q.set_defaults(run=cmd_reconstruct)
 
     q = run_parser("traverse", "vary two latent dims around a test image's code", "traverse.png")
-    q.add_argument("--dims", type=int, nargs=2, metavar=("I", "J"), help="[the two top-KL dims]")
-    q.add_argument("--index", type=int, default=0, help="image to encode [0]")
+    q.add_argument(
+        "--dims", type=arg(NONNEG_INT), nargs=2, metavar=("I", "J"), help="[the two top-KL dims]"
+    )
+    q.add_argument("--index", type=arg(NONNEG_INT), default=0, help="image to encode [0]")
     data_arg(q)
-    q.add_argument("--steps", type=int, default=13, help="grid side [13]")
-    q.add_argument("--span", type=float, default=7.0, help="offsets linspace(-span, span) [7]")
+    q.add_argument(
+        "--steps", type=arg(Number(int, 2)), default=13, help="grid side, from -span to span [13]"
+    )
+    q.add_argument(
+        "--span", type=arg(POSITIVE), default=7.0, help="offsets linspace(-span, span) [7]"
+    )
     q.set_defaults(run=cmd_traverse)
 
     q = run_parser("interpolate", "walk between two test images' latent means", "interp.png")
-    q.add_argument("--a", type=int, default=0, help="first image index [0]")
-    q.add_argument("--b", type=int, default=1, help="second image index [1]")
-    q.add_argument("--steps", type=int, default=10, help="images in the strip [10]")
+    q.add_argument("--a", type=arg(NONNEG_INT), default=0, help="first image index [0]")
+    q.add_argument("--b", type=arg(NONNEG_INT), default=1, help="second image index [1]")
+    q.add_argument(
+        "--steps", type=arg(Number(int, 2)), default=10, help="images in the strip, a to b [10]"
+    )
     data_arg(q)
     q.set_defaults(run=cmd_interpolate)
 
     q = run_parser("evaluate", "test-set ELBO, NLL and bits/dim, active units, linear probe", None)
     q.add_argument("--json", action="store_true", help="print the results as JSON")
     q.add_argument("--out", type=Path, help="also write the JSON to this file")
-    q.add_argument("--batch-size", type=int, default=500, help="images per batch [500]")
+    q.add_argument(
+        "--batch-size", type=arg(POSITIVE_INT), default=500, help="images per batch [500]"
+    )
     q.add_argument(
         "--iw-samples",
-        type=int,
+        type=arg(POSITIVE_INT),
         metavar="K",
         help="also the IWAE NLL bound with K samples; its progress is kept beside the checkpoint, "
         "so a stopped evaluation resumes",
     )
-    q.add_argument("--iw-chunk", type=int, default=50, help="IW samples per image per pass [50]")
-    q.add_argument("--iw-batch", type=int, default=250, help="IW samples per decoder pass [250]")
+    q.add_argument(
+        "--iw-chunk", type=arg(POSITIVE_INT), default=50, help="IW samples per image per pass [50]"
+    )
+    q.add_argument(
+        "--iw-batch", type=arg(POSITIVE_INT), default=250, help="IW samples per decoder pass [250]"
+    )
     q.add_argument("--no-probe", action="store_true", help="skip the linear probe on the latents")
-    q.add_argument("--limit", type=int, default=0, help="first N images of each split (0 = all)")
+    q.add_argument(
+        "--limit", type=arg(NONNEG_INT), default=0, help="first N images of each split (0 = all)"
+    )
     q.set_defaults(run=cmd_evaluate)
     q = run_parser("metrics", "sample quality: FID, KID, precision/recall of samples", None)
-    q.add_argument("--n", type=int, default=10_000, help="samples, and test images [10000]")
-    q.add_argument("--temperature", type=float, default=1.0, help="z ~ N(0, T^2 I) [1.0]")
-    q.add_argument("--seed", type=int, default=0, help="noise seed, also of KID's subsets [0]")
+    q.add_argument(
+        "--n", type=arg(POSITIVE_INT), default=10_000, help="samples, and test images [10000]"
+    )
+    q.add_argument("--temperature", type=arg(POSITIVE), default=1.0, help="z ~ N(0, T^2 I) [1.0]")
+    q.add_argument(
+        "--seed", type=arg(SEED), default=0, help="noise seed, also of KID's subsets [0]"
+    )
     q.add_argument(
         "--features",
         choices=["classifier", "inception"],
@@ -176,9 +251,14 @@ def build_parser() -> Parser:
     )
     q.add_argument("--inception-weights", type=Path, metavar="FILE", help="[torch hub's folder]")
     q.add_argument(
-        "--classifier-limit", type=int, default=0, help="train it on N images (0 = all) [0]"
+        "--classifier-limit",
+        type=arg(NONNEG_INT),
+        default=0,
+        help="train it on N images (0 = all) [0]",
     )
-    q.add_argument("--batch-size", type=int, default=500, help="images per batch [500]")
+    q.add_argument(
+        "--batch-size", type=arg(POSITIVE_INT), default=500, help="images per batch [500]"
+    )
     q.add_argument("--out", type=Path, help="JSON [RUN_DIR/quality-FEATURES-tT.json]")
     q.add_argument("--json", action="store_true", help="print the results as JSON")
     q.set_defaults(run=cmd_metrics)
@@ -192,7 +272,9 @@ def build_parser() -> Parser:
     )
     q.add_argument("--out", type=Path, required=True, help="output file (.npz or .csv)")
     q.add_argument("--format", choices=["npz", "csv"], help="[from --out's suffix, else npz]")
-    q.add_argument("--batch-size", type=int, default=1000, help="images per batch [1000]")
+    q.add_argument(
+        "--batch-size", type=arg(POSITIVE_INT), default=1000, help="images per batch [1000]"
+    )
     q.add_argument(
         "--all-groups", action="store_true", help="also the lower latent groups (hierarchical)"
     )
@@ -201,7 +283,9 @@ def build_parser() -> Parser:
     q = run_parser("score", "anomaly / out-of-distribution scores of any images", None)
     q.add_argument("--data", nargs="+", required=True, metavar="SPEC", help="images to score")
     q.add_argument("--out", type=Path, required=True, help="per-image scores, CSV")
-    q.add_argument("--iw-samples", type=int, default=0, metavar="K", help="IW bound (0: ELBO)")
+    q.add_argument(
+        "--iw-samples", type=arg(NONNEG_INT), default=0, metavar="K", help="IW bound (0: ELBO)"
+    )
     q.add_argument("--background", type=Path, metavar="RUN2", help="for the likelihood ratio")
     q.add_argument(
         "--in-dist",
@@ -209,16 +293,21 @@ def build_parser() -> Parser:
         metavar="SPEC",
         help="images known to be normal: AUROC, AUPRC, FPR@95 of each score (scikit-learn)",
     )
-    q.add_argument("--seed", type=int, default=0, help="noise seed [0]")
+    q.add_argument("--seed", type=arg(SEED), default=0, help="noise seed [0]")
     q.set_defaults(run=cmd_score)
 
     q = run_parser("explore", "a local web page to steer the latent space live", None)
     q.add_argument("--host", default="127.0.0.1", help="address to listen on [127.0.0.1]")
-    q.add_argument("--port", type=int, default=8000, help="port; 0 picks a free one [8000]")
+    q.add_argument(
+        "--port",
+        type=arg(Number(int, 0, 65535)),
+        default=8000,
+        help="port; 0 picks a free one [8000]",
+    )
     q.add_argument("--quiet", action="store_true", help="do not log each request")
     q.add_argument(
         "--tsne-max",
-        type=int,
+        type=arg(NONNEG_INT),
         default=3000,  # ~40-70 s on one busy CPU core, once per run
         metavar="N",
         help="a t-SNE map of at most N test images (a fixed random subset), computed once and "
@@ -230,8 +319,18 @@ def build_parser() -> Parser:
     q.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run dir or checkpoint")
     q.add_argument("--format", required=True, choices=["safetensors", "onnx"], help="file format")
     q.add_argument("--out", type=Path, help="output [RUN_DIR/model.safetensors|decoder.onnx]")
+    allow_nonfinite(q, "export")
     q.set_defaults(run=cmd_export, device="cpu")
     return root
+
+
+def allow_nonfinite(p: argparse.ArgumentParser, verb: str) -> None:
+    """The forensic override of the refusal of NaN/Inf weights (vaekit.checkpoint.load)."""
+    p.add_argument(
+        "--allow-nonfinite",
+        action="store_true",
+        help=f"{verb} a checkpoint whose weights hold NaN or Inf (refused otherwise)",
+    )
 
 
 def dataset_arg(name: str) -> str:
@@ -247,14 +346,6 @@ def dataset_arg(name: str) -> str:
     return name
 
 
-def image_size_arg(values: tuple[str, ...]) -> tuple[int, int]:
-    """--image-size 64, 64x48 or 64 48 -> (H, W)."""
-    parts = [p for v in values for p in v.lower().split("x")]
-    if len(parts) not in (1, 2) or not all(p.isdigit() for p in parts):
-        raise ValueError(f"--image-size takes H, HxW or H W, got {' '.join(values)!r}")
-    return int(parts[0]), int(parts[-1])
-
-
 def config_values(args: argparse.Namespace) -> dict:
     """The config fields the user set on the command line, flat (tuples restored from lists)."""
     from .config import ModelConfig, ObjectiveConfig, TrainConfig, option_names
@@ -266,8 +357,6 @@ def config_values(args: argparse.Namespace) -> dict:
         v = getattr(args, name, None)
         if v is not None:
             out[name] = tuple(v) if isinstance(v, list) else v
-    if "image_size" in out:
-        out["image_size"] = image_size_arg(out["image_size"])
     return out
 
 
@@ -282,7 +371,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ValueError("--resume RUN_DIR continues in RUN_DIR; drop --out")
         if args.config or args.preset:
             raise ValueError("--resume continues a run with its own config; drop --config/--preset")
-        mcfg, ocfg, tcfg, ckpt = resume_configs(args.resume, values)
+        mcfg, ocfg, tcfg, ckpt = resume_configs(args.resume, values, args.allow_nonfinite)
         out = args.resume
         if ckpt["epoch"] >= tcfg.epochs:
             print(f"{out} has trained all its {tcfg.epochs} epochs; --epochs N trains further")
@@ -291,6 +380,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             None if os.environ.get("VAEKIT_DATA") else ckpt.get("data_dir")
         )
     else:
+        if args.allow_nonfinite:
+            raise ValueError("--allow-nonfinite goes with --resume: a new run has no weights yet")
         preset, mcfg, ocfg, tcfg = new_run_configs(args.preset, args.config, values, args.data_dir)
         name = tcfg.dataset.replace("folder:", "folder-").replace("/", "_").strip("_")
         out, ckpt, data_dir = args.out or Path("runs") / f"{name}-{preset}", None, args.data_dir
@@ -320,7 +411,7 @@ def load_run(args: argparse.Namespace, with_data: bool = True):
     from .data import load_split
     from .training import resolve_device
 
-    ckpt = checkpoint.load(args.run_dir)
+    ckpt = checkpoint.load(args.run_dir, allow_nonfinite=args.allow_nonfinite)
     model = checkpoint.build_model(ckpt, args.run_dir).to(resolve_device(args.device)).eval()
     if not with_data:
         return model, ckpt, None, None
@@ -350,11 +441,6 @@ def check_index(i: int, n: int, flag: str, where: str = "the test set") -> None:
         raise ValueError(f"{flag} {i} is out of range: {where} has images 0..{n - 1}")
 
 
-def check_positive(v: float, flag: str) -> None:
-    if not v > 0:
-        raise ValueError(f"{flag} must be > 0, got {v}")
-
-
 def write(arr, args: argparse.Namespace, default: str) -> int:
     from .plots import save_png
 
@@ -366,11 +452,6 @@ def write(arr, args: argparse.Namespace, default: str) -> int:
 def cmd_sample(args: argparse.Namespace) -> int:
     from .generate import sample_grid
 
-    check_positive(args.n, "--n")
-    check_positive(args.temperature, "--temperature")
-    for t in args.temperatures or []:
-        if t < 0:
-            raise ValueError(f"--temperatures must be >= 0, got {t}")
     model, *_ = load_run(args, with_data=False)
     groups = len(model.latent_shapes)
     if args.temperatures and len(args.temperatures) != groups:
@@ -390,7 +471,6 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     from .generate import reconstruction_grid
 
-    check_positive(args.n, "--n")
     model, x, where = run_images(args, args.n)
     if args.n > len(x):
         print(f"note: --n {args.n} but {where} has {len(x)} images; showing {len(x)}")
@@ -401,7 +481,10 @@ def cmd_traverse(args: argparse.Namespace) -> int:
     from .evaluate import posterior
     from .generate import dim_scores, top_dims, traverse_grid
 
-    check_positive(args.steps, "--steps")
+    if args.dims and args.dims[0] == args.dims[1]:
+        raise ValueError(
+            f"--dims takes two different dims (rows, columns), got {args.dims[0]} twice"
+        )
     model, x, where = run_images(args)
     check_index(args.index, len(x), "--index", where)
     dims = args.dims
@@ -420,7 +503,6 @@ def cmd_traverse(args: argparse.Namespace) -> int:
 def cmd_interpolate(args: argparse.Namespace) -> int:
     from .generate import interpolate_grid
 
-    check_positive(args.steps, "--steps")
     model, x, where = run_images(args, max(args.a, args.b) + 1)
     check_index(args.a, len(x), "--a", where)
     check_index(args.b, len(x), "--b", where)
@@ -448,13 +530,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .losses import active_units, bits_per_dim
     from .training.allocator import keep_freed_memory
 
-    check_positive(args.batch_size, "--batch-size")
-    check_positive(args.iw_chunk, "--iw-chunk")
-    check_positive(args.iw_batch, "--iw-batch")
-    if args.iw_samples is not None:
-        check_positive(args.iw_samples, "--iw-samples")
-    if args.limit < 0:
-        raise ValueError(f"--limit must be >= 0, got {args.limit}")
     n = args.limit or None
 
     def stage(what: str) -> None:  # progress on stderr: stdout is the result (--json)
@@ -543,13 +618,13 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     from . import checkpoint
     from .classifier import Spec
     from .data import load_split
+    from .metrics import DC_K, PR_K
     from .quality import classifier_features, inception_features, sample_quality
 
-    check_positive(args.n, "--n")
-    check_positive(args.temperature, "--temperature")
-    check_positive(args.batch_size, "--batch-size")
-    if args.classifier_limit < 0:
-        raise ValueError(f"--classifier-limit must be >= 0, got {args.classifier_limit}")
+    if args.n <= max(PR_K, DC_K):  # before the features model is trained, not after
+        raise ValueError(
+            f"--n must be > {max(PR_K, DC_K)} (the k of the k-NN metrics), got {args.n}"
+        )
     t0, c0 = time.perf_counter(), time.process_time()
     model, ckpt, _, _ = load_run(args, with_data=False)
     cfg, data_dir = model.cfg, run_data_dir(args, ckpt)
@@ -626,7 +701,6 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from .latents import encode_source, save
     from .training.allocator import keep_freed_memory
 
-    check_positive(args.batch_size, "--batch-size")
     fmt = args.format or ("csv" if args.out.suffix.lower() == ".csv" else "npz")
     model, ckpt, _, _ = load_run(args, with_data=False)
     cfg = model.cfg
@@ -679,14 +753,13 @@ def cmd_score(args: argparse.Namespace) -> int:
     from .scores import ood_metrics, score
     from .training import resolve_device
 
-    if args.iw_samples < 0:
-        raise ValueError(f"--iw-samples must be >= 0, got {args.iw_samples}")
     model, ckpt, _, _ = load_run(args, with_data=False)
     if not model.has_kl:
         raise ValueError(f"a {model.cfg.family} model has no likelihood to score with; use a vae")
     background = None
     if args.background:
-        background = checkpoint.build_model(checkpoint.load(args.background), args.background)
+        ckpt2 = checkpoint.load(args.background, allow_nonfinite=args.allow_nonfinite)
+        background = checkpoint.build_model(ckpt2, args.background)
         background = background.to(resolve_device(args.device)).eval()
         same = (background.cfg.image_size, background.cfg.in_channels, background.likelihood.binary)
         if same != (model.cfg.image_size, model.cfg.in_channels, model.likelihood.binary):
@@ -738,10 +811,6 @@ def cmd_explore(args: argparse.Namespace) -> int:
     from . import checkpoint
     from .explore import Explorer, host_warning, make_server, url_of
 
-    if not 0 <= args.port <= 65535:
-        raise ValueError(f"--port must be in 0..65535, got {args.port}")
-    if args.tsne_max < 0:
-        raise ValueError(f"--tsne-max must be >= 0, got {args.tsne_max}")
     try:  # bind first: a busy port fails at once, before the model and data load
         server = make_server(None, args.host, args.port, quiet=args.quiet)
     except OSError as e:

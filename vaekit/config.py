@@ -14,17 +14,127 @@ from __future__ import annotations
 
 import importlib
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
+import math
+import numbers
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 
-def opt(default, help: str):
-    """A dataclass field with a one-line doc; the CLI turns each field into a --flag."""
-    return field(default=default, metadata={"help": help})
+@dataclass(frozen=True)
+class Number:
+    """The rule of a numeric config field or flag, defined once: an int or a float, always
+    finite, >= low (> low if open_low) and <= high; zero: 0 is also taken (an 'off' value).
+    Calling it parses a value as a flag or a config file gives it."""
+
+    kind: type = float
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    zero: bool = False
+
+    def __str__(self) -> str:
+        """What it takes, in words: "an integer >= 1", "a finite number > 0", ..."""
+        what = "an integer" if self.kind is int else "a finite number"
+        if self.low is not None and self.high is not None:
+            what += f" in [{self.low}, {self.high}]"
+        elif self.low is not None:
+            what += f" {'>' if self.open_low else '>='} {self.low}"
+        elif self.high is not None:
+            what += f" <= {self.high}"
+        return f"0 or {what}" if self.zero else what
+
+    def __call__(self, v) -> int | float:
+        """v (a number, or its text: "1e-3" from a flag or a YAML file) as self.kind; a bool is
+        never a number, and an integer is never given as 2.5 or 2.0. ValueError "must be ..."."""
+        x = None
+        try:
+            if isinstance(v, str) or (isinstance(v, numbers.Integral) and not isinstance(v, bool)):
+                x = self.kind(v)
+            elif isinstance(v, numbers.Real) and self.kind is float:
+                x = float(v)
+        except (ValueError, OverflowError):
+            pass
+        if x is None or not self.takes(x):
+            raise ValueError(f"must be {self}, got {shown(v if x is None else x)}")
+        return x
+
+    def takes(self, x: int | float) -> bool:
+        if x == 0 and self.zero:
+            return True
+        low_ok = self.low is None or (x > self.low if self.open_low else x >= self.low)
+        return math.isfinite(x) and low_ok and (self.high is None or x <= self.high)
+
+
+def shown(v) -> str:
+    """A value as an error message quotes it: its repr, cut to 40 characters."""
+    r = repr(v)
+    return r if len(r) <= 40 else r[:37] + "..."
+
+
+# The rules the configs and the flags share.
+POSITIVE_INT = Number(int, 1)
+NONNEG_INT = Number(int, 0)
+POSITIVE = Number(float, 0, open_low=True)
+NONNEG = Number(float, 0)
+FINITE = Number(float)
+SEED = Number(int, 0, 2**32 - 1)  # numpy's and torch's CPU generators keep 32 bits of a seed
+
+
+def image_size_value(v) -> tuple[int, int]:
+    """An image size as a flag or a file gives it: 64, "64", "64x48", "64 48", [64, 48] or
+    ["64", "48"] -> (H, W), both >= 8. ValueError "must be ..."."""
+    words = " ".join(map(str, v)) if isinstance(v, (list, tuple)) else v
+    parts = words.lower().replace("x", " ").split() if isinstance(words, str) else [words]
+    side = Number(int, 8)
+    try:
+        if len(parts) not in (1, 2):
+            raise ValueError
+        h, w = side(parts[0]), side(parts[-1])
+    except ValueError:
+        raise ValueError(
+            f"must be H, HxW or H W with H and W integers >= 8, got {shown(v)}"
+        ) from None
+    return h, w
+
+
+def opt(default, help: str, rule=None):
+    """A dataclass field with a one-line doc; the CLI turns each field into a --flag. rule: the
+    parser of its value (a Number; of each item for a tuple field), also the flag's type."""
+    return field(default=default, metadata={"help": help, "rule": rule})
+
+
+def parse_field(f: Field, v):
+    """A field's value as Python, a flag or a config file gives it, checked by the field's
+    rule and type: a Number, each item of a tuple by its rule (one value is a 1-tuple), a bool
+    only True or False, a str only a string. ValueError "name must be ..., got ..."."""
+    rule, default = f.metadata.get("rule"), f.default if f.default is not MISSING else None
+    try:
+        if isinstance(rule, Number) and isinstance(default, tuple):
+            items = v if isinstance(v, (list, tuple)) else [v]
+            if not items:
+                raise ValueError(f"must be one or more values, each {rule}, got {shown(v)}")
+            return tuple(rule(i) for i in items)
+        if rule is not None:
+            return rule(v)
+    except ValueError as e:
+        raise ValueError(f"{f.name} {e}") from None
+    for kind, words in ((bool, "true or false"), (str, "a string")):
+        if isinstance(default, kind) and not isinstance(v, kind):
+            raise ValueError(f"{f.name} must be {words}, got {shown(v)}")
+    return v
+
+
+def parse_fields(obj) -> None:
+    """Parse each field of a config dataclass in place (parse_field), before its own checks."""
+    for f in fields(obj):
+        if f.name != "net":
+            setattr(obj, f.name, parse_field(f, getattr(obj, f.name)))
 
 
 def config_from_dict(cls, d: dict):
     """A config dataclass from a plain dict (JSON, a checkpoint), naming any unknown keys."""
+    if not isinstance(d, dict):
+        raise ValueError(f"{cls.__name__} must be a mapping of fields, got {shown(d)}")
     unknown = sorted(set(d) - {f.name for f in fields(cls)})
     if unknown:
         raise ValueError(f"unknown {cls.__name__} keys: {unknown}")
@@ -35,7 +145,7 @@ def check(obj, checks: list[tuple[bool, str]]) -> None:
     """Raise ValueError for the first failed (ok, "field_name must ...") check, with its value."""
     for ok, msg in checks:
         if not ok:
-            raise ValueError(f"{msg}, got {getattr(obj, msg.split()[0])!r}")
+            raise ValueError(f"{msg}, got {shown(getattr(obj, msg.split()[0]))}")
 
 
 def resolve(path: str):
@@ -70,21 +180,14 @@ class ConvNet:
     """Options of the one-latent families (vae, ae): a flat z and a conv encoder/decoder body."""
 
     arch: str = opt("resnet", "seed (the seed's network, 28x28x1) or resnet (sized from config)")
-    latent_dim: int = opt(20, "dimensions of z")
+    latent_dim: int = opt(20, "dimensions of z", POSITIVE_INT)
     channels: tuple[int, ...] = opt(
-        (32, 64, 64), "resnet: width of each stage, top first; each halves H, W"
+        (32, 64, 64), "resnet: width of each stage, top first; each halves H, W", POSITIVE_INT
     )
 
     def __post_init__(self) -> None:
-        self.channels = tuple(int(c) for c in self.channels)
-        check(
-            self,
-            [
-                (self.arch in ("seed", "resnet"), "arch must be seed or resnet"),
-                (self.latent_dim >= 1, "latent_dim must be >= 1"),
-                (bool(self.channels) and min(self.channels) >= 1, "channels must be positive"),
-            ],
-        )
+        parse_fields(self)
+        check(self, [(self.arch in ("seed", "resnet"), "arch must be seed or resnet")])
 
     def fit(self, model: ModelConfig, given: set[str]) -> ConvNet:
         """These options for the model's images: refuse the seed net off 28x28x1; a resnet
@@ -107,28 +210,26 @@ class HierarchicalNet:
     groups sit at several resolutions, each with a prior conditioned on the groups above
     (VDVAE's blocks, Child 2021). The top group's prior is N(0, I)."""
 
-    width: int = opt(64, "hvae: channels of the residual stream at every resolution")
-    z_channels: int = opt(16, "hvae: latent channels of each group")
-    resolutions: tuple[int, ...] = opt(
-        (1, 7, 14), "hvae: side of each level's feature maps, top (coarsest) first"
+    width: int = opt(
+        64, "hvae: channels of the residual stream at every resolution", Number(int, 4)
     )
-    groups: tuple[int, ...] = opt((1, 3, 3), "hvae: latent groups at each resolution")
-    enc_blocks: int = opt(2, "hvae: residual blocks per resolution in the encoder")
+    z_channels: int = opt(16, "hvae: latent channels of each group", POSITIVE_INT)
+    resolutions: tuple[int, ...] = opt(
+        (1, 7, 14), "hvae: side of each level's feature maps, top (coarsest) first", POSITIVE_INT
+    )
+    groups: tuple[int, ...] = opt((1, 3, 3), "hvae: latent groups at each resolution", POSITIVE_INT)
+    enc_blocks: int = opt(2, "hvae: residual blocks per resolution in the encoder", POSITIVE_INT)
 
     def __post_init__(self) -> None:
-        self.resolutions = tuple(int(r) for r in self.resolutions)
-        self.groups = tuple(int(g) for g in self.groups)
+        parse_fields(self)
         check(
             self,
             [
-                (self.width >= 4 and self.width % 4 == 0, "width must be a multiple of 4"),
-                (self.z_channels >= 1, "z_channels must be >= 1"),
-                (len(self.resolutions) >= 1 and min(self.resolutions) >= 1 and
-                 list(self.resolutions) == sorted(set(self.resolutions)),
+                (self.width % 4 == 0, "width must be a multiple of 4"),
+                (list(self.resolutions) == sorted(set(self.resolutions)),
                  "resolutions must rise strictly, top (coarsest) first"),
-                (len(self.groups) == len(self.resolutions) and min(self.groups) >= 1,
+                (len(self.groups) == len(self.resolutions),
                  "groups must give >= 1 group for each resolution"),
-                (self.enc_blocks >= 1, "enc_blocks must be >= 1"),
             ],
         )  # fmt: skip
 
@@ -192,30 +293,28 @@ class ModelConfig:
     family: str = opt(
         "vae", "model family: " + ", ".join(f"{k} ({v.doc})" for k, v in FAMILIES.items())
     )
-    in_channels: int = opt(1, "image channels (1 grey, 3 colour)")
-    image_size: tuple[int, int] = opt((28, 28), "(H, W) of the images the model takes")
+    in_channels: int = opt(1, "image channels (1 grey, 3 colour)", Number(int, 1, 3))
+    image_size: tuple[int, int] = opt(
+        (28, 28), "(H, W) of the images the model takes", image_size_value
+    )
     likelihood: str = opt(
         "gaussian",
         "p(x|z): gaussian (the seed's squared error), gaussian-global, gaussian-pixel (learned "
         "variance), bernoulli (binarized data), logistic (discretized mixture)",
     )
-    mixtures: int = opt(1, "logistic: mixture components per pixel")
-    mean: float = opt(0.1307, "input normalisation: x_net = (x - mean) / std")
-    std: float = opt(0.3081, "input normalisation std (the dataset's pixel std)")
+    mixtures: int = opt(1, "logistic: mixture components per pixel", POSITIVE_INT)
+    mean: float = opt(0.1307, "input normalisation: x_net = (x - mean) / std", FINITE)
+    std: float = opt(0.3081, "input normalisation std (the dataset's pixel std)", POSITIVE)
     net: object = field(default=None, metadata={"help": "the family's options"})
 
     def __post_init__(self) -> None:
-        self.image_size = tuple(int(s) for s in self.image_size)
+        parse_fields(self)
         check(
             self,
             [
                 (self.family in FAMILIES, f"family must be one of {sorted(FAMILIES)}"),
                 (self.likelihood in LIKELIHOODS, f"likelihood must be one of {tuple(LIKELIHOODS)}"),
-                (self.mixtures >= 1, "mixtures must be >= 1"),
-                (len(self.image_size) == 2 and min(self.image_size) >= 8, "image_size must be "
-                 "(H, W) with both >= 8"),
                 (self.in_channels in (1, 3), "in_channels must be 1 or 3"),
-                (self.std > 0, "std must be > 0"),
             ],
         )  # fmt: skip
         options = FAMILIES[self.family].options
@@ -241,24 +340,23 @@ class ObjectiveConfig:
     """What training minimises; test figures are always the true ELBO and KL."""
 
     objective: str = opt("elbo", "training objective: " + ", ".join(OBJECTIVES))
-    beta: float = opt(1.0, "weight of the KL term (1 = the ELBO)")
+    beta: float = opt(1.0, "weight of the KL term (1 = the ELBO)", NONNEG)
     kl_warmup: int = opt(
-        0, "optimizer steps over which the KL weight rises from 0 to beta (0 = off)"
+        0, "optimizer steps over which the KL weight rises from 0 to beta (0 = off)", NONNEG_INT
     )
-    free_bits: float = opt(0.0, "nats per latent dim below which a dim's batch KL is not penalised")
+    free_bits: float = opt(
+        0.0, "nats per latent dim below which a dim's batch KL is not penalised", NONNEG
+    )
     free_bits_per: str = opt("dim", "free bits per latent dim, or per group (its summed KL)")
-    iw_k: int = opt(5, "iwae: importance samples per image (Burda et al. 2015)")
+    iw_k: int = opt(5, "iwae: importance samples per image (Burda et al. 2015)", POSITIVE_INT)
 
     def __post_init__(self) -> None:
+        parse_fields(self)
         check(
             self,
             [
                 (self.objective in OBJECTIVES, f"objective must be one of {tuple(OBJECTIVES)}"),
-                (self.beta >= 0, "beta must be >= 0"),
-                (self.kl_warmup >= 0, "kl_warmup must be >= 0"),
-                (self.free_bits >= 0, "free_bits must be >= 0"),
                 (self.free_bits_per in ("dim", "group"), "free_bits_per must be dim or group"),
-                (self.iw_k >= 1, "iw_k must be >= 1"),
             ],
         )
 
@@ -282,22 +380,25 @@ class TrainConfig:
         "mnist", "mnist, fashion-mnist, kmnist, cifar10, celeba, or folder:PATH (any image tree)"
     )
     crop: int = opt(
-        0, "centre-crop images to N x N before resizing (0: celeba 148, else only to the aspect)"
+        0,
+        "centre-crop images to N x N before resizing (0: celeba 148, else only to the aspect)",
+        NONNEG_INT,
     )
-    epochs: int = opt(10, "passes over the training set")
-    batch_size: int = opt(64, "images per optimizer step")
-    lr: float = opt(2e-3, "AdamW learning rate")
-    weight_decay: float = opt(0.01, "AdamW decoupled weight decay (PyTorch's default)")
+    epochs: int = opt(10, "passes over the training set", POSITIVE_INT)
+    batch_size: int = opt(64, "images per optimizer step", POSITIVE_INT)
+    lr: float = opt(2e-3, "AdamW learning rate", POSITIVE)
+    weight_decay: float = opt(0.01, "AdamW decoupled weight decay (PyTorch's default)", NONNEG)
     lr_schedule: str = opt("cosine", "constant, or cosine (decay to lr_min_frac * lr by the end)")
-    lr_min_frac: float = opt(0.05, "cosine floor, as a fraction of lr")
-    seed: int = opt(0, "seeds weights, shuffling and sampling: same seed, same run (on CPU)")
-    limit: int = opt(0, "train on the first N training images only (0 = all)")
-    eval_every: int = opt(1, "evaluate on the test set every K epochs (0 = never)")
+    lr_min_frac: float = opt(0.05, "cosine floor, as a fraction of lr", Number(float, 0, 1))
+    seed: int = opt(0, "seeds weights, shuffling and sampling: same seed, same run (on CPU)", SEED)
+    limit: int = opt(0, "train on the first N training images only (0 = all)", NONNEG_INT)
+    eval_every: int = opt(1, "evaluate on the test set every K epochs (0 = never)", NONNEG_INT)
     fid_every: int = opt(
         0,
         "FID of 2,000 samples and reconstructions against the test set every K epochs, in the "
         "features of the dataset's classifier (trained on the --limit images), into metrics.jsonl "
         "(0 = never; needs vaekit[metrics] and labels)",
+        NONNEG_INT,
     )
     device: str = opt("auto", "auto (cuda > mps > cpu), cpu, cuda, mps")
     precision: str = opt(
@@ -306,44 +407,38 @@ class TrainConfig:
     compile: bool = opt(False, "torch.compile the model (the first steps wait for the compiler)")
     channels_last: bool = opt(False, "channels-last memory layout (faster convs on some hardware)")
     figures: bool = opt(True, "write reconstructions and samples after every epoch")
-    save_every: int = opt(0, "also checkpoint every N steps inside an epoch (0 = epoch ends)")
-    keep: int = opt(0, "also keep the last N epochs' checkpoints, checkpoints/epoch_NNN.pt")
-    grad_clip: float = opt(0.0, "clip the gradient norm to this value (0 = off)")
-    max_bad_steps: int = opt(20, "stop after this many consecutive non-finite steps")
+    save_every: int = opt(
+        0, "also checkpoint every N steps inside an epoch (0 = epoch ends)", NONNEG_INT
+    )
+    keep: int = opt(
+        0, "also keep the last N epochs' checkpoints, checkpoints/epoch_NNN.pt", NONNEG_INT
+    )
+    grad_clip: float = opt(0.0, "clip the gradient norm to this value (0 = off)", NONNEG)
+    max_bad_steps: int = opt(20, "stop after this many consecutive non-finite steps", POSITIVE_INT)
     skip_spikes: float = opt(
-        0.0, "skip an update whose gradient norm is over this many times its running level (0: off)"
+        0.0,
+        "skip an update whose gradient norm is over this many times its running level (0: off)",
+        Number(float, 1, open_low=True, zero=True),
     )
     log: tuple[str, ...] = opt(
         (), f"experiment trackers to log to: {', '.join(TRACKERS)} (none: no tracker)"
     )
-    log_every: int = opt(50, "with --log: log the training terms every N optimizer steps")
+    log_every: int = opt(
+        50, "with --log: log the training terms every N optimizer steps", POSITIVE_INT
+    )
 
     def __post_init__(self) -> None:
         given = [self.log] if isinstance(self.log, str) else self.log  # "a,b" or ["a", "b,c"]
         names = (n.strip() for s in given for n in str(s).split(","))
         self.log = tuple(dict.fromkeys(n for n in names if n and n != "none"))  # in order, once
+        parse_fields(self)
         check(
             self,
             [
-                (self.epochs >= 1, "epochs must be >= 1"),
-                (self.batch_size >= 1, "batch_size must be >= 1"),
-                (self.lr > 0, "lr must be > 0"),
-                (self.weight_decay >= 0, "weight_decay must be >= 0"),
                 (self.lr_schedule in ("constant", "cosine"), "lr_schedule must be constant|cosine"),
-                (0 <= self.lr_min_frac <= 1, "lr_min_frac must be in [0, 1]"),
-                (self.limit >= 0, "limit must be >= 0"),
-                (self.crop >= 0, "crop must be >= 0"),
-                (self.eval_every >= 0, "eval_every must be >= 0"),
-                (self.fid_every >= 0, "fid_every must be >= 0"),
-                (self.save_every >= 0, "save_every must be >= 0"),
-                (self.keep >= 0, "keep must be >= 0"),
-                (self.grad_clip >= 0, "grad_clip must be >= 0"),
-                (self.max_bad_steps >= 1, "max_bad_steps must be >= 1"),
-                (self.skip_spikes == 0 or self.skip_spikes > 1, "skip_spikes must be 0 or > 1"),
                 (self.device in DEVICES, f"device must be one of {DEVICES}"),
                 (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}"),
                 (set(self.log) <= set(TRACKERS), f"log must name trackers among {tuple(TRACKERS)}"),
-                (self.log_every >= 1, "log_every must be >= 1"),
             ],
         )
 
@@ -448,17 +543,20 @@ def preset_values(name: str) -> dict:
 def build_model_config(values: dict, given: set[str] | None = None) -> ModelConfig:
     """A ModelConfig from flat values (the family's options among them), fitted to its images.
     given: the names set by the user rather than a preset (default: all of values); a resnet
-    whose channels were not given gets more stages for larger images."""
+    whose channels were not given gets more stages for larger images, and a preset's options
+    of another family are dropped (--family hvae on the mnist preset)."""
+    given = set(values) if given is None else given
     model, net, _, _ = route(values)
     family = model.get("family", "vae")
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {sorted(FAMILIES)}, got {family!r}")
-    options = FAMILIES[family].options
-    unknown = sorted(set(net) - field_names(options))
+    options = field_names(FAMILIES[family].options)
+    unknown = sorted((set(net) - options) & given)
     if unknown:
         raise ValueError(f"family {family} has no options {unknown}")
-    cfg = ModelConfig(**model, net=options(**net))
-    return replace(cfg, net=cfg.net.fit(cfg, set(values) if given is None else given))
+    net = {k: v for k, v in net.items() if k in options}
+    cfg = ModelConfig(**model, net=FAMILIES[family].options(**net))
+    return replace(cfg, net=cfg.net.fit(cfg, given))
 
 
 def configs(preset: str, **overrides) -> tuple[ModelConfig, ObjectiveConfig, TrainConfig]:
@@ -492,14 +590,39 @@ def flatten(d: dict) -> dict:
     a config.json (num_params, data_dir) are dropped."""
     if not any(k in d for k in ("model", "objective", "train")):
         return dict(d)
-    model = dict(d.get("model") or {})
-    return {**(model.pop("net", None) or {}), **model, **(d.get("objective") or {}),
-            **(d.get("train") or {})}  # fmt: skip
+    parts = {k: d.get(k) or {} for k in ("model", "objective", "train")}
+    if isinstance(parts["model"], dict):
+        parts["model"] = dict(parts["model"])
+        parts["net"] = parts["model"].pop("net", None) or {}
+    bad = next((k for k, v in parts.items() if not isinstance(v, dict)), None)
+    if bad:
+        raise ValueError(f"{bad} must be a mapping of config fields, got {shown(parts[bad])}")
+    return {**parts["net"], **parts["model"], **parts["objective"], **parts["train"]}
+
+
+def all_fields() -> dict[str, Field]:
+    """Every config field by name: the model's, the families' options', the objective's and
+    training's (a name belongs to one config; a field two families share is one field)."""
+    families = dict.fromkeys(f.options for f in FAMILIES.values())
+    classes = (ModelConfig, *families, ObjectiveConfig, TrainConfig)
+    return {f.name: f for c in classes for f in fields(c) if f.name != "net"}
+
+
+def parse_values(values: dict) -> dict:
+    """Flat field values parsed by each field's rule, as its flag parses it (parse_field);
+    an unknown name is refused."""
+    known, out = all_fields(), {}
+    for k, v in values.items():
+        if k not in known:
+            raise ValueError(f"unknown config field {k!r}")
+        out[k] = parse_field(known[k], v)
+    return out
 
 
 def read_config_file(path: str | Path) -> dict:
     """A YAML (.yaml, .yml; needs PyYAML: pip install "vaekit[yaml]") or JSON config file ->
-    flat field values, "preset" among them if the file names one. One-line errors."""
+    flat field values, "preset" among them if the file names one. Each value is parsed as its
+    flag is ("1e-3" is a number, true is not); one-line errors naming the file and field."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -525,4 +648,10 @@ def read_config_file(path: str | Path) -> dict:
             raise ValueError(f"--config {path}: not valid JSON ({e})") from None
     if not isinstance(d, dict):
         raise ValueError(f"--config {path}: must hold a mapping of config fields")
-    return flatten(d)
+    try:
+        values = flatten(d)
+        preset = values.pop("preset", None)
+        values = parse_values(values)
+    except ValueError as e:
+        raise ValueError(f"--config {path}: {e}") from None
+    return values if preset is None else {"preset": preset, **values}

@@ -391,6 +391,8 @@ def describe(
     """The dataset's channels, image size and pixel statistics: as asked where given, else the
     data's own. A folder or CelebA is decoded into its cache on the way (once)."""
     spec = get_dataset(name)
+    if crop and not isinstance(spec, ImageDataset):  # its images are read whole, never cropped
+        raise DataError(f"--crop {crop}: only folder: and celeba images are cropped, not {name}'s")
     if isinstance(spec, IdxDataset):
         return DataInfo(channels or 1, tuple(size or (28, 28)), spec.mean, spec.std)
     if isinstance(spec, CifarDataset):

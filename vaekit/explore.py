@@ -195,6 +195,9 @@ class Explorer:
         self.x, self.y, self.name = x, y, name  # uint8 (N, C, H, W), int64 (N,) or None
         self.lock = threading.Lock()  # one model call at a time
         self.mu, self.kl = posterior(model, x)  # (N, D), (D,) or None (no KL: an autoencoder)
+        bad = int((~torch.isfinite(self.mu)).any(1).sum())
+        if bad:  # NaN/Inf weights loaded on purpose (--allow-nonfinite): no map to draw
+            raise ValueError(f"the latent means of {bad} of {len(x)} images are not finite: no map")
         score = dim_scores(self.mu, self.kl)  # how much each dim is used
         self.order = sorted(range(len(score)), key=lambda d: -score[d])
         n = min(len(x), 1000)  # the KL of each latent group, on the first 1000 test images

@@ -36,17 +36,20 @@ def save_safetensors(model: LatentModel, path: str | Path) -> Path:
     return Path(path)
 
 
-def load_safetensors(path: str | Path) -> LatentModel:
-    """A model from save_safetensors' file, in eval mode (files of vaekit 0.1 included)."""
+def load_safetensors(path: str | Path, *, allow_nonfinite: bool = False) -> LatentModel:
+    """A model from save_safetensors' file, in eval mode (files of vaekit 0.1 included); weights
+    holding NaN or Inf are refused unless allow_nonfinite."""
     st = _need("safetensors")
     with st.safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
         if "model_config" not in meta:
             raise ValueError(f"{path}: no model_config in its metadata; not a vaekit export")
         state = {k: f.get_tensor(k) for k in f.keys()}
-    from .checkpoint import build_model, upgrade
+    from .checkpoint import build_model, refuse_nonfinite, upgrade
 
     ckpt = upgrade({"model": state, "model_config": json.loads(meta["model_config"])})
+    if not allow_nonfinite:
+        refuse_nonfinite(ckpt["model"], path)
     return build_model(ckpt, path).eval()
 
 

@@ -62,15 +62,19 @@ RESUMABLE += ("log", "log_every")  # where the numbers are sent, not what they a
 
 
 def resume_configs(
-    run_dir: str | Path, overrides: dict
+    run_dir: str | Path, overrides: dict, allow_nonfinite: bool = False
 ) -> tuple[ModelConfig, ObjectiveConfig, TrainConfig, dict]:
     """The configs and checkpoint to continue run_dir with. overrides: flat field values given
     again; values equal to the run's own are accepted, real changes only to RESUMABLE fields.
-    Without an epochs override the run continues to its own epoch count (maybe already done)."""
-    ckpt = checkpoint.load(run_dir)
-    mcfg = ModelConfig.from_dict(ckpt["model_config"])
-    ocfg = ObjectiveConfig.from_dict(ckpt["objective_config"])
-    tcfg = TrainConfig.from_dict(ckpt["train_config"])
+    Without an epochs override the run continues to its own epoch count (maybe already done).
+    Weights holding NaN or Inf are refused unless allow_nonfinite."""
+    ckpt = checkpoint.load(run_dir, allow_nonfinite=allow_nonfinite)
+    try:
+        mcfg = ModelConfig.from_dict(ckpt["model_config"])
+        ocfg = ObjectiveConfig.from_dict(ckpt["objective_config"])
+        tcfg = TrainConfig.from_dict(ckpt["train_config"])
+    except (ValueError, TypeError) as e:
+        raise TrainError(f"{run_dir}: its checkpoint's config is not valid ({e})") from None
     own = {**vars(mcfg), **vars(mcfg.net), **vars(ocfg), **vars(tcfg)}
     changed = {k: v for k, v in overrides.items() if k not in own or own[k] != v}
     fixed = sorted(set(changed) - set(RESUMABLE))
