@@ -7,14 +7,12 @@ optional (pip install "vaekit[export]") and imported only here.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
-from . import __version__
+from . import __version__, outputs
 from .models import LatentModel
 
 
@@ -31,9 +29,8 @@ def save_safetensors(model: LatentModel, path: str | Path) -> Path:
     """All weights as one safetensors file; the model config rides along as JSON metadata."""
     st = _need("safetensors.torch")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    meta = {"model_config": json.dumps(model.cfg.to_dict()), "vaekit_version": __version__}
-    st.save_file(state, str(path), metadata=meta)
-    return Path(path)
+    meta = {"model_config": outputs.dumps(model.cfg.to_dict()), "vaekit_version": __version__}
+    return outputs.write_bytes(path, st.save(state, metadata=meta))
 
 
 def load_safetensors(path: str | Path) -> LatentModel:
@@ -72,10 +69,13 @@ def save_onnx(model: LatentModel, path: str | Path) -> Path:
     path = Path(path)
     z = torch.randn(2, model.top_dim)
     decoder = _Decoder(model.cpu().eval()).eval()
-    # export into a private folder beside path, under path's own name (an external data
-    # file records the name it was written as), then move each file into place
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    # export into a private folder beside path (.NAME.tmpPID, removed if this process is
+    # killed, by the next train of the run) under path's own name (an external data file
+    # records the name it was written as), then move each file into place
+    tmp = outputs.temp_path(path)
+    shutil.rmtree(tmp, ignore_errors=True)
     try:
+        tmp.mkdir()
         torch.onnx.export(
             decoder,
             (z,),
@@ -89,9 +89,9 @@ def save_onnx(model: LatentModel, path: str | Path) -> Path:
         )
         extra = sorted(p.name for p in tmp.iterdir() if p.name != path.name)
         for name in [*extra, path.name]:  # the graph last: it is what names the others
-            with open(tmp / name, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp / name, path.parent / name)
+            outputs.move_into_place(tmp / name, path.parent / name)
+    except OSError as e:
+        raise outputs.output_error(e, path) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if not extra:

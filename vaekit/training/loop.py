@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .. import checkpoint, dist
+from .. import checkpoint, dist, outputs
 from ..config import ModelConfig, ObjectiveConfig, TrainConfig
 from ..evaluate import evaluate
 from ..generate import reconstruction_grid, sample_grid
@@ -96,9 +96,7 @@ def drop_rows_after(path: Path, epoch: int) -> None:
     lines = path.read_text().splitlines()
     kept = [line for line in lines if line.strip() and json.loads(line)["epoch"] <= epoch]
     if len(kept) != len(lines):
-        checkpoint.atomic_write_bytes(
-            path, lambda f: f.write("".join(k + "\n" for k in kept).encode())
-        )
+        outputs.write_text(path, "".join(k + "\n" for k in kept))
 
 
 def fit(
@@ -333,7 +331,7 @@ def fit(
                     row.update(watch(model, x_test, tcfg.seed))
                 log(epoch_line(row, tcfg.epochs, seconds))
                 metrics = out / "metrics.jsonl"
-                ckpts.write("metrics", metrics, append_line, metrics, json.dumps(row))
+                ckpts.write("metrics", metrics, outputs.append_line, metrics, outputs.dumps(row))
                 if tcfg.figures:
                     ckpts.write(
                         "figures",
@@ -392,11 +390,6 @@ def epoch_line(row: dict, epochs: int, seconds: float) -> str:
     if row["skipped_spikes"]:
         msg += f"  [{row['skipped_spikes']} gradient spikes skipped]"
     return msg + f"  {seconds:.1f} s ({row['images_per_second']:.0f} img/s)"
-
-
-def append_line(path: Path, line: str) -> None:
-    with open(path, "a") as f:
-        f.write(line + "\n")
 
 
 def figures(model, x_fig: torch.Tensor, out: Path, epoch: int, seed: int) -> None:
