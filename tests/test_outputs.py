@@ -4,9 +4,14 @@ included), output folders checked before the work, strict JSON, no stale tempora
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import math
 import os
+import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +21,10 @@ from PIL import Image
 import vaekit
 from vaekit import outputs
 from vaekit.cli import main
+from vaekit.training.checkpoints import TrainError
+from vaekit.training.lock import run_lock
+
+from .conftest import TINY
 
 ENOSPC = os.strerror(errno.ENOSPC)  # "No space left on device"
 
@@ -27,6 +36,108 @@ def strict_loads(text: str):
         raise ValueError(f"not strict JSON: {name}")
 
     return json.loads(text, parse_constant=refuse)
+
+
+def snapshot(folder: Path) -> dict:
+    """Every file under folder: its bytes' digest and mtime, to tell whether anything changed."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    digest = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()  # noqa: E731
+    return {str(p.relative_to(folder)): (digest(p), p.stat().st_mtime_ns) for p in files}
+
+
+def dead_pid() -> int:
+    """The PID of a process that has ended."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.fixture
+def holder():
+    """holder(run_dir): a second process that holds run_dir's lock until killed."""
+    procs = []
+    root = Path(vaekit.__file__).parents[1]
+    code = (
+        "import sys, time\nfrom vaekit.training.lock import run_lock\n"
+        "with run_lock(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(600)\n"
+    )
+
+    def hold(run_dir: Path) -> subprocess.Popen:
+        env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+        env.pop("RANK", None)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code, str(run_dir)], stdout=subprocess.PIPE, env=env
+        )
+        procs.append(proc)
+        assert proc.stdout.readline() == b"held\n"
+        return proc
+
+    yield hold
+    for proc in procs:
+        proc.kill()
+        proc.wait()
+
+
+# -- one writer per run directory -------------------------------------------------------------
+
+
+def test_a_second_train_into_a_held_run_dir_fails_and_touches_nothing(
+    holder, tmp_path, data_root, capsys
+):
+    out = tmp_path / "run"
+    proc = holder(out)
+    before = snapshot(out)
+    args = ["train", "--limit", "512", "--epochs", "1", "--out", str(out), *TINY]
+    assert main([*args, "--data-dir", str(data_root)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"PID {proc.pid}" in err and str(out) in err
+    assert snapshot(out) == before and sorted(p.name for p in out.iterdir()) == [".lock"]
+
+
+def test_a_second_resume_fails_untouched_and_a_killed_holder_does_not_block(
+    holder, tiny_run, tmp_path, capsys
+):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    proc = holder(run)
+    before = snapshot(run)
+    assert main(["train", "--resume", str(run), "--epochs", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"PID {proc.pid}" in err
+    assert snapshot(run) == before  # no metrics.jsonl line, no config.json rewrite
+    proc.send_signal(signal.SIGKILL)  # dies holding it: the OS releases the lock
+    proc.wait()
+    assert main(["train", "--resume", str(run), "--epochs", "2"]) == 0
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert (run / ".lock").read_text().strip() == str(os.getpid())  # the last holder's
+
+
+def test_python_train_is_refused_too_and_only_rank_0_takes_the_lock(holder, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    proc = holder(out)
+    with pytest.raises(TrainError, match=f"PID {proc.pid}"):
+        vaekit.train(out, "mnist", limit=64, epochs=1)
+    monkeypatch.setenv("RANK", "1")  # a torchrun rank > 0 writes nothing, so holds nothing
+    with run_lock(out):
+        pass
+
+
+def test_taking_a_run_dir_removes_the_temporary_files_of_dead_writers(tiny_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    dead, alive = dead_pid(), os.getppid()
+    stale = [run / f".last.pt.tmp{dead}", run / "checkpoints" / f".epoch_001.pt.tmp{dead}"]
+    stale.append(run / f".decoder.onnx.tmp{dead}")  # a killed export's folder
+    live = run / f".last.iw.json.tmp{alive}"  # a reader (evaluate --iw-samples) still writing
+    stale[1].parent.mkdir()
+    stale[2].mkdir()
+    (stale[2] / "decoder.onnx").write_bytes(b"half")
+    for p in (stale[0], stale[1], live):
+        p.write_bytes(b"half a file")
+    # all epochs done: nothing is trained, but the run was taken and tidied
+    assert main(["train", "--resume", str(run)]) == 0
+    assert not any(p.exists() for p in stale) and live.exists()
 
 
 # -- every file whole or absent ---------------------------------------------------------------

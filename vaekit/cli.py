@@ -271,16 +271,31 @@ def config_values(args: argparse.Namespace) -> dict:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from contextlib import nullcontext
+
+    from . import checkpoint
+    from .training.lock import run_lock
+
+    if args.resume:
+        if args.out and args.out != args.resume:
+            raise ValueError("--resume RUN_DIR continues in RUN_DIR; drop --out")
+        if args.config or args.preset:
+            raise ValueError("--resume continues a run with its own config; drop --config/--preset")
+        checkpoint.resolve(args.resume)  # a run dir that is there, before the lock is taken
+    # a resumed run's directory is held before its checkpoint is read: no other writer can
+    # replace it in between (a new run's is held by train_run)
+    with run_lock(args.resume) if args.resume else nullcontext():
+        return train_or_resume(args)
+
+
+def train_or_resume(args: argparse.Namespace) -> int:
+    """cmd_train's work: a new run, or the run in --resume continued."""
     from . import dist
     from .training import resume_configs
     from .training.run import new_run_configs, train_run
 
     values = config_values(args)
     if args.resume:
-        if args.out and args.out != args.resume:
-            raise ValueError("--resume RUN_DIR continues in RUN_DIR; drop --out")
-        if args.config or args.preset:
-            raise ValueError("--resume continues a run with its own config; drop --config/--preset")
         mcfg, ocfg, tcfg, ckpt = resume_configs(args.resume, values)
         out = args.resume
         if ckpt["epoch"] >= tcfg.epochs:

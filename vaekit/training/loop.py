@@ -29,6 +29,7 @@ from .checkpoints import (
     room_needed,
     set_rng_state,
 )
+from .lock import holding_run_dir
 from .memory import check_memory
 from .precision import choose_precision
 from .signals import StopSignal
@@ -99,6 +100,7 @@ def drop_rows_after(path: Path, epoch: int) -> None:
         outputs.write_text(path, "".join(k + "\n" for k in kept))
 
 
+@holding_run_dir  # one writer per run directory
 def fit(
     mcfg: ModelConfig,
     ocfg: ObjectiveConfig,
@@ -166,7 +168,8 @@ def fit(
     )
     # a checkpoint holds the weights and two AdamW moments: 3 x 4 bytes per parameter
     ckpt_bytes = 12 * model.num_params() + 2**20
-    check_room(out, room_needed(out, ckpt_bytes, tcfg.keep, resumed=ckpt is not None))
+    if main:
+        check_room(out, room_needed(out, ckpt_bytes, tcfg.keep, resumed=ckpt is not None))
     shuffle = torch.Generator().manual_seed(tcfg.seed)
     lik = model.likelihood
     batches = BatchSource(x_train, tcfg.batch_size, device, shuffle, stream)
