@@ -7,7 +7,11 @@ optional (pip install "vaekit[export]") and imported only here.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -76,17 +80,18 @@ def save_onnx(model: LatentModel, path: str | Path) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir()
-        torch.onnx.export(
-            decoder,
-            (z,),
-            str(tmp / path.name),
-            input_names=["z"],
-            output_names=["x"],
-            dynamic_shapes={"z": {0: torch.export.Dim("batch")}},
-            dynamo=True,
-            external_data=False,  # weights inside the .onnx unless it would pass 2 GB
-            verbose=False,
-        )
+        with quiet_onnx_export():
+            torch.onnx.export(
+                decoder,
+                (z,),
+                str(tmp / path.name),
+                input_names=["z"],
+                output_names=["x"],
+                dynamic_shapes={"z": {0: torch.export.Dim("batch")}},
+                dynamo=True,
+                external_data=False,  # weights inside the .onnx unless it would pass 2 GB
+                verbose=False,
+            )
         extra = sorted(p.name for p in tmp.iterdir() if p.name != path.name)
         for name in [*extra, path.name]:  # the graph last: it is what names the others
             outputs.move_into_place(tmp / name, path.parent / name)
@@ -103,3 +108,30 @@ def save_onnx(model: LatentModel, path: str | Path) -> Path:
             "copy both files, side by side)"
         )
     return path
+
+
+# What torch 2.13's exporter says on every export, none of it about the model exported: its
+# op registry notes that torchvision's detection ops (nms, roi_align, ...) are skipped when
+# torchvision is not installed (a decoder uses none), and torch.export deep-copies its own
+# pytree specs through a constructor it has deprecated (torch's internals, not our call).
+ONNX_REGISTRY_LOGGER = "torch.onnx._internal.exporter._registration"
+LEAFSPEC_DEPRECATED = r"`isinstance\(treespec, LeafSpec\)` is deprecated"  # a FutureWarning
+
+
+class _NoTorchvisionNotes(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("torchvision is not installed")
+
+
+@contextmanager
+def quiet_onnx_export() -> Iterator[None]:
+    """Silence, for the block only, exactly the exporter's known-harmless notes above; every
+    other warning and log line of the export still shows."""
+    logger, notes = logging.getLogger(ONNX_REGISTRY_LOGGER), _NoTorchvisionNotes()
+    logger.addFilter(notes)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", LEAFSPEC_DEPRECATED, FutureWarning)
+            yield
+    finally:
+        logger.removeFilter(notes)
