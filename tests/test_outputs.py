@@ -326,3 +326,31 @@ def test_evaluate_json_is_strict_with_a_nan_loss(tiny_run, tmp_path, capsys, mon
     for text in (capsys.readouterr().out, out.read_text()):
         res = strict_loads(text)
         assert res["test_loss"] is None and res["non_finite"] == {"test_loss": "NaN"}
+
+
+def test_the_explorer_answers_strict_json(tiny_run, data_root):
+    import http.client
+    import threading
+
+    from vaekit import checkpoint
+    from vaekit.data import load_split
+    from vaekit.explore import Explorer, make_server
+
+    model = checkpoint.build_model(checkpoint.load(tiny_run)).eval()
+    x, y = (t[:40] for t in load_split("mnist", "test", data_root))
+    explorer = Explorer(model, x, y, "mnist", tsne_max=0)
+    explorer.info = lambda: {"kl": [0.5, math.nan]}  # a value the browser could not parse
+    server = make_server(explorer, "127.0.0.1", 0, quiet=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        conn = http.client.HTTPConnection(*server.server_address[:2], timeout=30)
+        conn.request("GET", "/api/info")
+        r = conn.getresponse()
+        assert r.status == 200 and strict_loads(r.read()) == {
+            "kl": [0.5, None],
+            "non_finite": {"kl[]": "NaN"},
+        }
+        conn.close()
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from . import images
+from . import images, outputs
 from .data import to_float
 from .evaluate import evaluate, posterior
 from .generate import dim_scores
@@ -363,7 +363,7 @@ class Handler(BaseHTTPRequestHandler):
         self.log_request(status, len(body))
 
     def _json(self, status: int, obj: dict) -> None:
-        self._send(status, json.dumps(obj).encode(), "application/json")
+        self._send(status, outputs.dumps(obj).encode(), "application/json")  # strict JSON
 
     def _body(self) -> dict:
         """The request's JSON object; a raw image body (Content-Type image/*) becomes
