@@ -140,6 +140,16 @@ def test_taking_a_run_dir_removes_the_temporary_files_of_dead_writers(tiny_run, 
     assert not any(p.exists() for p in stale) and live.exists()
 
 
+def test_a_resume_drops_a_metrics_line_cut_by_a_crash(tiny_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"epoch": 2, "step": 1')  # a power loss mid-line
+    assert main(["train", "--resume", str(run), "--epochs", "2"]) == 0
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+
+
 # -- every file whole or absent ---------------------------------------------------------------
 
 

@@ -91,13 +91,21 @@ def resume_configs(
 
 def drop_rows_after(path: Path, epoch: int) -> None:
     """Keep metrics.jsonl's rows up to epoch: a crash between a row and its checkpoint must not
-    leave that epoch twice once it is trained again."""
+    leave that epoch twice once it is trained again, nor a line it cut short stay."""
     if not path.exists():
         return
     lines = path.read_text().splitlines()
-    kept = [line for line in lines if line.strip() and json.loads(line)["epoch"] <= epoch]
+    kept = [line for line in lines if row_epoch(line) <= epoch]
     if len(kept) != len(lines):
         outputs.write_text(path, "".join(k + "\n" for k in kept))
+
+
+def row_epoch(line: str) -> float:
+    """A metrics.jsonl line's epoch; inf for a line that is no whole row (blank, or cut)."""
+    try:
+        return json.loads(line)["epoch"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf
 
 
 @holding_run_dir  # one writer per run directory
