@@ -295,6 +295,30 @@ def test_a_failed_write_removes_its_temporary_file_and_keeps_the_old(tmp_path):
     assert p.read_bytes() == b"old" and os.listdir(tmp_path) == ["f.bin"]
 
 
+def test_a_link_keeps_pointing_at_the_new_file_with_the_old_permissions(tmp_path):
+    target, link = tmp_path / "target.json", tmp_path / "link.json"
+    target.write_text("old")
+    target.chmod(0o600)
+    link.symlink_to(target.name)
+    outputs.write_json(link, {"a": 1})
+    assert link.is_symlink() and json.loads(target.read_text()) == {"a": 1}
+    assert target.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_pipe_is_written_as_a_stream(tmp_path):
+    import threading
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    assert outputs.prepare(fifo) == fifo  # no temporary twin can stand in for a pipe
+    outputs.write_text(fifo, "a,b\n")
+    reader.join(10)
+    assert got == [b"a,b\n"] and sorted(os.listdir(tmp_path)) == ["fifo"]
+
+
 def test_appended_lines_are_whole_even_when_a_write_falls_short(tmp_path, monkeypatch):
     log = tmp_path / "metrics.jsonl"
     outputs.append_line(log, '{"epoch": 1}')

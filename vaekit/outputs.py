@@ -59,10 +59,19 @@ def sync_folder(folder: Path) -> None:
         os.close(fd)
 
 
+def is_stream(path: Path) -> bool:
+    """path is a device or a pipe (/dev/stdout, a named pipe): written in place, as a stream;
+    a stream has no temporary twin and cannot be replaced."""
+    return path.exists() and not path.is_file() and not path.is_dir()
+
+
 def move_into_place(tmp: Path, path: Path) -> None:
-    """Flush the finished file tmp to disk and rename it over path (same folder)."""
+    """Flush the finished file tmp to disk and rename it over path (same folder), with the
+    permissions of the file it replaces."""
     with open(tmp, "rb+") as f:
         os.fsync(f.fileno())
+    if path.is_file():
+        shutil.copymode(path, tmp)
     os.replace(tmp, path)
     sync_folder(path.parent)
 
@@ -71,16 +80,21 @@ def move_into_place(tmp: Path, path: Path) -> None:
 def replacing(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside path for the caller to write; when the block ends, flush
     it to disk and rename it over path. If the block fails, the temporary file is removed and
-    path is left as it was; an OSError becomes an OutputError naming path."""
+    path is left as it was; an OSError becomes an OutputError naming path. A symbolic link's
+    target is replaced (the link stays); a stream (see is_stream) is yielded itself."""
     path = Path(path)
-    tmp = temp_path(path)
+    if path.is_symlink() and not is_stream(path):
+        path = path.resolve()
+    tmp = path if is_stream(path) else temp_path(path)
     try:
         yield tmp
-        move_into_place(tmp, path)
+        if tmp != path:
+            move_into_place(tmp, path)
     except OSError as e:
         raise output_error(e, path) from None
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp != path:
+            tmp.unlink(missing_ok=True)
 
 
 def write_with(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
@@ -189,6 +203,8 @@ def prepare(path: str | Path) -> Path:
     path = Path(path)
     if path.is_dir():
         raise OutputError(errno.EISDIR, "it is a folder; name a file", str(path))
+    if is_stream(path):
+        return path
     folder = path.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
