@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import vaekit
-from vaekit import VAE, checkpoint
+from vaekit import VAE, checkpoint, outputs
 from vaekit.checkpoint import CheckpointError
 
 
@@ -35,7 +35,7 @@ def test_a_failed_write_leaves_the_previous_checkpoint_intact(tmp_path):
         raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        checkpoint.atomic_write_bytes(p, boom)
+        outputs.write_with(p, boom)
     assert checkpoint.load(p)["epoch"] == 1
     assert sorted(os.listdir(tmp_path)) == ["last.pt"]
 

@@ -77,3 +77,53 @@ def test_export_errors_are_one_line(tmp_path, capsys):
     save_file({"w": torch.zeros(1)}, str(bad))
     with pytest.raises(ValueError, match="no model_config in its metadata"):
         vaekit.load(bad)
+
+
+def test_onnx_export_is_quiet(tiny_run, tmp_path, capfd):
+    """torch's exporter notes on every export that torchvision's ops are skipped, and warns of
+    its own deprecated pytree constructor: neither is about the model, so neither shows."""
+    import logging
+    import warnings
+
+    from vaekit.export import ONNX_REGISTRY_LOGGER
+
+    pytest.importorskip("onnxscript")
+    seen: list[str] = []
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = lambda record: seen.append(record.getMessage())
+    logger = logging.getLogger(ONNX_REGISTRY_LOGGER)
+    logger.addHandler(handler)
+    out = tmp_path / "decoder.onnx"
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert main(["export", str(tiny_run), "--format", "onnx", "--out", str(out)]) == 0
+    finally:
+        logger.removeHandler(handler)
+    assert seen == [] and [str(w.message) for w in caught] == []
+    assert capfd.readouterr().err == ""
+
+
+def test_only_the_exporters_known_notes_are_silenced():
+    import logging
+    import warnings
+
+    from vaekit.export import ONNX_REGISTRY_LOGGER, quiet_onnx_export
+
+    seen: list[str] = []
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = lambda record: seen.append(record.getMessage())
+    logger = logging.getLogger(ONNX_REGISTRY_LOGGER)
+    logger.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with quiet_onnx_export():
+                leafspec = "`isinstance(treespec, LeafSpec)` is deprecated, use"
+                warnings.warn(leafspec, FutureWarning, stacklevel=1)
+                warnings.warn("another deprecation", FutureWarning, stacklevel=1)
+                logger.warning("torchvision is not installed. Skipping torchvision::nms")
+                logger.warning("another note")
+    finally:
+        logger.removeHandler(handler)
+    assert [str(w.message) for w in caught] == ["another deprecation"] and seen == ["another note"]

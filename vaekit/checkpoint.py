@@ -5,14 +5,13 @@ A checkpoint is a dict that loads with torch.load(weights_only=True): no pickled
 
 from __future__ import annotations
 
-import json
-import os
 import pickle
 import zipfile
 from pathlib import Path
 
 import torch
 
+from . import outputs
 from .config import ModelConfig, ObjectiveConfig, option_names
 from .models import LatentModel, create_model
 
@@ -21,29 +20,14 @@ class CheckpointError(Exception):
     """A run directory or checkpoint is missing or unusable; the message says which and why."""
 
 
-def atomic_write_bytes(path: Path, write) -> None:
-    """Call write(f) on a temp file beside path, fsync, then rename over path.
-
-    A crash at any moment leaves either the old file or the new one, never a torn file.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def save(state: dict, path: Path) -> None:
-    atomic_write_bytes(path, lambda f: torch.save(state, f))
+    """Write a checkpoint atomically (vaekit.outputs): a crash leaves the old file or the new."""
+    outputs.write_with(path, lambda f: torch.save(state, f))
 
 
 def save_json(obj: dict, path: Path) -> None:
-    atomic_write_bytes(path, lambda f: f.write((json.dumps(obj, indent=2) + "\n").encode()))
+    """obj as strict JSON (no NaN or Infinity), atomically."""
+    outputs.write_json(path, obj)
 
 
 def resolve(run_or_ckpt: str | Path) -> Path:

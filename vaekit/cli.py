@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from dataclasses import MISSING, fields
 from pathlib import Path
 
-from . import __version__
+from . import __version__, outputs
 
 EPILOG = "Run 'vaekit COMMAND --help' for a command's options."
 REPEATABLE = {"log"}  # list flags that add up when given again
@@ -361,16 +360,31 @@ def config_values(args: argparse.Namespace) -> dict:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from contextlib import nullcontext
+
+    from . import checkpoint
+    from .training.lock import run_lock
+
+    if args.resume:
+        if args.out and args.out != args.resume:
+            raise ValueError("--resume RUN_DIR continues in RUN_DIR; drop --out")
+        if args.config or args.preset:
+            raise ValueError("--resume continues a run with its own config; drop --config/--preset")
+        checkpoint.resolve(args.resume)  # a run dir that is there, before the lock is taken
+    # a resumed run's directory is held before its checkpoint is read: no other writer can
+    # replace it in between (a new run's is held by train_run)
+    with run_lock(args.resume) if args.resume else nullcontext():
+        return train_or_resume(args)
+
+
+def train_or_resume(args: argparse.Namespace) -> int:
+    """cmd_train's work: a new run, or the run in --resume continued."""
     from . import dist
     from .training import resume_configs
     from .training.run import new_run_configs, train_run
 
     values = config_values(args)
     if args.resume:
-        if args.out and args.out != args.resume:
-            raise ValueError("--resume RUN_DIR continues in RUN_DIR; drop --out")
-        if args.config or args.preset:
-            raise ValueError("--resume continues a run with its own config; drop --config/--preset")
         mcfg, ocfg, tcfg, ckpt = resume_configs(args.resume, values, args.allow_nonfinite)
         out = args.resume
         if ckpt["epoch"] >= tcfg.epochs:
@@ -441,10 +455,15 @@ def check_index(i: int, n: int, flag: str, where: str = "the test set") -> None:
         raise ValueError(f"{flag} {i} is out of range: {where} has images 0..{n - 1}")
 
 
+def run_folder(run_dir: Path) -> Path:
+    """The folder of a run: RUN_DIR itself, or a checkpoint file's folder."""
+    return run_dir if run_dir.is_dir() else run_dir.parent
+
+
 def write(arr, args: argparse.Namespace, default: str) -> int:
     from .plots import save_png
 
-    path = save_png(arr, args.out or Path(args.run_dir) / default)
+    path = save_png(arr, args.out or run_folder(args.run_dir) / default)
     print(f"wrote {path} ({arr.shape[1]}x{arr.shape[0]} px)")
     return 0
 
@@ -588,7 +607,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.out:
         checkpoint.save_json(res, args.out)
     if args.json:
-        print(json.dumps(res, indent=2))
+        print(outputs.dumps(res, indent=2))
         return 0
     head = f"{res['dataset']} test ({res['num_images']} images, {weights_label(ckpt)}): "
     if res["kl"] is None:
@@ -671,7 +690,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     except OSError as e:
         raise ValueError(f"cannot write {out} ({e.strerror or e})") from None
     if args.json:
-        print(json.dumps(res, indent=2))
+        print(outputs.dumps(res, indent=2))
         return 0
     acc = features.info.get("test_accuracy")
     print(
@@ -747,8 +766,6 @@ def gather(
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    import csv
-
     from . import checkpoint
     from .scores import ood_metrics, score
     from .training import resolve_device
@@ -768,8 +785,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     where = f"{args.out} (rows with an error)"
     x, labels, paths, unreadable = gather(model, args.data, data_dir, where=where)
     scores = score(model, x, args.iw_samples, background, args.seed)
-    with open(args.out, "w", newline="") as f:
-        w = csv.writer(f)
+    with outputs.csv_rows(args.out) as w:  # whole or not at all
         w.writerow(["index", "path", "label", *scores, "error"])
         for i in range(len(x)):
             row = [i, paths[i] if paths else "", labels[i] if labels else ""]
@@ -798,7 +814,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .export import save_onnx, save_safetensors
 
     model, *_ = load_run(args, with_data=False)
-    run_dir = args.run_dir if args.run_dir.is_dir() else args.run_dir.parent
+    run_dir = run_folder(args.run_dir)
     if args.format == "safetensors":
         path = save_safetensors(model, args.out or run_dir / "model.safetensors")
     else:
@@ -842,10 +858,22 @@ def main(argv: list[str] | None = None) -> int:
     from .training import TrainError
 
     try:
+        if args.command != "train" and getattr(args, "out", None) is not None:
+            outputs.prepare(args.out)  # its folder made and writable before the work, not after
         return args.run(args)
     except (CheckpointError, DataError, TrainError, ValueError, ImportError) as e:
         print(f"vaekit {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a full disk, a file that cannot be written or read: one line
+        print(f"vaekit {args.command}: error: {os_error_line(e)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"vaekit {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def os_error_line(e: OSError) -> str:
+    """An OSError in one line: the file and the reason (OutputError's own words)."""
+    if isinstance(e, outputs.OutputError) or not e.filename:
+        return str(e).splitlines()[0] if str(e) else type(e).__name__
+    return f"{e.filename}: {e.strerror or e}"

@@ -39,7 +39,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from . import images
+from . import images, outputs
 from .data import to_float
 from .evaluate import evaluate, posterior
 from .generate import dim_scores
@@ -378,7 +378,7 @@ class Handler(BaseHTTPRequestHandler):
         self.log_request(status, len(body))
 
     def _json(self, status: int, obj: dict) -> None:
-        self._send(status, json.dumps(obj).encode(), "application/json")
+        self._send(status, outputs.dumps(obj).encode(), "application/json")  # strict JSON
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None):
         """http.server's own refusals (a request line that is not HTTP, headers too long, an

@@ -7,14 +7,16 @@ optional (pip install "vaekit[export]") and imported only here.
 from __future__ import annotations
 
 import json
-import os
+import logging
 import shutil
-import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
-from . import __version__
+from . import __version__, outputs
 from .models import LatentModel
 
 
@@ -31,9 +33,8 @@ def save_safetensors(model: LatentModel, path: str | Path) -> Path:
     """All weights as one safetensors file; the model config rides along as JSON metadata."""
     st = _need("safetensors.torch")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    meta = {"model_config": json.dumps(model.cfg.to_dict()), "vaekit_version": __version__}
-    st.save_file(state, str(path), metadata=meta)
-    return Path(path)
+    meta = {"model_config": outputs.dumps(model.cfg.to_dict()), "vaekit_version": __version__}
+    return outputs.write_bytes(path, st.save(state, metadata=meta))
 
 
 def load_safetensors(path: str | Path, *, allow_nonfinite: bool = False) -> LatentModel:
@@ -75,26 +76,30 @@ def save_onnx(model: LatentModel, path: str | Path) -> Path:
     path = Path(path)
     z = torch.randn(2, model.top_dim)
     decoder = _Decoder(model.cpu().eval()).eval()
-    # export into a private folder beside path, under path's own name (an external data
-    # file records the name it was written as), then move each file into place
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    # export into a private folder beside path (.NAME.tmpPID, removed if this process is
+    # killed, by the next train of the run) under path's own name (an external data file
+    # records the name it was written as), then move each file into place
+    tmp = outputs.temp_path(path)
+    shutil.rmtree(tmp, ignore_errors=True)
     try:
-        torch.onnx.export(
-            decoder,
-            (z,),
-            str(tmp / path.name),
-            input_names=["z"],
-            output_names=["x"],
-            dynamic_shapes={"z": {0: torch.export.Dim("batch")}},
-            dynamo=True,
-            external_data=False,  # weights inside the .onnx unless it would pass 2 GB
-            verbose=False,
-        )
+        tmp.mkdir()
+        with quiet_onnx_export():
+            torch.onnx.export(
+                decoder,
+                (z,),
+                str(tmp / path.name),
+                input_names=["z"],
+                output_names=["x"],
+                dynamic_shapes={"z": {0: torch.export.Dim("batch")}},
+                dynamo=True,
+                external_data=False,  # weights inside the .onnx unless it would pass 2 GB
+                verbose=False,
+            )
         extra = sorted(p.name for p in tmp.iterdir() if p.name != path.name)
         for name in [*extra, path.name]:  # the graph last: it is what names the others
-            with open(tmp / name, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp / name, path.parent / name)
+            outputs.move_into_place(tmp / name, path.parent / name)
+    except OSError as e:
+        raise outputs.output_error(e, path) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if not extra:
@@ -106,3 +111,30 @@ def save_onnx(model: LatentModel, path: str | Path) -> Path:
             "copy both files, side by side)"
         )
     return path
+
+
+# What torch 2.13's exporter says on every export, none of it about the model exported: its
+# op registry notes that torchvision's detection ops (nms, roi_align, ...) are skipped when
+# torchvision is not installed (a decoder uses none), and torch.export deep-copies its own
+# pytree specs through a constructor it has deprecated (torch's internals, not our call).
+ONNX_REGISTRY_LOGGER = "torch.onnx._internal.exporter._registration"
+LEAFSPEC_DEPRECATED = r"`isinstance\(treespec, LeafSpec\)` is deprecated"  # a FutureWarning
+
+
+class _NoTorchvisionNotes(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("torchvision is not installed")
+
+
+@contextmanager
+def quiet_onnx_export() -> Iterator[None]:
+    """Silence, for the block only, exactly the exporter's known-harmless notes above; every
+    other warning and log line of the export still shows."""
+    logger, notes = logging.getLogger(ONNX_REGISTRY_LOGGER), _NoTorchvisionNotes()
+    logger.addFilter(notes)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", LEAFSPEC_DEPRECATED, FutureWarning)
+            yield
+    finally:
+        logger.removeFilter(notes)

@@ -11,7 +11,6 @@ unreadable_errors (K,) str, why: only when there are such files
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from . import outputs
 from .data import to_float
 from .inputs import Source
 from .models import LatentModel
@@ -61,12 +61,10 @@ def encode_source(
 def save(arrays: dict[str, np.ndarray], path: Path, fmt: str) -> Path:
     """Write the arrays: NumPy .npz (every array), or .csv (path, label, then the top group's
     mu_0.. and logvar_0.., then error: one row per image, then one per unreadable file with
-    only its path and error)."""
+    only its path and error), whole or not at all (vaekit.outputs)."""
     path = Path(path)
     if fmt == "npz":
-        with open(path, "wb") as f:
-            np.savez(f, **arrays)
-        return path
+        return outputs.write_with(path, lambda f: np.savez(f, **arrays))
     n, D = arrays["mu"].shape
     cols = [f"mu_{d}" for d in range(D)]
     table = [arrays["mu"]]
@@ -74,8 +72,7 @@ def save(arrays: dict[str, np.ndarray], path: Path, fmt: str) -> Path:
         cols += [f"logvar_{d}" for d in range(D)]
         table.append(arrays["logvar"])
     values = np.concatenate(table, axis=1)
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
+    with outputs.csv_rows(path) as w:
         w.writerow(["path", "label", *cols, "error"])
         for i in range(n):
             p = arrays["paths"][i] if "paths" in arrays else ""

@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from . import outputs
+
 
 def make_grid(
     images: torch.Tensor, nrow: int, padding: int = 2, pad_value: float = 1.0
@@ -38,10 +40,14 @@ def side_by_side(left: np.ndarray, right: np.ndarray, gap: int = 8, value: int =
 
 
 def save_png(arr: np.ndarray, path: str | Path) -> Path:
+    """Write an image (H, W) or (H, W, C) uint8, atomically, in the format of path's suffix
+    (.png; .jpg and Pillow's other formats too), creating its folder."""
     path = Path(path)
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{path}: not an image file name (.png, .jpg, ...)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr).save(path)
-    return path
+    return outputs.write_with(path, lambda f: Image.fromarray(arr).save(f, format=fmt))
 
 
 def plot_curves(metrics_jsonl: Path, out: Path) -> Path | None:
@@ -62,5 +68,4 @@ def plot_curves(metrics_jsonl: Path, out: Path) -> Path | None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out)
-    return out
+    return outputs.write_with(out, lambda f: fig.savefig(f, format=Path(out).suffix[1:] or "png"))

@@ -11,7 +11,6 @@ it was given: a new code (a slider, an upload) has no place on the map.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import time
 import zipfile
@@ -20,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import atomic_write_bytes
+from .outputs import write_with
 
 PERPLEXITY = 30.0  # scikit-learn's default: about the number of neighbours each point keeps
 MIN_POINTS = 10  # fewer images: no t-SNE map
@@ -57,9 +56,7 @@ def read_cache(path: Path, key: str) -> dict | None:
 
 
 def write_cache(path: Path, key: str, index: np.ndarray, points: np.ndarray, seconds: float):
-    buf = io.BytesIO()
-    np.savez(buf, key=key, index=index, points=points, seconds=seconds)
-    atomic_write_bytes(path, lambda f: f.write(buf.getvalue()))
+    write_with(path, lambda f: np.savez(f, key=key, index=index, points=points, seconds=seconds))
 
 
 def tsne_map(

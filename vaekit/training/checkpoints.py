@@ -3,13 +3,12 @@ written atomically; a write that fails (a full disk) is a one-line error naming 
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import torch
 
-from .. import checkpoint
+from .. import checkpoint, outputs
 
 
 class TrainError(Exception):
@@ -80,10 +79,8 @@ def check_room(out: Path, need: int) -> None:
     """Fail before training, not at the first checkpoint, if out is unwritable or too full.
 
     need: the bytes the run will add (a resumed run counts what replacing its files frees)."""
-    probe = out / f".write_test{os.getpid()}"
     try:
-        probe.write_bytes(b"ok")
-        probe.unlink()
+        outputs.probe(out)
     except OSError as e:
         raise TrainError(f"cannot write to run dir {out}: {e.strerror}") from None
     free = shutil.disk_usage(out).free

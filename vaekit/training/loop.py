@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .. import checkpoint, dist
+from .. import checkpoint, dist, outputs
 from ..config import ModelConfig, ObjectiveConfig, TrainConfig
 from ..evaluate import evaluate
 from ..generate import reconstruction_grid, sample_grid
@@ -29,6 +29,7 @@ from .checkpoints import (
     room_needed,
     set_rng_state,
 )
+from .lock import holding_run_dir
 from .memory import check_memory
 from .precision import choose_precision, precision_reason
 from .signals import StopSignal
@@ -94,17 +95,24 @@ def resume_configs(
 
 def drop_rows_after(path: Path, epoch: int) -> None:
     """Keep metrics.jsonl's rows up to epoch: a crash between a row and its checkpoint must not
-    leave that epoch twice once it is trained again."""
+    leave that epoch twice once it is trained again, nor a line it cut short stay."""
     if not path.exists():
         return
     lines = path.read_text().splitlines()
-    kept = [line for line in lines if line.strip() and json.loads(line)["epoch"] <= epoch]
+    kept = [line for line in lines if row_epoch(line) <= epoch]
     if len(kept) != len(lines):
-        checkpoint.atomic_write_bytes(
-            path, lambda f: f.write("".join(k + "\n" for k in kept).encode())
-        )
+        outputs.write_text(path, "".join(k + "\n" for k in kept))
 
 
+def row_epoch(line: str) -> float:
+    """A metrics.jsonl line's epoch; inf for a line that is no whole row (blank, or cut)."""
+    try:
+        return json.loads(line)["epoch"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf
+
+
+@holding_run_dir  # one writer per run directory
 def fit(
     mcfg: ModelConfig,
     ocfg: ObjectiveConfig,
@@ -179,7 +187,8 @@ def fit(
     )
     # a checkpoint holds the weights and two AdamW moments: 3 x 4 bytes per parameter
     ckpt_bytes = 12 * model.num_params() + 2**20
-    check_room(out, room_needed(out, ckpt_bytes, tcfg.keep, resumed=ckpt is not None))
+    if main:
+        check_room(out, room_needed(out, ckpt_bytes, tcfg.keep, resumed=ckpt is not None))
     shuffle = torch.Generator().manual_seed(tcfg.seed)
     lik = model.likelihood
     batches = BatchSource(x_train, tcfg.batch_size, device, shuffle, stream)
@@ -346,7 +355,7 @@ def fit(
                     row.update(watch(model, x_test, tcfg.seed))
                 log(epoch_line(row, tcfg.epochs, seconds))
                 metrics = out / "metrics.jsonl"
-                ckpts.write("metrics", metrics, append_line, metrics, json.dumps(row))
+                ckpts.write("metrics", metrics, outputs.append_line, metrics, outputs.dumps(row))
                 if tcfg.figures:
                     ckpts.write(
                         "figures",
@@ -405,11 +414,6 @@ def epoch_line(row: dict, epochs: int, seconds: float) -> str:
     if row["skipped_spikes"]:
         msg += f"  [{row['skipped_spikes']} gradient spikes skipped]"
     return msg + f"  {seconds:.1f} s ({row['images_per_second']:.0f} img/s)"
-
-
-def append_line(path: Path, line: str) -> None:
-    with open(path, "a") as f:
-        f.write(line + "\n")
 
 
 def figures(model, x_fig: torch.Tensor, out: Path, epoch: int, seed: int) -> None:

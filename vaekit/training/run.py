@@ -16,6 +16,7 @@ from ..config import (
 )
 from ..models import LatentModel
 from .batches import load_training_data
+from .lock import run_lock
 from .loop import fit, resolve_device, say
 from .memory import check_memory
 
@@ -51,18 +52,20 @@ def train_run(
 ) -> dict:
     """Refuse a step too large for memory, then load the data and fit (see fit) into run
     directory out; returns the last epoch's metrics row. data_dir: the data root (None:
-    $VAEKIT_DATA, else ~/.cache/vaekit), recorded with the run for its tools."""
+    $VAEKIT_DATA, else ~/.cache/vaekit), recorded with the run for its tools. out is held
+    (see run_lock) from the start: a second writer is refused before the data load."""
     from ..objectives import create_objective
 
     samples = create_objective(ocfg).samples
     # before the data are loaded (and resized) for a step that cannot fit
     check_memory(mcfg, tcfg.batch_size, resolve_device(tcfg.device), samples, log=lambda _: None)
-    x_train, x_test, stream = load_training_data(
-        tcfg.dataset, mcfg.image_size, mcfg.in_channels, tcfg.crop, tcfg.limit, data_dir
-    )
-    where = data_location(data_dir)
-    return fit(mcfg, ocfg, tcfg, out, x_train, x_test, stream=stream, ckpt=ckpt, data_dir=where,
-               log=log)  # fmt: skip
+    with run_lock(out):
+        x_train, x_test, stream = load_training_data(
+            tcfg.dataset, mcfg.image_size, mcfg.in_channels, tcfg.crop, tcfg.limit, data_dir
+        )
+        where = data_location(data_dir)
+        return fit(mcfg, ocfg, tcfg, out, x_train, x_test, stream=stream, ckpt=ckpt,
+                   data_dir=where, log=log)  # fmt: skip
 
 
 def data_location(data_dir: str | Path | None) -> str | None:
