@@ -506,3 +506,18 @@ def test_fused_adamw_trains_the_same_model_and_resumes_an_unfused_run(
     resume(tmp_path / "loop", data_root, epochs=2)
     c = torch.load(tmp_path / "loop" / "last.pt", weights_only=True)
     assert c["epoch"] == 2 and all(g["fused"] for g in c["optimizer"]["param_groups"])
+
+
+def test_a_run_records_the_data_root_the_search_found(tmp_path, monkeypatch):
+    """With neither --data-dir nor $VAEKIT_DATA, the run records the folder its data came from
+    (here ../shared/data of the current folder), so its tools find the data from anywhere."""
+    from vaekit.training.run import data_location
+
+    (tmp_path / "shared" / "data" / "mnist").mkdir(parents=True)
+    (tmp_path / "clone").mkdir()
+    monkeypatch.chdir(tmp_path / "clone")
+    monkeypatch.delenv("VAEKIT_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert data_location(None, "mnist") == str(tmp_path / "shared" / "data")
+    assert data_location(None, "fashion-mnist") is None  # found nowhere: nothing to record
+    assert data_location(tmp_path / "mine", "mnist") == str(tmp_path / "mine")

@@ -63,14 +63,20 @@ def train_run(
         x_train, x_test, stream = load_training_data(
             tcfg.dataset, mcfg.image_size, mcfg.in_channels, tcfg.crop, tcfg.limit, data_dir
         )
-        where = data_location(data_dir)
+        where = data_location(data_dir, tcfg.dataset)
         return fit(mcfg, ocfg, tcfg, out, x_train, x_test, stream=stream, ckpt=ckpt,
                    data_dir=where, log=log)  # fmt: skip
 
 
-def data_location(data_dir: str | Path | None) -> str | None:
-    """Where a run's data came from, to record with it: data_dir, else $VAEKIT_DATA."""
+def data_location(data_dir: str | Path | None, dataset: str) -> str | None:
+    """Where a run's data came from, to record with it: data_dir, else $VAEKIT_DATA, else the
+    searched root that holds the dataset (the cache or a data folder near the current one), so
+    the run's tools find it from any folder. None for folder: datasets (their path is absolute)."""
+    from ..data import search_roots
+
     where = data_dir or os.environ.get("VAEKIT_DATA")
+    if not where and not dataset.startswith("folder:"):
+        where = next((r for r in search_roots(None) if (r / dataset).is_dir()), None)
     return str(Path(where).expanduser().resolve()) if where else None
 
 
