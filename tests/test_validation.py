@@ -244,3 +244,16 @@ def test_metrics_refuses_too_few_samples_before_any_work(tmp_path, capsys):
     assert capsys.readouterr().err.endswith(
         ": error: --n must be > 5 (the k of the k-NN metrics), got 5\n"
     )
+
+
+def test_a_relative_image_folder_in_a_config_file_is_the_files_neighbour(tmp_path, monkeypatch):
+    """dataset: folder:PATH in a file is made absolute from the file's folder, as the flag makes
+    it absolute from the current one (a run records it; the run may be used from elsewhere)."""
+    from vaekit.config import read_config_file
+
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "c.json").write_text('{"dataset": "folder:imgs"}')
+    (tmp_path / "conf" / "abs.json").write_text(f'{{"dataset": "folder:{tmp_path}/x"}}')
+    monkeypatch.chdir(tmp_path)
+    assert read_config_file("conf/c.json")["dataset"] == f"folder:{tmp_path / 'conf' / 'imgs'}"
+    assert read_config_file("conf/abs.json")["dataset"] == f"folder:{tmp_path / 'x'}"

@@ -622,7 +622,8 @@ def parse_values(values: dict) -> dict:
 def read_config_file(path: str | Path) -> dict:
     """A YAML (.yaml, .yml; needs PyYAML: pip install "vaekit[yaml]") or JSON config file ->
     flat field values, "preset" among them if the file names one. Each value is parsed as its
-    flag is ("1e-3" is a number, true is not); one-line errors naming the file and field."""
+    flag is ("1e-3" is a number, true is not); one-line errors naming the file and field. A
+    relative `dataset: folder:PATH` is taken from the file's folder and made absolute."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -654,4 +655,9 @@ def read_config_file(path: str | Path) -> dict:
         values = parse_values(values)
     except ValueError as e:
         raise ValueError(f"--config {path}: {e}") from None
+    dataset = str(values.get("dataset", ""))
+    if dataset.startswith("folder:") and len(dataset) > len("folder:"):
+        # a relative image folder is the file's neighbour, made absolute (runs move; data stay)
+        folder = path.parent / Path(dataset.removeprefix("folder:")).expanduser()
+        values["dataset"] = "folder:" + str(folder.resolve())
     return values if preset is None else {"preset": preset, **values}
