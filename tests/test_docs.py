@@ -116,6 +116,18 @@ def test_the_cli_reference_has_every_subcommand_and_flag():
                     assert f"`{flag}" in page or f" {flag}" in page, (name, flag)
 
 
+def test_every_registered_family_has_its_page():
+    from vaekit.config import FAMILIES
+
+    h = hook()
+    for name in FAMILIES:
+        page = ROOT / "docs" / "families" / f"{name}.md"
+        assert f"<!-- vaekit:family {name} -->" in page.read_text(), page
+        assert f"`--family {name}`" in h.render_family(name)
+    with pytest.raises(ValueError, match="unknown family 'nope'"):
+        h.render_family("nope")
+
+
 def test_the_api_reference_documents_every_public_name():
     import vaekit
 

@@ -6,6 +6,8 @@ A page holds a marker, an HTML comment the hook replaces before the Markdown is 
   per argument group: flag, default, help), so the reference is the parser's own word;
 - ``<!-- vaekit:api -->``: one mkdocstrings block (``::: vaekit.NAME``) per name of
   ``vaekit.__all__``, so the API page follows the package's public names as they change;
+- ``<!-- vaekit:family NAME -->``: the family's options (the flags `vaekit train` takes for it,
+  from its config dataclass) and the presets of that family, from ``vaekit.config``;
 - ``<!-- vaekit:results NAME -->``: a table rendered from ``benchmarks/results/*.json`` (see
   ``RESULTS``), each with the date, commit and CPU of its record.
 
@@ -23,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 USAGE_WIDTH = 96
-MARKER = re.compile(r"<!-- vaekit:(cli|api|results) ?([\w-]*) -->")
+MARKER = re.compile(r"<!-- vaekit:(cli|api|family|results) ?([\w-]*) -->")
 
 
 # --- the CLI reference -----------------------------------------------------------------------
@@ -132,6 +134,42 @@ def render_api() -> str:
     blocks += ["### Classes and constants", ""]
     blocks += [f"::: {defined_at(n)}\n" for n in others]
     return "\n".join(blocks)
+
+
+# --- the model families ------------------------------------------------------------------
+
+
+def _value(v) -> str:
+    return " ".join(map(str, v)) if isinstance(v, tuple) else str(v)
+
+
+def render_family(name: str) -> str:
+    """A family's option flags (name, default, doc) and its presets' values, from vaekit.config."""
+    from dataclasses import MISSING, fields
+
+    from vaekit.config import FAMILIES, PRESETS
+
+    if name not in FAMILIES:
+        raise ValueError(f"unknown family {name!r}; known: {', '.join(FAMILIES)}")
+    family = FAMILIES[name]
+    rows = [
+        [f"`--{f.name.replace('_', '-')}`", f"`{_value(f.default)}`", f.metadata.get("help", "")]
+        for f in fields(family.options)
+        if f.default is not MISSING
+    ]
+    presets = [
+        [f"`{p}`", ", ".join(f"`{k}={_value(v)}`" for k, v in values.items())]
+        for p, values in PRESETS.items()
+        if values.get("family", "vae") == name
+    ]
+    return "\n\n".join([
+        f"`--family {name}`: {family.doc}. Its options, each a flag of `vaekit train` (the "
+        "default applies when neither the preset nor a flag sets it):",
+        _table(["flag", "default", "what"], rows),
+        "Presets of the family (`vaekit train --preset NAME`; every other field keeps its "
+        "default):",
+        _table(["preset", "values"], presets) if presets else "(none)",
+    ])  # fmt: skip
 
 
 # --- the results pages -----------------------------------------------------------------------
@@ -559,6 +597,8 @@ def render(kind: str, arg: str) -> str:
         return render_cli()
     if kind == "api":
         return render_api()
+    if kind == "family":
+        return render_family(arg)
     if arg not in RESULTS:
         raise ValueError(f"unknown results table {arg!r}; known: {', '.join(RESULTS)}")
     return RESULTS[arg]()
