@@ -10,7 +10,7 @@ ARGS    ?=
 # Absolute: the notebook and wheel tests run vaekit from other directories.
 export VAEKIT_DATA := $(abspath $(DATA))
 
-.PHONY: install test lint dist train figures explore results-nll results-nll-hvae results-grids bench bench-ttq bench-scaling bench-roofline bench-ood bench-metrics explorer-bench clean
+.PHONY: install test lint docs dist train figures explore results-nll results-nll-hvae results-grids bench bench-ttq bench-scaling bench-roofline bench-ood bench-metrics explorer-bench clean
 
 install: $(STAMP)
 
@@ -24,6 +24,13 @@ $(STAMP): pyproject.toml constraints.txt
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+	$(MAKE) --no-print-directory docs
+
+# The documentation site (mkdocs.yml, docs/) into site/, warnings as errors: a broken link, a
+# missing page, a docstring mkdocstrings cannot read or a results record the hook cannot render
+# fails the build. Offline and a few seconds: the hook reads the parser and benchmarks/results/.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
@@ -102,4 +109,4 @@ results-grids: install
 	    --out docs/grids/$$run-t$$t.png || exit 1; done; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache site
