@@ -694,8 +694,8 @@ def test_browser_upload_encodes_an_image(page, served, tmp_path):
     before = src(page, "#decoded")
     page.set_input_files("#upload", str(path))
     page.wait_for_selector("#encoded:not([hidden])")
-    caption = page.text_content("#input-caption")  # the file's name, then its scores
-    assert caption.startswith("digit.png · -ELBO ") and "bits/dim" in caption
+    caption = page.text_content("#input-caption")  # the file's name, what was done, its scores
+    assert caption.startswith("digit.png · as uploaded · -ELBO ") and "bits/dim" in caption
     assert decode_png(src(page, "#input-img")).shape == (28, 28)
     wait_changed(page, "#decoded", before)
 
@@ -708,7 +708,8 @@ def test_browser_interpolation_traversal_map_and_screenshot(page, served, tmp_pa
     page.fill("#steps", "5")
     page.click("#traverse-go")
     page.wait_for_function("() => document.getElementById('grid').dataset.n === '5'")
-    assert page.eval_on_selector("#grid", "c => [c.width, c.height]") == [5 * 56, 5 * 56]
+    size = page.eval_on_selector("#grid", "c => [c.width, c.height]")
+    assert size == [5 * 56 + 62, 5 * 56 + 36]  # 5x5 cells of 56 px, and margins for the axes
     # Click the map where test image 0 is drawn: it loads that image's code.
     page.select_option("#map-method", "kl")
     x, y = page.evaluate("() => mapFrame().toPx(map.kl[0])")
