@@ -758,7 +758,10 @@ function imagesPng(imgs, scale) { // images side by side, each enlarged `scale` 
   return canvas.toDataURL("image/png");
 }
 
-function enlarge() { const [, h, w] = info.image_shape; return Math.max(1, Math.floor(256 / Math.max(h, w))); }
+function scaleTo(px) { // the whole scale that enlarges an image to about px on its longer side
+  const [, h, w] = info.image_shape;
+  return Math.max(1, Math.floor(px / Math.max(h, w)));
+}
 
 // ---- the state in the URL: #view=kl&i=12&z=0.1,-2,... (restored on load)
 function writeHash() {
@@ -890,10 +893,15 @@ async function main() {
     setZ(code);
     edited(`traversal cell: row ${row + 1} (z${i}), column ${col + 1} (z${j})`);
   });
-  const [, ih, iw] = info.image_shape;
-  $("download-decoded").addEventListener("click", () => download(imagesPng([$("decoded")], enlarge()), "vaekit-decoded.png"));
-  $("download-strip").addEventListener("click", () => download(imagesPng([...$("strip").querySelectorAll("img")], Math.max(1, Math.floor(72 / Math.max(ih, iw)))), "vaekit-interpolation.png"));
-  $("download-grid").addEventListener("click", () => download($("grid").toDataURL("image/png"), "vaekit-traversal.png"));
+  $("download-decoded").addEventListener("click", () => {
+    download(imagesPng([$("decoded")], scaleTo(256)), "vaekit-decoded.png");
+  });
+  $("download-strip").addEventListener("click", () => {
+    download(imagesPng([...$("strip").querySelectorAll("img")], scaleTo(72)), "vaekit-interpolation.png");
+  });
+  $("download-grid").addEventListener("click", () => {
+    download($("grid").toDataURL("image/png"), "vaekit-traversal.png");
+  });
   setZ(z);
   announceHidden();
   if (location.hash.length > 1) await guard(restore)();
