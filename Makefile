@@ -87,10 +87,10 @@ RUNS ?= $(RUN)
 bench-metrics: install
 	$(BIN)/python benchmarks/metrics.py $(RUNS) $(ARGS)
 
-# Decode latency of the explorer on the run, and the README's screenshot of it.
+# Decode latency of the explorer on the run, and the README's screenshots of it (desktop, phone).
 explorer-bench: install
 	$(BIN)/python benchmarks/explorer.py $(RUN) --screenshot docs/explorer.png \
-	  --out benchmarks/results/explorer.json $(ARGS)
+	  --phone-screenshot docs/explorer-phone.png --out benchmarks/results/explorer.json $(ARGS)
 
 # Benchmark (not a test): train mnist-nll, evaluate with K=5000 on the full test set; wants a GPU.
 results-nll: install

@@ -1,8 +1,10 @@
 """The latent explorer on a trained run: decode latency (API and in the browser), a burst of
-concurrent decode requests, and the README's screenshot. Not a test; the browser part needs
-Playwright and Chromium (as the browser tests do); --no-browser skips it.
+concurrent decode requests, and the README's screenshots (desktop, 1280 px wide, and phone,
+390 px). Not a test; the browser part needs Playwright and Chromium (as the browser tests do);
+--no-browser skips it.
 
-    python benchmarks/explorer.py runs/mnist --screenshot docs/explorer.png --out runs/explorer.json
+    python benchmarks/explorer.py runs/mnist --screenshot docs/explorer.png \
+        --phone-screenshot docs/explorer-phone.png --out runs/explorer.json
     python benchmarks/explorer.py runs/mnist --no-browser --concurrent 200 --bursts 5
 """
 
@@ -126,7 +128,8 @@ def main() -> None:
     ap.add_argument("--concurrent", type=int, default=200, help="clients per burst (0: none) [200]")
     ap.add_argument("--bursts", type=int, default=3, help="bursts of concurrent clients [3]")
     ap.add_argument("--no-browser", action="store_true", help="skip the headless Chromium part")
-    ap.add_argument("--screenshot", type=Path, help="write a full-page PNG here")
+    ap.add_argument("--screenshot", type=Path, help="write a full-page PNG (1280 px) here")
+    ap.add_argument("--phone-screenshot", type=Path, help="and one at a phone's 390x844 here")
     ap.add_argument("--out", type=Path, help="write the figures as JSON here")
     ap.add_argument("--chromium", default=os.environ.get("VAEKIT_CHROMIUM") or "chromium")
     args = ap.parse_args()
@@ -171,21 +174,46 @@ def browser_part(server, dim: int, args, res: dict) -> None:
         page.goto(url_of(server))
         page.wait_for_selector("body[data-ready='1']")
         res["browser_decode"] = summary(page.evaluate(BROWSER_LOOP, [args.n, dim]))
-        if args.screenshot:
-            page.fill("#index", "0")
-            page.click("#encode")
-            page.wait_for_selector("#encoded:not([hidden])")
-            page.fill("#interp-a", "3")
-            page.fill("#interp-b", "2")
-            page.click("#interp-go")
-            page.wait_for_function("() => document.querySelectorAll('#strip img').length > 0")
-            page.click("#traverse-go")
-            page.wait_for_function("() => document.getElementById('grid').dataset.n")
-            page.wait_for_timeout(300)
-            args.screenshot.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(args.screenshot), full_page=True)
-            res["screenshot"] = str(args.screenshot)
+        page.close()
+        shots = {"screenshot": (args.screenshot, 1280, 1000), "phone_screenshot": (
+            args.phone_screenshot, 390, 844)}  # fmt: skip
+        for key, (path, width, height) in shots.items():
+            if path:
+                page = browser.new_page(viewport={"width": width, "height": height})
+                screenshot(page, url_of(server), path, full_page=width > 390)
+                page.close()
+                res[key] = str(path)
         browser.close()
+
+
+def screenshot(page, url: str, path: Path, full_page: bool) -> None:
+    """A PNG of the explorer in use: test image 0 encoded, an interpolation strip, a traversal
+    grid, and the map's hover preview of a point; the full page, or the window scrolled to the
+    map (under the status line, which stays at the top)."""
+    page.goto(url)
+    page.wait_for_selector("body[data-ready='1']")
+    page.fill("#index", "0")
+    page.press("#index", "Enter")
+    page.wait_for_selector("#encoded:not([hidden])")
+    page.fill("#interp-a", "3")
+    page.fill("#interp-b", "2")
+    page.click("#interp-go")
+    page.wait_for_function("() => document.querySelectorAll('#strip img').length > 0")
+    page.click("#traverse-go")
+    page.wait_for_function("() => document.getElementById('grid').dataset.n")
+    # Hover the test image 7's point: its preview (image, label, score) shows beside it.
+    top = "0" if full_page else "document.getElementById('map-section').offsetTop - 70"
+    page.evaluate(f"() => window.scrollTo(0, {top})")
+    x, y = page.evaluate(
+        "() => { const r = document.getElementById('map').getBoundingClientRect(), "
+        "s = r.width / document.getElementById('map').width, "
+        "[px, py] = mapFrame().toPx(points()[7]); return [r.left + px * s, r.top + py * s]; }"
+    )
+    page.mouse.move(x, y)
+    page.wait_for_selector("#tip-img:not([hidden])")
+    page.wait_for_timeout(300)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(path), full_page=full_page)
 
 
 if __name__ == "__main__":

@@ -5,12 +5,9 @@ vanishing and foreign clients."""
 from __future__ import annotations
 
 import base64
-import contextlib
 import http.client
 import io
 import json
-import os
-import shutil
 import socket
 import struct
 import threading
@@ -28,13 +25,16 @@ from vaekit.explore import (
     MAX_BODY,
     MAX_ROWS,
     Explorer,
+    border_mean,
     host_warning,
     make_server,
     parse_z,
     read_image,
     split_host,
-    url_of,
+    wrong_polarity,
 )
+
+from .browser import launch, open_page, src, wait_changed
 
 
 def start(explorer: Explorer, **options):
@@ -158,6 +158,50 @@ def test_encode_upload_equals_the_same_test_image(served):
     np.testing.assert_allclose(out["mu"], by_index["mu"], rtol=1e-5, atol=1e-6)
     status, out, _ = request(server, "POST", "/api/encode", raw=b"GIF89a...", headers=headers)
     assert status == 400 and "readable" in out["error"]
+
+
+def test_info_gives_the_codes_range_and_the_test_sets_bits_per_dim(served):
+    explorer, server = served
+    info = request(server, "GET", "/api/info")[1]
+    assert info["z_max"] == pytest.approx(float(explorer.mu.abs().max()))  # the sliders' reach
+    assert info["border_mean"] < 32  # MNIST: light strokes on a black background
+    ref = info["test_bits_per_dim"]  # bits/dim of the first 1000 test images, by vaekit score
+    assert ref["n"] == 1000
+    assert ref["min"] <= ref["q01"] <= ref["median"] <= ref["q99"] <= ref["max"]
+    from vaekit.scores import score
+
+    want = score(explorer.model, explorer.x[:1000])["bits_per_dim"]
+    assert ref["min"] == pytest.approx(want.min()) and ref["max"] == pytest.approx(want.max())
+
+
+def test_an_upload_in_the_wrong_polarity_is_inverted_or_flagged(served):
+    explorer, server = served
+    img = explorer.x[5, 0].numpy()  # (28, 28) uint8, white on black
+    negative = data_url(png_bytes(255 - img))  # the same digit drawn black on white
+    right = request(server, "POST", "/api/encode", {"image": data_url(png_bytes(img))})[1]
+    auto = request(server, "POST", "/api/encode", {"image": negative, "invert": "auto"})[1]
+    assert auto["inverted"] and auto["auto_inverted"]
+    np.testing.assert_allclose(auto["mu"], right["mu"], rtol=1e-5, atol=1e-6)
+    positive = {"image": data_url(png_bytes(img)), "invert": "auto"}
+    kept = request(server, "POST", "/api/encode", positive)[1]
+    assert not kept["inverted"] and not kept["auto_inverted"]  # already the data's polarity
+    # As it is, the negative scores far above every test image: flagged out of distribution.
+    raw = request(server, "POST", "/api/encode", {"image": negative, "invert": False})[1]
+    assert not raw["inverted"] and raw["ood"]["flag"] and raw["ood"]["above_share"] == 1.0
+    assert raw["scores"]["bits_per_dim"] > raw["ood"]["test"]["max"]
+    assert not right["ood"]["flag"] and right["ood"]["above_share"] < 1
+    status, out, _ = request(server, "POST", "/api/encode", {"image": negative, "invert": "yes"})
+    assert status == 400 and "'invert' must be true, false or \"auto\"" in out["error"]
+
+
+def test_polarity_is_judged_only_against_a_plain_background():
+    assert border_mean(torch.full((2, 1, 8, 8), 7, dtype=torch.uint8)) == 7
+    x = torch.zeros(1, 3, 8, 8, dtype=torch.uint8)
+    x[..., 1:-1, 1:-1] = 255  # a white square inside a black border
+    assert border_mean(x) == 0
+    assert wrong_polarity(250, 3) and wrong_polarity(5, 240)  # MNIST-like data, either way
+    assert not wrong_polarity(20, 3) and not wrong_polarity(120, 3)  # dark or grey: as is
+    assert not wrong_polarity(250, 110)  # photos (CIFAR's mean border): never inverted
 
 
 @pytest.mark.parametrize(
@@ -718,79 +762,17 @@ def test_a_client_that_disconnects_leaves_one_log_line(server_with, capsys):
 
 # ---- the page in headless Chromium, driven by Playwright
 
-CHROMIUM_FLAGS = [  # root in a container, no GPU, and no calls home on this closed network
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-def find_chromium() -> str | None:
-    """$VAEKIT_CHROMIUM, else chromium on PATH (Debian's package puts it at /usr/bin/chromium)."""
-    return (
-        os.environ.get("VAEKIT_CHROMIUM")
-        or shutil.which("chromium")
-        or shutil.which("chromium-browser")
-    )
-
 
 @pytest.fixture(scope="module")
 def browser():
-    chromium = find_chromium()
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        chromium, why = None, "the playwright package is not installed (pip install -e .[dev])"
-    else:
-        why = "no Chromium found: install Debian's chromium package or set VAEKIT_CHROMIUM"
-    if chromium is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(why + " (CI requires the browser tests)")
-        pytest.skip(why)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
-        yield b
-        b.close()
+    yield from launch()
 
 
 @pytest.fixture
 def page(browser, served):
-    """A fresh page on the explorer, loaded and ready; fails the test on any request that
-    leaves the server or on a page error."""
+    """A fresh page on the explorer, loaded and ready (tests.browser.open_page)."""
     with open_page(browser, served[1]) as p:
         yield p
-
-
-@contextlib.contextmanager
-def open_page(browser, server):
-    base = url_of(server)
-    page = browser.new_page(viewport={"width": 1280, "height": 1000})
-    outside, errors = [], []
-    page.on(
-        "request", lambda r: None if r.url.startswith((base, "data:")) else outside.append(r.url)
-    )
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(base)
-    page.wait_for_selector("body[data-ready='1']", timeout=20_000)
-    page.wait_for_function("() => document.getElementById('decoded').src.startsWith('data:')")
-    yield page
-    page.close()
-    assert not outside, f"the page requested outside the server: {outside}"
-    assert not errors, errors
-
-
-def src(page, selector: str) -> str:
-    return page.eval_on_selector(selector, "e => e.src")
-
-
-def wait_changed(page, selector: str, old: str) -> str:
-    page.wait_for_function(
-        "([s, old]) => document.querySelector(s).src !== old", arg=[selector, old], timeout=10_000
-    )
-    return src(page, selector)
 
 
 def test_browser_slider_decodes_live(page, served):
@@ -829,8 +811,8 @@ def test_browser_upload_encodes_an_image(page, served, tmp_path):
     before = src(page, "#decoded")
     page.set_input_files("#upload", str(path))
     page.wait_for_selector("#encoded:not([hidden])")
-    caption = page.text_content("#input-caption")  # the file's name, then its scores
-    assert caption.startswith("digit.png · -ELBO ") and "bits/dim" in caption
+    caption = page.text_content("#input-caption")  # the file's name, what was done, its scores
+    assert caption.startswith("digit.png · as uploaded · -ELBO ") and "bits/dim" in caption
     assert decode_png(src(page, "#input-img")).shape == (28, 28)
     wait_changed(page, "#decoded", before)
 
@@ -843,7 +825,8 @@ def test_browser_interpolation_traversal_map_and_screenshot(page, served, tmp_pa
     page.fill("#steps", "5")
     page.click("#traverse-go")
     page.wait_for_function("() => document.getElementById('grid').dataset.n === '5'")
-    assert page.eval_on_selector("#grid", "c => [c.width, c.height]") == [5 * 56, 5 * 56]
+    size = page.eval_on_selector("#grid", "c => [c.width, c.height]")
+    assert size == [5 * 56 + 62, 5 * 56 + 36]  # 5x5 cells of 56 px, and margins for the axes
     # Click the map where test image 0 is drawn: it loads that image's code.
     page.select_option("#map-method", "kl")
     x, y = page.evaluate("() => mapFrame().toPx(map.kl[0])")

@@ -8,13 +8,17 @@ sent by another site's page (the Origin header), and reads each request under de
 slow or silent clients cannot hold its threads.
 
 API (JSON in and out; images are PNG data URLs at the model's resolution):
-  GET  /api/info                         latent size, image shape, dataset, per-dim KL
+  GET  /api/info                         latent size, image shape, dataset, per-dim KL, the
+                                         codes' range, the test set's bits/dim quantiles
   GET  /api/map                          test-set latent means in 2-D (PCA, top-KL dims, t-SNE of
                                          a subset when computed), labels
   POST /api/decode  {"z": [[...], ...]}  -> {"images": [...]}
   POST /api/sample  {"n", "temperature", "seed"?}  -> {"z": [[...]], "images": [...]}
-  POST /api/encode  {"index": i} | {"image": data URL or base64, "invert"?: bool} | raw image/*
-                                         -> {"mu", "logvar", "input", "image"} (+ "label")
+  POST /api/encode  {"index": i} | {"image": data URL or base64, "invert"?: bool | "auto"}
+                                         | raw image/*
+                                         -> {"mu", "logvar", "input", "image"} (+ "label"; for
+                                         an image "inverted", "auto_inverted"; with a likelihood
+                                         "scores" and "ood": its bits/dim against the test set's)
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ MAX_UPLOAD_PIXELS = 4096 * 4096  # refuse larger images before decoding them
 MAX_ROWS = 512  # latent vectors per decode or sample request (a 22x22 traversal grid)
 MAX_ABS_Z = 100.0  # |z| beyond this is no longer exploring a N(0, I) prior
 MAX_TEMPERATURE = 10.0
+NUM_REFERENCE = 1000  # test images scored (KL per group, bits/dim range) and polarity-checked
 STATIC = Path(__file__).parent / "static"
 ASSETS = {  # route -> (file, content type): the only files the server reads
     "/": ("index.html", "text/html; charset=utf-8"),
@@ -168,6 +173,27 @@ def read_image(data: str, channels: int, size: tuple[int, int], invert: bool) ->
     return 255 - x if invert else x
 
 
+def border_mean(x: torch.Tensor) -> float:
+    """uint8 images (N, C, H, W) -> the mean of their outermost ring of pixels, in 0..255."""
+    ring = (x[..., 0, :], x[..., -1, :], x[..., 1:-1, 0], x[..., 1:-1, -1])
+    return float(torch.cat([r.flatten(1) for r in ring], 1).float().mean())
+
+
+def wrong_polarity(upload: float, data: float) -> bool:
+    """Whether an image whose border averages `upload` (0..255) is the negative of data whose
+    images' borders average `data`: only for data with a plain dark or light background (MNIST's
+    black, not a photo's), when the upload's border lies on the other side of mid-grey."""
+    plain = data < 32 or data > 223
+    return plain and abs(upload - data) > 128
+
+
+def reference_bits_per_dim(bpd: torch.Tensor) -> dict:
+    """The bits/dim of the scored test images (N,) -> their count and quantiles."""
+    levels = {"min": 0.0, "q01": 0.01, "median": 0.5, "q99": 0.99, "max": 1.0}
+    q = torch.quantile(bpd.double(), torch.tensor(list(levels.values()), dtype=torch.float64))
+    return {"n": len(bpd), **dict(zip(levels, q.tolist(), strict=True))}
+
+
 class Explorer:
     """A model and its test set, answering the API's requests as plain dicts.
 
@@ -198,10 +224,16 @@ class Explorer:
         bad = int((~torch.isfinite(self.mu)).any(1).sum())
         if bad:  # NaN/Inf weights loaded on purpose (--allow-nonfinite): no map to draw
             raise ValueError(f"the latent means of {bad} of {len(x)} images are not finite: no map")
-        score = dim_scores(self.mu, self.kl)  # how much each dim is used
-        self.order = sorted(range(len(score)), key=lambda d: -score[d])
-        n = min(len(x), 1000)  # the KL of each latent group, on the first 1000 test images
+        used = dim_scores(self.mu, self.kl)  # how much each dim is used
+        self.order = sorted(range(len(used)), key=lambda d: -used[d])
+        n = min(len(x), NUM_REFERENCE)  # the KL of each latent group, on the first 1000
         self.kl_groups = evaluate(model, x[:n])["kl_per_group"] if n else None
+        self.z_max = float(self.mu.abs().max()) if len(self.mu) else 0.0  # the codes' reach
+        self.border = border_mean(x[:n]) if n else None  # the data's background, 0..255
+        self.bpd = None  # the first n test images' bits/dim, sorted (vaekit.scores)
+        if model.has_kl and n:
+            s = score(model, model.likelihood.prepare_eval(x[:n]))["bits_per_dim"]
+            self.bpd = torch.from_numpy(s).sort().values
         key = cache_key(model, x, tsne_max) if tsne_max > 0 and cache is not None else ""
         self.map = {**self._map(), "tsne": tsne_map(self.mu, tsne_max, cache, key, log)}
 
@@ -249,6 +281,20 @@ class Explorer:
             "order": self.order,
             "num_test": len(self.x),
             "labelled": self.y is not None,
+            "z_max": self.z_max,
+            "border_mean": self.border,
+            "test_bits_per_dim": None if self.bpd is None else reference_bits_per_dim(self.bpd),
+        }
+
+    def ood(self, bits_per_dim: float) -> dict:
+        """Where an image's bits/dim falls among the scored test images': the share of them it
+        exceeds, and `flag` when it exceeds them all (far outside what the model was fit to)."""
+        above = int(torch.searchsorted(self.bpd, torch.tensor(bits_per_dim, dtype=self.bpd.dtype)))
+        return {
+            "bits_per_dim": bits_per_dim,
+            "above_share": above / len(self.bpd),
+            "flag": above == len(self.bpd),
+            "test": reference_bits_per_dim(self.bpd),
         }
 
     def note(self) -> str:
@@ -286,9 +332,14 @@ class Explorer:
                 out["label"] = int(self.y[i])
         elif "image" in body:
             invert = body.get("invert", False)
-            if not isinstance(invert, bool):
-                raise ApiError(400, f"'invert' must be true or false, got {json.dumps(invert)}")
-            x, out = read_image(body["image"], cfg.in_channels, cfg.image_size, invert), {}
+            if not isinstance(invert, bool) and invert != "auto":
+                why = f"'invert' must be true, false or \"auto\", got {json.dumps(invert)[:40]}"
+                raise ApiError(400, why)
+            x = read_image(body["image"], cfg.in_channels, cfg.image_size, invert is True)
+            flip = invert == "auto" and self.border is not None
+            flip = flip and wrong_polarity(border_mean(x[None]), self.border)
+            x = 255 - x if flip else x
+            out = {"inverted": invert is True or flip, "auto_inverted": flip}
         else:
             raise ApiError(400, "send {'index': i} or {'image': data URL}")
         xf = to_float(x[None].to(self.device))  # (1, C, H, W)
@@ -305,6 +356,8 @@ class Explorer:
             with self.lock:
                 s = score(self.model, self.model.likelihood.prepare_eval(x[None]))
             out["scores"] = {k: round(float(v[0]), 4) for k, v in s.items()}
+            if self.bpd is not None:
+                out["ood"] = self.ood(out["scores"]["bits_per_dim"])
         return out
 
 
