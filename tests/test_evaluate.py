@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import vaekit.evaluate as ev
+import vaekit.evaluation.bound as ev
 from vaekit import VAE
 from vaekit.config import build_model_config
 from vaekit.losses import iw_bound, iw_log_weights

@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .data import to_float
-from .evaluate import iw_log_px
-from .models import LatentModel
+from ..likelihoods import to_float
+from ..models import LatentModel
+from .bound import iw_log_px
 
 
 def png_bits(x: torch.Tensor) -> np.ndarray:

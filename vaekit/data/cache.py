@@ -29,8 +29,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..errors import DataError
+from ..outputs import pid_alive
 from . import images
-from .errors import DataError
 
 VERSION = 2  # bump when the cache layout or the decoding changes (2: EXIF orientation)
 TEST_PERCENT = 5  # held-out share of a folder without train/ and test/ subfolders
@@ -210,20 +211,6 @@ def source_key(source: Path) -> str:
 def temp_twin(path: Path) -> Path:
     """This process's temporary twin of path, named so that clean_stale can tell whose it is."""
     return path.with_name(f".{path.name}.tmp{os.getpid()}-{HOST}")
-
-
-def pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    if os.name == "nt":  # os.kill would terminate it there; only the age test applies
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # EPERM: alive, another user's
-        return True
-    return True
 
 
 def last_touched(path: Path) -> float:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import DataError
+from ..errors import DataError
 from .images import EXTENSIONS, decode, failure
 
 
@@ -90,7 +90,7 @@ def parse(specs: list[str], size: tuple[int, int], channels: int, data_dir=None)
 
 
 def dataset(name: str, split: str, size, channels, data_dir=None) -> Source:
-    from .data import load_split
+    from .registry import load_split
 
     x, y = load_split(name, split, data_dir, size=size, channels=channels)
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from . import checkpoint
-from .data import to_float
-from .losses import iw_bound, kl_normal
-from .models import LatentModel
+from .. import checkpoint
+from ..likelihoods import to_float
+from ..losses import iw_bound, kl_normal
+from ..models import LatentModel
 
 
 @torch.inference_mode()
