@@ -1,4 +1,5 @@
-"""vaekit.evaluate: the importance-weighted bound per image, resumable and recorded on disk."""
+"""vaekit.evaluation.bound: the importance-weighted bound per image, resumable and recorded on
+disk."""
 
 from __future__ import annotations
 

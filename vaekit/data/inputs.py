@@ -5,7 +5,7 @@
                                            path (a class folder's name is its label)
     PATH [PATH ...]                        image files
 
-Images are prepared exactly as training images are (vaekit.images: orientation, mode, centre
+Images are prepared exactly as training images are (vaekit.data.images: orientation, mode, centre
 crop to the model's aspect ratio, resize) to the model's size and channels, and come in batches
 so memory stays bounded for large folders. A file that cannot be read is left out, never
 silently: the source records it with its reason (Source.unreadable), each command says how many

@@ -1,4 +1,4 @@
-"""Latents out: a model's posterior over any images (vaekit.inputs), in batches, as arrays.
+"""Latents out: a model's posterior over any images (vaekit.data.inputs), in batches, as arrays.
 
 mu, logvar    (N, D) the top latent group's posterior mean and log-variance (flat)
 mu_1, ...     (N, *shape) the lower groups' (hierarchical models, with all_groups), along the
