@@ -184,3 +184,16 @@ def test_no_function_is_longer_than_80_lines():
                 if lines > MAX_FUNCTION_LINES and allowed not in ("*", node.name):
                     long.append(f"{rel}:{node.lineno} {node.name}: {lines} lines")
     assert long == []
+
+
+# Moved into vaekit/explorer/ by the lead at integration; then the list is empty.
+OPERATION_MODULES_ALLOWED = {"explore"}
+
+
+def test_the_operations_names_are_free_at_the_top_level():
+    """vaekit.evaluate, vaekit.metrics, vaekit.export, vaekit.explore name the operations' functions
+    (issue 29), so no module or package of vaekit/ may take those names."""
+    taken = {p.stem for p in ROOT.glob("*.py")} | {p.name for p in ROOT.iterdir() if p.is_dir()}
+    names = {"train", "evaluate", "sample", "reconstruct", "traverse", "interpolate", "encode"}
+    names |= {"score", "metrics", "export", "explore"}
+    assert sorted(taken & names - OPERATION_MODULES_ALLOWED) == []
