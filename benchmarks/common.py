@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from vaekit.training.precision import cpu_flags
+from vaekit.runtime.precision import cpu_flags
 
 
 def lscpu() -> dict:

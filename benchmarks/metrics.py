@@ -26,10 +26,10 @@ from pathlib import Path
 
 from common import commit, hardware, run_vaekit
 
-from vaekit.classifier import Spec
 from vaekit.data import load_split
-from vaekit.metrics import compare
-from vaekit.quality import classifier_features, extract, subset
+from vaekit.evaluation.classifier import Spec
+from vaekit.evaluation.metrics import compare
+from vaekit.evaluation.quality import classifier_features, extract, subset
 
 
 def floor(n: int, data_dir: Path | None, seed: int) -> dict:

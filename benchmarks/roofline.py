@@ -47,9 +47,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from vaekit.config import PRESETS, configs, train_config
 from vaekit.models import create_model
 from vaekit.objectives import create_objective
-from vaekit.training.allocator import keep_freed_memory
+from vaekit.runtime.allocator import keep_freed_memory
+from vaekit.runtime.precision import choose_precision
 from vaekit.training.loop import fused_adamw
-from vaekit.training.precision import choose_precision
 from vaekit.training.step import TrainModule, lr_at, train_step
 
 HERE = Path(__file__).parent

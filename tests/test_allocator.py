@@ -1,4 +1,4 @@
-"""The CPU training loop keeps freed memory for the next step (vaekit.training.allocator)."""
+"""The CPU training loop keeps freed memory for the next step (vaekit.runtime.allocator)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 # again after keep_freed_memory().
 CYCLES = """
 import resource, torch
-from vaekit.training.allocator import keep_freed_memory
+from vaekit.runtime.allocator import keep_freed_memory
 def cycle():
     bufs = [torch.ones(1 << 20) for _ in range(16)] + [torch.ones(10 << 20) for _ in range(2)]
     del bufs

@@ -1,4 +1,5 @@
-"""vaekit.evaluate: the importance-weighted bound per image, resumable and recorded on disk."""
+"""vaekit.evaluation.bound: the importance-weighted bound per image, resumable and recorded on
+disk."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import vaekit.evaluate as ev
+import vaekit.evaluation.bound as ev
 from vaekit import VAE
 from vaekit.config import build_model_config
 from vaekit.losses import iw_bound, iw_log_weights

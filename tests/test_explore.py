@@ -142,7 +142,7 @@ def test_encode_upload_equals_the_same_test_image(served):
     upload = request(server, "POST", "/api/encode", {"image": data_url(png_bytes(img))})[1]
     np.testing.assert_allclose(upload["mu"], by_index["mu"], rtol=1e-5, atol=1e-6)
     # the upload's anomaly scores: the same image scores the same, as vaekit score computes them
-    from vaekit.scores import score
+    from vaekit.evaluation.scores import score
 
     want = score(explorer.model, explorer.x[5:6])
     assert upload["scores"] == by_index["scores"]

@@ -85,7 +85,7 @@ def test_onnx_export_is_quiet(tiny_run, tmp_path, capfd):
     import logging
     import warnings
 
-    from vaekit.export import ONNX_REGISTRY_LOGGER
+    from vaekit.formats.export import ONNX_REGISTRY_LOGGER
 
     pytest.importorskip("onnxscript")
     seen: list[str] = []
@@ -108,7 +108,7 @@ def test_only_the_exporters_known_notes_are_silenced():
     import logging
     import warnings
 
-    from vaekit.export import ONNX_REGISTRY_LOGGER, quiet_onnx_export
+    from vaekit.formats.export import ONNX_REGISTRY_LOGGER, quiet_onnx_export
 
     seen: list[str] = []
     handler = logging.Handler(logging.DEBUG)

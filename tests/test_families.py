@@ -11,7 +11,7 @@ import torch
 
 from vaekit import checkpoint
 from vaekit.config import FAMILIES, LIKELIHOODS, OBJECTIVES, ObjectiveConfig, build_model_config
-from vaekit.evaluate import evaluate
+from vaekit.evaluation.bound import evaluate
 from vaekit.losses import iw_bound, log_normal, log_std_normal
 from vaekit.models import create_model, list_models
 from vaekit.models.hvae import soft_clamp

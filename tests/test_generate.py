@@ -3,15 +3,15 @@ import pytest
 import torch
 
 from vaekit import VAE
-from vaekit.evaluate import posterior
-from vaekit.generate import (
+from vaekit.evaluation.bound import posterior
+from vaekit.figures.grids import (
     interpolate_grid,
     reconstruction_grid,
     sample_grid,
     top_dims,
     traverse_grid,
 )
-from vaekit.plots import make_grid
+from vaekit.figures.png import make_grid
 
 
 @pytest.fixture(scope="module")

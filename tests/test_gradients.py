@@ -35,7 +35,7 @@ from vaekit.models import create_model
 from vaekit.models.hvae import soft_clamp, upsample_conv
 from vaekit.models.nets import InstanceNorm2d
 from vaekit.objectives import create_objective
-from vaekit.training.precision import native_bf16
+from vaekit.runtime.precision import native_bf16
 
 FP32_TOL = 1e-3  # of the largest element of each gradient tensor
 BF16_TOL = 0.1  # L2 error of the whole gradient, relative

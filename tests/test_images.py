@@ -15,9 +15,9 @@ import pytest
 import torch
 from PIL import Image
 
-from vaekit import cache, data, images
 from vaekit.cli import main
-from vaekit.data import DataError, describe, load_split
+from vaekit.data import DataError, cache, describe, images, load_split
+from vaekit.data import registry as data
 
 from .conftest import TINY
 
@@ -263,7 +263,7 @@ KILLED_BUILD = """
 import sys, time
 from pathlib import Path
 
-from vaekit import cache
+from vaekit.data import cache
 
 
 def slow(task):  # a build that lasts a few seconds, so that it can be killed midway

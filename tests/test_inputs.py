@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vaekit import inputs
 from vaekit.cli import main
+from vaekit.data import inputs
 from vaekit.errors import DataError
 
 

@@ -17,9 +17,9 @@ import torch
 from PIL import Image
 from sklearn.neighbors import NearestNeighbors
 
-from vaekit import classifier, inception, metrics, quality
 from vaekit.cli import main
 from vaekit.errors import DataError
+from vaekit.evaluation import classifier, inception, metrics, quality
 
 from .conftest import TINY
 

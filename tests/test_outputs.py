@@ -261,12 +261,12 @@ def test_a_disk_that_fills_while_scoring_writes_no_csv_a_reader_would_accept(
 def test_an_output_path_that_cannot_be_written_is_refused_before_the_work(
     bad, tiny_run, tmp_path, capsys, monkeypatch
 ):
-    import vaekit.latents
+    import vaekit.evaluation.latents
 
     def no_work(*a, **k):
         raise AssertionError("encoded before the output path was checked")
 
-    monkeypatch.setattr(vaekit.latents, "encode_source", no_work)
+    monkeypatch.setattr(vaekit.evaluation.latents, "encode_source", no_work)
     (tmp_path / "a_file").write_text("x")
     out = tmp_path / "a_file" / "z.npz" if bad == "file" else tmp_path
     imgs = images(tmp_path / "imgs")
@@ -347,14 +347,14 @@ def test_non_finite_values_become_null_with_a_note():
 
 
 def test_evaluate_json_is_strict_with_a_nan_loss(tiny_run, tmp_path, capsys, monkeypatch):
-    import vaekit.evaluate
+    import vaekit.evaluation.bound
 
-    real = vaekit.evaluate.evaluate
+    real = vaekit.evaluation.bound.evaluate
 
     def nan_loss(*a, **k):
         return {**real(*a, **k), "test_loss": math.nan}
 
-    monkeypatch.setattr(vaekit.evaluate, "evaluate", nan_loss)
+    monkeypatch.setattr(vaekit.evaluation.bound, "evaluate", nan_loss)
     out = tmp_path / "e.json"
     argv = ["evaluate", str(tiny_run), "--limit", "50", "--no-probe", "--json", "--out", str(out)]
     assert main(argv) == 0

@@ -2,7 +2,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vaekit.plots import make_grid, save_png, side_by_side
+from vaekit.figures.png import make_grid, save_png, side_by_side
 
 
 def test_grid_geometry_matches_the_seed_figures():
@@ -36,7 +36,7 @@ def test_loss_curves_leave_the_callers_matplotlib_backend_alone(tmp_path):
 
     import matplotlib
 
-    from vaekit.plots import plot_curves
+    from vaekit.figures.png import plot_curves
 
     rows = [{"epoch": 1, "train_loss": 3.0, "test_loss": 2.5}, {"epoch": 2, "train_loss": 2.0}]
     (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))

@@ -14,8 +14,8 @@ from PIL import Image
 from vaekit import checkpoint
 from vaekit.cli import main
 from vaekit.data import load_split
-from vaekit.evaluate import evaluate
-from vaekit.scores import nelbo_nats, ood_metrics, png_bits
+from vaekit.evaluation.bound import evaluate
+from vaekit.evaluation.scores import nelbo_nats, ood_metrics, png_bits
 
 
 def test_the_complexity_is_the_png_length():

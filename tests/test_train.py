@@ -15,6 +15,7 @@ import vaekit.training.checkpoints as C
 from vaekit.cli import main
 from vaekit.config import TrainConfig, configs, model_config, objective_config, train_config
 from vaekit.data import binarize, modelled
+from vaekit.errors import DeviceError
 from vaekit.objectives import kl_objective, kl_weight
 from vaekit.training import (
     TrainError,
@@ -176,7 +177,7 @@ def test_config_validation_names_the_bad_value():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_asking_for_a_missing_gpu_is_a_clear_error():
     assert resolve_device("auto").type in ("cpu", "mps")
-    with pytest.raises(TrainError, match="no CUDA device"):
+    with pytest.raises(DeviceError, match="no CUDA device"):
         resolve_device("cuda")
 
 
@@ -381,7 +382,7 @@ def test_channels_last_and_compile_train_the_same_model(tmp_path, data_root):
 
 
 def test_a_step_that_cannot_fit_in_memory_is_refused_before_training(tmp_path, monkeypatch):
-    import vaekit.training.memory as M
+    import vaekit.runtime.memory as M
 
     big, ocfg, tcfg = configs("mnist", image_size=(1024, 1024), in_channels=3, epochs=1)
     x = torch.zeros(4, 3, 1024, 1024, dtype=torch.uint8)  # what a 1024 px folder would give
@@ -446,7 +447,7 @@ def test_a_gradient_spike_is_skipped_and_counted(tmp_path, data_root, monkeypatc
 
 
 def test_precision_auto_is_bf16_only_where_the_hardware_has_it(monkeypatch):
-    import vaekit.training.precision as P
+    import vaekit.runtime.precision as P
 
     cpu, lines = torch.device("cpu"), []
     monkeypatch.setattr(P, "cpu_flags", lambda: {"avx2", "avx512f"})  # a Xeon without BF16
@@ -461,7 +462,7 @@ def test_precision_auto_is_bf16_only_where_the_hardware_has_it(monkeypatch):
 
 
 def test_the_chosen_precision_is_stored_with_the_run(tmp_path, data_root, monkeypatch):
-    import vaekit.training.precision as P
+    import vaekit.runtime.precision as P
 
     monkeypatch.setattr(P, "cpu_flags", lambda: set())
     run(tmp_path, data_root, 1, eval_every=0, limit=128, precision="auto")

@@ -13,7 +13,7 @@ import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-__version__ = "0.2.0"
+from ._version import __version__
 
 # public name -> the module that defines it
 _LAZY = {
@@ -25,7 +25,7 @@ _LAZY = {
     "ObjectiveConfig": "vaekit.config",
     "TrainConfig": "vaekit.config",
     "PRESETS": "vaekit.config",
-    "encode": "vaekit.latents",
+    "encode": "vaekit.evaluation.latents",
     "train": "vaekit.training.run",
 }
 __all__ = [*_LAZY, "load", "__version__"]
@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # what the names are, for type checkers and editors
     from .config import ModelConfig as ModelConfig
     from .config import ObjectiveConfig as ObjectiveConfig
     from .config import TrainConfig as TrainConfig
-    from .latents import encode as encode
+    from .evaluation.latents import encode as encode
     from .models import LatentModel as LatentModel
     from .models import create_model as create_model
     from .models import list_models as list_models
@@ -66,12 +66,11 @@ def load(
     """A trained model from a run directory (its last.pt), a checkpoint file or a .safetensors
     export, in eval mode. Weights holding NaN or Inf are refused (CheckpointError) unless
     allow_nonfinite."""
-    from . import checkpoint
-
     if str(run_dir_or_checkpoint).endswith(".safetensors"):
-        from .export import load_safetensors
+        from .formats.export import load_safetensors
 
         return load_safetensors(run_dir_or_checkpoint, allow_nonfinite=allow_nonfinite).to(device)
 
-    ckpt = checkpoint.load(run_dir_or_checkpoint, allow_nonfinite=allow_nonfinite)
-    return checkpoint.build_model(ckpt, run_dir_or_checkpoint).to(device).eval()
+    from .checkpoint import load_model
+
+    return load_model(run_dir_or_checkpoint, allow_nonfinite=allow_nonfinite).to(device).eval()

@@ -13,11 +13,8 @@ import torch
 
 from . import outputs
 from .config import ModelConfig, ObjectiveConfig, option_names
+from .errors import CheckpointError  # vaekit.checkpoint.CheckpointError too
 from .models import LatentModel, create_model
-
-
-class CheckpointError(Exception):
-    """A run directory or checkpoint is missing or unusable; the message says which and why."""
 
 
 def save(state: dict, path: Path) -> None:
@@ -139,3 +136,10 @@ def build_model(ckpt: dict, where: str | Path = "checkpoint") -> LatentModel:
         )
     model.load_state_dict(got)
     return model
+
+
+def load_model(run_dir_or_checkpoint: str | Path, allow_nonfinite: bool = False) -> LatentModel:
+    """The trained model of a run directory (its last.pt) or a checkpoint file, on the CPU in
+    eval mode; weights holding NaN or Inf are refused unless allow_nonfinite."""
+    ckpt = load(run_dir_or_checkpoint, allow_nonfinite=allow_nonfinite)
+    return build_model(ckpt, run_dir_or_checkpoint).eval()

@@ -8,7 +8,9 @@ import sys
 from dataclasses import MISSING, fields
 from pathlib import Path
 
-from . import __version__, outputs
+from . import outputs
+from ._version import __version__
+from .errors import VaekitError
 
 EPILOG = "Run 'vaekit COMMAND --help' for a command's options."
 REPEATABLE = {"log"}  # list flags that add up when given again
@@ -379,7 +381,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def train_or_resume(args: argparse.Namespace) -> int:
     """cmd_train's work: a new run, or the run in --resume continued."""
-    from . import dist
+    from .runtime import dist
     from .training import resume_configs
     from .training.run import new_run_configs, train_run
 
@@ -423,7 +425,7 @@ def load_run(args: argparse.Namespace, with_data: bool = True):
     binarized once, with a fixed seed, for bernoulli."""
     from . import checkpoint
     from .data import load_split
-    from .training import resolve_device
+    from .runtime.device import resolve_device
 
     ckpt = checkpoint.load(args.run_dir, allow_nonfinite=args.allow_nonfinite)
     model = checkpoint.build_model(ckpt, args.run_dir).to(resolve_device(args.device)).eval()
@@ -461,7 +463,7 @@ def run_folder(run_dir: Path) -> Path:
 
 
 def write(arr, args: argparse.Namespace, default: str) -> int:
-    from .plots import save_png
+    from .figures.png import save_png
 
     path = save_png(arr, args.out or run_folder(args.run_dir) / default)
     print(f"wrote {path} ({arr.shape[1]}x{arr.shape[0]} px)")
@@ -469,7 +471,7 @@ def write(arr, args: argparse.Namespace, default: str) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from .generate import sample_grid
+    from .figures.grids import sample_grid
 
     model, *_ = load_run(args, with_data=False)
     groups = len(model.latent_shapes)
@@ -488,7 +490,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    from .generate import reconstruction_grid
+    from .figures.grids import reconstruction_grid
 
     model, x, where = run_images(args, args.n)
     if args.n > len(x):
@@ -497,8 +499,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
 
 def cmd_traverse(args: argparse.Namespace) -> int:
-    from .evaluate import posterior
-    from .generate import dim_scores, top_dims, traverse_grid
+    from .evaluation.bound import posterior
+    from .figures.grids import dim_scores, top_dims, traverse_grid
 
     if args.dims and args.dims[0] == args.dims[1]:
         raise ValueError(
@@ -520,7 +522,7 @@ def cmd_traverse(args: argparse.Namespace) -> int:
 
 
 def cmd_interpolate(args: argparse.Namespace) -> int:
-    from .generate import interpolate_grid
+    from .figures.grids import interpolate_grid
 
     model, x, where = run_images(args, max(args.a, args.b) + 1)
     check_index(args.a, len(x), "--a", where)
@@ -539,7 +541,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from . import checkpoint
     from .data import load_split
-    from .evaluate import (
+    from .evaluation.bound import (
         active_units_per_group,
         evaluate,
         iw_log_px_saved,
@@ -547,7 +549,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         posterior,
     )
     from .losses import active_units, bits_per_dim
-    from .training.allocator import keep_freed_memory
+    from .runtime.allocator import keep_freed_memory
 
     n = args.limit or None
 
@@ -635,10 +637,10 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     import time
 
     from . import checkpoint
-    from .classifier import Spec
     from .data import load_split
-    from .metrics import DC_K, PR_K
-    from .quality import classifier_features, inception_features, sample_quality
+    from .evaluation.classifier import Spec
+    from .evaluation.metrics import DC_K, PR_K
+    from .evaluation.quality import classifier_features, inception_features, sample_quality
 
     if args.n <= max(PR_K, DC_K):  # before the features model is trained, not after
         raise ValueError(
@@ -716,9 +718,9 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
     import torch
 
-    from . import inputs
-    from .latents import encode_source, save
-    from .training.allocator import keep_freed_memory
+    from .data import inputs
+    from .evaluation.latents import encode_source, save
+    from .runtime.allocator import keep_freed_memory
 
     fmt = args.format or ("csv" if args.out.suffix.lower() == ".csv" else "npz")
     model, ckpt, _, _ = load_run(args, with_data=False)
@@ -749,7 +751,7 @@ def gather(
     readable is a DataError."""
     import torch
 
-    from . import inputs
+    from .data import inputs
 
     source = inputs.parse(specs, model.cfg.image_size, model.cfg.in_channels, data_dir)
     xs, ys, ps, n = [], [], [], 0
@@ -767,8 +769,8 @@ def gather(
 
 def cmd_score(args: argparse.Namespace) -> int:
     from . import checkpoint
-    from .scores import ood_metrics, score
-    from .training import resolve_device
+    from .evaluation.scores import ood_metrics, score
+    from .runtime.device import resolve_device
 
     model, ckpt, _, _ = load_run(args, with_data=False)
     if not model.has_kl:
@@ -811,7 +813,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import save_onnx, save_safetensors
+    from .formats.export import save_onnx, save_safetensors
 
     model, *_ = load_run(args, with_data=False)
     run_dir = run_folder(args.run_dir)
@@ -852,20 +854,15 @@ def cmd_explore(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)  # --help, --version and bad flags end here
-    # after parsing: these import torch, which --help need not wait for
-    from .checkpoint import CheckpointError
-    from .data import DataError
-    from .training import TrainError
-
     try:
         if args.command != "train" and getattr(args, "out", None) is not None:
             outputs.prepare(args.out)  # its folder made and writable before the work, not after
         return args.run(args)
-    except (CheckpointError, DataError, TrainError, ValueError, ImportError) as e:
-        print(f"vaekit {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:  # a full disk, a file that cannot be written or read: one line
+    except OSError as e:  # a full disk, a file that cannot be written or read (OutputError)
         print(f"vaekit {args.command}: error: {os_error_line(e)}", file=sys.stderr)
+        return 2
+    except (VaekitError, ValueError, ImportError) as e:  # VaekitError: vaekit.errors
+        print(f"vaekit {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"vaekit {args.command}: interrupted", file=sys.stderr)

@@ -19,6 +19,8 @@ import numbers
 from dataclasses import MISSING, Field, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
+from .errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Number:
@@ -45,7 +47,7 @@ class Number:
 
     def __call__(self, v) -> int | float:
         """v (a number, or its text: "1e-3" from a flag or a YAML file) as self.kind; a bool is
-        never a number, and an integer is never given as 2.5 or 2.0. ValueError "must be ..."."""
+        never a number, and an integer is never given as 2.5 or 2.0. ConfigError "must be ..."."""
         x = None
         try:
             if isinstance(v, str) or (isinstance(v, numbers.Integral) and not isinstance(v, bool)):
@@ -55,7 +57,7 @@ class Number:
         except (ValueError, OverflowError):
             pass
         if x is None or not self.takes(x):
-            raise ValueError(f"must be {self}, got {shown(v if x is None else x)}")
+            raise ConfigError(f"must be {self}, got {shown(v if x is None else x)}")
         return x
 
     def takes(self, x: int | float) -> bool:
@@ -82,16 +84,16 @@ SEED = Number(int, 0, 2**32 - 1)  # numpy's and torch's CPU generators keep 32 b
 
 def image_size_value(v) -> tuple[int, int]:
     """An image size as a flag or a file gives it: 64, "64", "64x48", "64 48", [64, 48] or
-    ["64", "48"] -> (H, W), both >= 8. ValueError "must be ..."."""
+    ["64", "48"] -> (H, W), both >= 8. ConfigError "must be ..."."""
     words = " ".join(map(str, v)) if isinstance(v, (list, tuple)) else v
     parts = words.lower().replace("x", " ").split() if isinstance(words, str) else [words]
     side = Number(int, 8)
     try:
         if len(parts) not in (1, 2):
-            raise ValueError
+            raise ConfigError
         h, w = side(parts[0]), side(parts[-1])
     except ValueError:
-        raise ValueError(
+        raise ConfigError(
             f"must be H, HxW or H W with H and W integers >= 8, got {shown(v)}"
         ) from None
     return h, w
@@ -106,21 +108,21 @@ def opt(default, help: str, rule=None):
 def parse_field(f: Field, v):
     """A field's value as Python, a flag or a config file gives it, checked by the field's
     rule and type: a Number, each item of a tuple by its rule (one value is a 1-tuple), a bool
-    only True or False, a str only a string. ValueError "name must be ..., got ..."."""
+    only True or False, a str only a string. ConfigError "name must be ..., got ..."."""
     rule, default = f.metadata.get("rule"), f.default if f.default is not MISSING else None
     try:
         if isinstance(rule, Number) and isinstance(default, tuple):
             items = v if isinstance(v, (list, tuple)) else [v]
             if not items:
-                raise ValueError(f"must be one or more values, each {rule}, got {shown(v)}")
+                raise ConfigError(f"must be one or more values, each {rule}, got {shown(v)}")
             return tuple(rule(i) for i in items)
         if rule is not None:
             return rule(v)
     except ValueError as e:
-        raise ValueError(f"{f.name} {e}") from None
+        raise ConfigError(f"{f.name} {e}") from None
     for kind, words in ((bool, "true or false"), (str, "a string")):
         if isinstance(default, kind) and not isinstance(v, kind):
-            raise ValueError(f"{f.name} must be {words}, got {shown(v)}")
+            raise ConfigError(f"{f.name} must be {words}, got {shown(v)}")
     return v
 
 
@@ -134,18 +136,18 @@ def parse_fields(obj) -> None:
 def config_from_dict(cls, d: dict):
     """A config dataclass from a plain dict (JSON, a checkpoint), naming any unknown keys."""
     if not isinstance(d, dict):
-        raise ValueError(f"{cls.__name__} must be a mapping of fields, got {shown(d)}")
+        raise ConfigError(f"{cls.__name__} must be a mapping of fields, got {shown(d)}")
     unknown = sorted(set(d) - {f.name for f in fields(cls)})
     if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys: {unknown}")
+        raise ConfigError(f"unknown {cls.__name__} keys: {unknown}")
     return cls(**d)
 
 
 def check(obj, checks: list[tuple[bool, str]]) -> None:
-    """Raise ValueError for the first failed (ok, "field_name must ...") check, with its value."""
+    """Raise ConfigError for the first failed (ok, "field_name must ...") check, with its value."""
     for ok, msg in checks:
         if not ok:
-            raise ValueError(f"{msg}, got {shown(getattr(obj, msg.split()[0]))}")
+            raise ConfigError(f"{msg}, got {shown(getattr(obj, msg.split()[0]))}")
 
 
 def resolve(path: str):
@@ -194,7 +196,7 @@ class ConvNet:
         gets more stages for larger images unless its channels were given."""
         if self.arch == "seed" and (model.in_channels, model.image_size) != (1, (28, 28)):
             h, w = model.image_size
-            raise ValueError(
+            raise ConfigError(
                 f"the seed architecture is fixed to 28x28x1 images, got {h}x{w}x"
                 f"{model.in_channels} (HxWxC); use arch 'resnet', e.g. another preset (mnist, "
                 "cifar10, celeba64)"
@@ -235,7 +237,7 @@ class HierarchicalNet:
 
     def fit(self, model: ModelConfig, given: set[str]) -> HierarchicalNet:
         if self.resolutions[-1] > min(model.image_size):
-            raise ValueError(
+            raise ConfigError(
                 f"hvae resolutions {self.resolutions} go beyond the {model.image_size} images"
             )
         return self
@@ -323,7 +325,7 @@ class ModelConfig:
         elif isinstance(self.net, dict):
             self.net = config_from_dict(options, self.net)
         elif not isinstance(self.net, options):
-            raise ValueError(
+            raise ConfigError(
                 f"family {self.family} takes {options.__name__} options, got {self.net}"
             )
 
@@ -529,14 +531,14 @@ def route(values: dict) -> tuple[dict, dict, dict, dict]:
             continue
         i = next((i for i, names in enumerate(owners) if k in names), None)
         if i is None:
-            raise ValueError(f"unknown config field {k!r}")
+            raise ConfigError(f"unknown config field {k!r}")
         parts[i][k] = tuple(v) if isinstance(v, list) else v
     return parts
 
 
 def preset_values(name: str) -> dict:
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
+        raise ConfigError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
     return dict(PRESETS[name])
 
 
@@ -549,11 +551,11 @@ def build_model_config(values: dict, given: set[str] | None = None) -> ModelConf
     model, net, _, _ = route(values)
     family = model.get("family", "vae")
     if family not in FAMILIES:
-        raise ValueError(f"family must be one of {sorted(FAMILIES)}, got {family!r}")
+        raise ConfigError(f"family must be one of {sorted(FAMILIES)}, got {family!r}")
     options = field_names(FAMILIES[family].options)
     unknown = sorted((set(net) - options) & given)
     if unknown:
-        raise ValueError(f"family {family} has no options {unknown}")
+        raise ConfigError(f"family {family} has no options {unknown}")
     net = {k: v for k, v in net.items() if k in options}
     cfg = ModelConfig(**model, net=FAMILIES[family].options(**net))
     return replace(cfg, net=cfg.net.fit(cfg, given))
@@ -596,7 +598,7 @@ def flatten(d: dict) -> dict:
         parts["net"] = parts["model"].pop("net", None) or {}
     bad = next((k for k, v in parts.items() if not isinstance(v, dict)), None)
     if bad:
-        raise ValueError(f"{bad} must be a mapping of config fields, got {shown(parts[bad])}")
+        raise ConfigError(f"{bad} must be a mapping of config fields, got {shown(parts[bad])}")
     return {**parts["net"], **parts["model"], **parts["objective"], **parts["train"]}
 
 
@@ -614,7 +616,7 @@ def parse_values(values: dict) -> dict:
     known, out = all_fields(), {}
     for k, v in values.items():
         if k not in known:
-            raise ValueError(f"unknown config field {k!r}")
+            raise ConfigError(f"unknown config field {k!r}")
         out[k] = parse_field(known[k], v)
     return out
 
@@ -628,7 +630,7 @@ def read_config_file(path: str | Path) -> dict:
     try:
         text = path.read_text()
     except OSError as e:
-        raise ValueError(f"--config {path}: cannot read it ({e.strerror or e})") from None
+        raise ConfigError(f"--config {path}: cannot read it ({e.strerror or e})") from None
     if path.suffix.lower() in (".yaml", ".yml"):
         try:
             import yaml
@@ -639,22 +641,22 @@ def read_config_file(path: str | Path) -> dict:
         try:
             d = yaml.safe_load(text)
         except yaml.YAMLError as e:
-            raise ValueError(
+            raise ConfigError(
                 f"--config {path}: not valid YAML ({str(e).splitlines()[0]})"
             ) from None
     else:
         try:
             d = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ValueError(f"--config {path}: not valid JSON ({e})") from None
+            raise ConfigError(f"--config {path}: not valid JSON ({e})") from None
     if not isinstance(d, dict):
-        raise ValueError(f"--config {path}: must hold a mapping of config fields")
+        raise ConfigError(f"--config {path}: must hold a mapping of config fields")
     try:
         values = flatten(d)
         preset = values.pop("preset", None)
         values = parse_values(values)
     except ValueError as e:
-        raise ValueError(f"--config {path}: {e}") from None
+        raise ConfigError(f"--config {path}: {e}") from None
     dataset = str(values.get("dataset", ""))
     if dataset.startswith("folder:") and len(dataset) > len("folder:"):
         # a relative image folder is the file's neighbour, made absolute (runs move; data stay)

@@ -43,13 +43,14 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from . import images, outputs
-from .data import to_float
-from .evaluate import evaluate, posterior
-from .generate import dim_scores
+from . import outputs
+from .data import images
+from .evaluation.bound import evaluate, posterior
+from .evaluation.scores import score
+from .figures.grids import dim_scores
+from .likelihoods import to_float
 from .models import LatentModel
 from .projection import cache_key, tsne_map
-from .scores import score
 
 MAX_BODY = 4 << 20  # bytes of a request body (a base64 upload of MAX_UPLOAD fits)
 MAX_UPLOAD = 2 << 20  # bytes of an uploaded image file

@@ -18,13 +18,38 @@ import torch
 from torch import nn
 
 from .config import LIKELIHOODS, ModelConfig, resolve
-from .data import binarize, modelled
 from .losses import (
     bernoulli_log_prob,
     discretized_mix_logistic_log_prob,
     gaussian_log_prob,
     gaussian_nll_to_discrete,
 )
+
+
+def to_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, C, H, W) -> float32 in [0, 1], on whatever device x is on."""
+    return x.float().div_(255.0)
+
+
+BINARIZE_SEED = 0  # the fixed binarization of evaluation data, the same in every run
+
+
+def binarize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """uint8 images -> uint8 images in {0, 255}: each pixel is 255 with probability x / 255.
+
+    Dynamic binarization draws afresh on every call (global RNG of x's device); pass a
+    generator (on x's device) for a fixed draw.
+    """
+    return torch.bernoulli(to_float(x), generator=generator).mul_(255).to(torch.uint8)
+
+
+def modelled(x: torch.Tensor, likelihood: str) -> torch.Tensor:
+    """Evaluation images as a model with this likelihood sees them: for "bernoulli", binarized
+    once with BINARIZE_SEED (on the CPU: the same bits on any device), else x unchanged."""
+    if likelihood != "bernoulli":
+        return x
+    return binarize(x.cpu(), torch.Generator().manual_seed(BINARIZE_SEED)).to(x.device)
+
 
 MIN_LOG_SCALE = -7.0  # logistic: floor on the components' log-scales, as in PixelCNN++
 

@@ -3,8 +3,8 @@
 terms["loss"] is the scalar the loop backpropagates (a mean over the batch, so the learning
 rate does not depend on the batch size) and nothing else is; terms["per_image"] (B,) is what
 the loop reports as the training loss, in nats (or the likelihood's units). Registered by name
-in vaekit.config.OBJECTIVES. Test-set figures are always the true ELBO and KL (vaekit.evaluate),
-whatever is trained on.
+in vaekit.config.OBJECTIVES. Test-set figures are always the true ELBO and KL
+(vaekit.evaluation.bound), whatever is trained on.
 """
 
 from __future__ import annotations

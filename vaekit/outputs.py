@@ -20,16 +20,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from .errors import OutputError
+
 NON_FINITE_KEY = "non_finite"  # strict JSON's note: the fields written as null, and what they were
 TEMP = re.compile(r"^\..+\.tmp(\d+)$")  # a temporary twin: .NAME.tmpPID (a file or a folder)
-
-
-class OutputError(OSError):
-    """A file could not be written (a full disk, no permission, a file where a folder should
-    be); str() says which file and why, in one line."""
-
-    def __str__(self) -> str:
-        return f"cannot write {self.filename} ({self.strerror})"
 
 
 def output_error(e: OSError, path: str | Path) -> OutputError:
@@ -220,11 +214,24 @@ def prepare(path: str | Path) -> Path:
     return path
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process pid (of this host) still runs; True where that cannot be told."""
+    if pid == os.getpid():
+        return True
+    if os.name == "nt":  # os.kill would terminate it there; only the age test applies
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: alive, another user's
+        return True
+    return True
+
+
 def remove_stale_temps(folder: Path) -> list[Path]:
     """Remove the temporary twins (.NAME.tmpPID) in folder whose writer is gone (killed before
     it could clean up); returns what was removed."""
-    from .cache import pid_alive
-
     gone = []
     for p in sorted(folder.iterdir()) if folder.is_dir() else []:
         m = TEMP.match(p.name)

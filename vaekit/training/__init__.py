@@ -3,9 +3,11 @@ checkpoints (checkpoints.py), pre-emption (signals.py) and the loop that uses th
 
 from __future__ import annotations
 
+from ..errors import TrainError
+from ..runtime.device import resolve_device
 from .batches import BatchSource, load_training_data
-from .checkpoints import CheckpointManager, TrainError
-from .loop import fit, resolve_device, resume_configs
+from .checkpoints import CheckpointManager
+from .loop import fit, resume_configs
 from .step import TrainModule, lr_at, train_step
 
 __all__ = [

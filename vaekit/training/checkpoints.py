@@ -9,10 +9,7 @@ from pathlib import Path
 import torch
 
 from .. import checkpoint, outputs
-
-
-class TrainError(Exception):
-    """Training cannot go on as asked; the message says why and what to do."""
+from ..errors import TrainError  # vaekit.training.checkpoints.TrainError too
 
 
 def rng_state(shuffle: torch.Generator) -> dict:

@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..errors import TrainError
 from ..outputs import remove_stale_temps
-from .checkpoints import TrainError
 
 LOCK_FILE = ".lock"
 _held: set[Path] = set()  # run dirs this process holds: holding one again is a no-op

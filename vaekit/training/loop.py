@@ -12,14 +12,18 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .. import checkpoint, dist, outputs
+from .. import checkpoint, outputs
 from ..config import ModelConfig, ObjectiveConfig, TrainConfig
-from ..evaluate import evaluate
-from ..generate import reconstruction_grid, sample_grid
+from ..evaluation.bound import evaluate
+from ..figures.grids import reconstruction_grid, sample_grid
+from ..figures.png import plot_curves, save_png
 from ..models import create_model
 from ..objectives import create_objective
-from ..plots import plot_curves, save_png
-from .allocator import keep_freed_memory
+from ..runtime import dist
+from ..runtime.allocator import keep_freed_memory
+from ..runtime.device import resolve_device
+from ..runtime.memory import check_memory
+from ..runtime.precision import choose_precision, precision_reason
 from .batches import BatchSource, shard
 from .checkpoints import (
     CheckpointManager,
@@ -30,8 +34,6 @@ from .checkpoints import (
     set_rng_state,
 )
 from .lock import holding_run_dir
-from .memory import check_memory
-from .precision import choose_precision, precision_reason
 from .signals import StopSignal
 from .step import TrainModule, lr_at, train_step
 from .trackers import open_trackers
@@ -42,18 +44,6 @@ SPIKE_WARMUP, SPIKE_EMA = 100, 0.99  # skip_spikes: steps before it acts; the le
 
 def say(*args) -> None:
     print(*args, flush=True)  # flushed: a log file or a pipe sees each line as it happens
-
-
-def resolve_device(name: str) -> torch.device:
-    """auto -> cuda, else mps, else cpu; an explicit device that is not there is an error."""
-    has_mps = getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise TrainError("--device cuda: no CUDA device is available here; use --device cpu")
-    if name == "mps" and not has_mps:
-        raise TrainError("--device mps: no Apple GPU is available here; use --device cpu")
-    return torch.device(name)
 
 
 # What may change when a run is resumed; everything else is the run's own.
@@ -227,8 +217,8 @@ def fit(
     )
     watch = None  # train --fid-every: the classifier's features of the test images, once
     if main and tcfg.fid_every:
-        from ..classifier import Spec
-        from ..quality import Watch
+        from ..evaluation.classifier import Spec
+        from ..evaluation.quality import Watch
 
         spec = Spec(tcfg.dataset, mcfg.image_size, mcfg.in_channels, tcfg.crop, limit=tcfg.limit)
         watch = Watch(spec, data_dir, log)

@@ -15,10 +15,11 @@ from ..config import (
     train_config,
 )
 from ..models import LatentModel
+from ..runtime.device import resolve_device
+from ..runtime.memory import check_memory
 from .batches import load_training_data
 from .lock import run_lock
-from .loop import fit, resolve_device, say
-from .memory import check_memory
+from .loop import fit, say
 
 
 def new_run_configs(
@@ -96,8 +97,8 @@ def train(
 
     >>> model = vaekit.train("runs/small", "mnist", limit=2000, epochs=1)
     """
-    from .. import load
+    from ..checkpoint import load_model
 
     _, mcfg, ocfg, tcfg = new_run_configs(preset, config, fields, data_dir)
     train_run(mcfg, ocfg, tcfg, out, data_dir=data_dir)
-    return load(out)
+    return load_model(out)

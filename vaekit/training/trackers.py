@@ -23,7 +23,7 @@ from PIL import Image
 
 from .. import checkpoint
 from ..config import TRACKERS, flatten, resolve
-from .checkpoints import TrainError
+from ..errors import TrainError
 
 STATE_FILE = "trackers.json"  # in the run dir: {tracker name: what continues its run}
 PROJECT = "vaekit"  # W&B project, MLflow experiment (unless WANDB_PROJECT, MLFLOW_EXPERIMENT_NAME)

@@ -5,7 +5,7 @@
                                            path (a class folder's name is its label)
     PATH [PATH ...]                        image files
 
-Images are prepared exactly as training images are (vaekit.images: orientation, mode, centre
+Images are prepared exactly as training images are (vaekit.data.images: orientation, mode, centre
 crop to the model's aspect ratio, resize) to the model's size and channels, and come in batches
 so memory stays bounded for large folders. A file that cannot be read is left out, never
 silently: the source records it with its reason (Source.unreadable), each command says how many
@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import DataError
+from ..errors import DataError
 from .images import EXTENSIONS, decode, failure
+from .labels import folder_labels
 
 
 @dataclass
@@ -90,7 +91,7 @@ def parse(specs: list[str], size: tuple[int, int], channels: int, data_dir=None)
 
 
 def dataset(name: str, split: str, size, channels, data_dir=None) -> Source:
-    from .data import load_split
+    from .registry import load_split
 
     x, y = load_split(name, split, data_dir, size=size, channels=channels)
 
@@ -163,20 +164,17 @@ def folder(root: Path, size, channels) -> Source:
     rels = [e[0] for e in list_images(root)]
     if not rels:
         raise DataError(f"{root}: no images found (looked for {' '.join(EXTENSIONS)})")
-    tops = sorted({r.split("/")[0] for r in rels if "/" in r})
-    labelled = len(tops) > 1 and all("/" in r for r in rels)
-    classes = {c: i for i, c in enumerate(tops)}
+    labels, classes = folder_labels(rels)
+    labelled = bool(classes)
     names, bad = [str(root / r) for r in rels], Unreadable()
+    label_of = dict(zip(names, labels, strict=True))
 
     def read(name: str) -> bytes:
         return read_bytes(str(root), Path(name).relative_to(root).as_posix())
 
-    def label(name: str) -> int:
-        return classes[Path(name).relative_to(root).parts[0]]
-
     def batches(batch_size: int) -> Iterator[Batch]:
         return _decoded_batches(
-            read, names, size, channels, batch_size, bad, label if labelled else None
+            read, names, size, channels, batch_size, bad, label_of.__getitem__ if labelled else None
         )
 
     return Source(

@@ -10,9 +10,9 @@ import math
 import numpy as np
 import torch
 
-from .data import to_float
-from .models import LatentModel
-from .plots import make_grid, side_by_side
+from ..likelihoods import to_float
+from ..models import LatentModel
+from .png import make_grid, side_by_side
 
 
 def _device(model: LatentModel) -> torch.device:

@@ -29,8 +29,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..errors import DataError
+from ..outputs import pid_alive
 from . import images
-from .errors import DataError
+from .labels import SPLITS, folder_labels, split_by_folder
 
 VERSION = 2  # bump when the cache layout or the decoding changes (2: EXIF orientation)
 TEST_PERCENT = 5  # held-out share of a folder without train/ and test/ subfolders
@@ -139,14 +141,13 @@ def pool_map(fn: Callable, tasks: list, workers: int, desc: str):
 def assign(entries: list[Entry], partition: dict[str, int] | None) -> tuple[list, list, list]:
     """(split per entry, label per entry, class names): train/ and test/ subfolders, else the
     partition map (basename -> 0 train, 1 valid, 2 test), else a fixed 5% by path hash.
-    Labels are the first subfolder below the split (0 for all if images sit at the top)."""
+    Labels by the one folder rule of vaekit.data.labels."""
     rels = [e[0] for e in entries]
-    tops = {r.split("/")[0] for r in rels}
-    by_dir = {"train", "test"} <= tops and all("/" in r for r in rels)
+    by_dir = split_by_folder(rels)
     splits = []
     for r in rels:
         if by_dir:
-            splits.append(r.split("/")[0] if r.split("/")[0] in ("train", "test") else None)
+            splits.append(r.split("/")[0] if r.split("/")[0] in SPLITS else None)
         elif partition is not None:
             part = partition.get(r.rsplit("/", 1)[-1])
             splits.append({0: "train", 2: "test"}.get(part))  # the validation images unused
@@ -155,10 +156,7 @@ def assign(entries: list[Entry], partition: dict[str, int] | None) -> tuple[list
             splits.append("test" if h < TEST_PERCENT else "train")
     if not by_dir and partition is None and "test" not in splits and len(rels) > 1:
         splits[-1] = "test"  # a tiny folder still gets one test image
-    inner = [r.split("/", 1)[1] if by_dir else r for r in rels]
-    labelled = all("/" in r for r in inner)
-    classes = sorted({r.split("/")[0] for r in inner}) if labelled else []
-    labels = [classes.index(r.split("/")[0]) if labelled else 0 for r in inner]
+    labels, classes = folder_labels(rels)
     return splits, labels, classes
 
 
@@ -210,20 +208,6 @@ def source_key(source: Path) -> str:
 def temp_twin(path: Path) -> Path:
     """This process's temporary twin of path, named so that clean_stale can tell whose it is."""
     return path.with_name(f".{path.name}.tmp{os.getpid()}-{HOST}")
-
-
-def pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    if os.name == "nt":  # os.kill would terminate it there; only the age test applies
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # EPERM: alive, another user's
-        return True
-    return True
 
 
 def last_touched(path: Path) -> float:

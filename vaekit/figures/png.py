@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import outputs
+from .. import outputs
 
 
 def make_grid(

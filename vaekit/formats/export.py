@@ -16,8 +16,9 @@ from pathlib import Path
 
 import torch
 
-from . import __version__, outputs
-from .models import LatentModel
+from .. import outputs
+from .._version import __version__
+from ..models import LatentModel
 
 
 def _need(module: str):
@@ -46,7 +47,7 @@ def load_safetensors(path: str | Path, *, allow_nonfinite: bool = False) -> Late
         if "model_config" not in meta:
             raise ValueError(f"{path}: no model_config in its metadata; not a vaekit export")
         state = {k: f.get_tensor(k) for k in f.keys()}
-    from .checkpoint import build_model, refuse_nonfinite, upgrade
+    from ..checkpoint import build_model, refuse_nonfinite, upgrade
 
     ckpt = upgrade({"model": state, "model_config": json.loads(meta["model_config"])})
     if not allow_nonfinite:

@@ -3,7 +3,7 @@
 Small datasets (the MNIST family, CIFAR-10) are loaded whole as one uint8 tensor (N, C, H, W)
 plus int64 labels (N,); the training loop slices batches from it on the device, so there is no
 per-image Python work per step. Image folders and CelebA are decoded once into a memory-mapped
-uint8 cache (vaekit/cache.py) and read from it batch by batch.
+uint8 cache (vaekit/data/cache.py) and read from it batch by batch.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import DataError  # defined apart (cache.py raises it too); vaekit.data.DataError
+from ..errors import DataError  # vaekit.data.DataError, raised by cache.py too
 
 
 @dataclass(frozen=True)
@@ -448,28 +448,3 @@ def load_split(
     x = torch.from_numpy(images if images.flags.writeable else images.copy())  # (N, C, H, W)
     y = torch.from_numpy(labels.astype(np.int64))  # (N,)
     return adapt(x, channels, size), y
-
-
-def to_float(x: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, C, H, W) -> float32 in [0, 1], on whatever device x is on."""
-    return x.float().div_(255.0)
-
-
-BINARIZE_SEED = 0  # the fixed binarization of evaluation data, the same in every run
-
-
-def binarize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """uint8 images -> uint8 images in {0, 255}: each pixel is 255 with probability x / 255.
-
-    Dynamic binarization draws afresh on every call (global RNG of x's device); pass a
-    generator (on x's device) for a fixed draw.
-    """
-    return torch.bernoulli(to_float(x), generator=generator).mul_(255).to(torch.uint8)
-
-
-def modelled(x: torch.Tensor, likelihood: str) -> torch.Tensor:
-    """Evaluation images as a model with this likelihood sees them: for "bernoulli", binarized
-    once with BINARIZE_SEED (on the CPU: the same bits on any device), else x unchanged."""
-    if likelihood != "bernoulli":
-        return x
-    return binarize(x.cpu(), torch.Generator().manual_seed(BINARIZE_SEED)).to(x.device)

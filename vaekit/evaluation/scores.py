@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .data import to_float
-from .evaluate import iw_log_px
-from .models import LatentModel
+from ..likelihoods import to_float
+from ..models import LatentModel
+from .bound import iw_log_px
 
 
 def png_bits(x: torch.Tensor) -> np.ndarray:
@@ -41,7 +41,7 @@ def png_bits(x: torch.Tensor) -> np.ndarray:
 @torch.inference_mode()
 def nelbo_nats(model: LatentModel, x: torch.Tensor, batch_size: int = 500, seed: int = 0):
     """-ELBO per image in nats of the 8-bit (or binary) data: (N,) float64, for uint8 images as
-    the model sees them; z from q(z|x) under a fixed seed, as vaekit.evaluate draws it."""
+    the model sees them; z from q(z|x) under a fixed seed, as vaekit.evaluation.bound draws it."""
     if not model.has_kl:
         raise ValueError(f"a {model.cfg.family} model has no likelihood to score with")
     device = next(model.parameters()).device

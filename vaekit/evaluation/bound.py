@@ -18,10 +18,10 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from . import checkpoint
-from .data import to_float
-from .losses import iw_bound, kl_normal
-from .models import LatentModel
+from .. import checkpoint
+from ..likelihoods import to_float
+from ..losses import iw_bound, kl_normal
+from ..models import LatentModel
 
 
 @torch.inference_mode()
@@ -160,63 +160,95 @@ def iw_log_px_saved(
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     path = Path(f"{stem}.iw{K}-{digest}.json")
-    done, spent = None, 0.0
-    if path.is_file():
-        try:
-            state = json.loads(path.read_text())
-            if state["key"] == key and len(state["log_px"]) == len(x):
-                values = [math.nan if v is None else float(v) for v in state["log_px"]]
-                spent = float(state["seconds"])
-                done = torch.tensor(values, dtype=torch.float64)
-        except (ValueError, KeyError, TypeError):
-            log(f"warning: {path} is unreadable; starting the bound afresh")
+    done, spent = read_progress(path, key, len(x), log)
     n_done = 0 if done is None else int((~done.isnan()).sum())
     if n_done == len(x):
         log(f"iw bound: read from {path}")
     elif done is not None:
         log(f"iw bound: resuming from {path} ({n_done:,}/{len(x):,} images done)")
-    t0 = last_save = last_log = time.monotonic()
-    failing = False  # the last save failed: say so once, keep trying
-
-    def save(values: torch.Tensor) -> None:
-        nonlocal failing
-        log_px = [None if math.isnan(v) else v for v in values.tolist()]
-        state = {"key": key, "seconds": spent + time.monotonic() - t0, "log_px": log_px}
-        try:
-            checkpoint.save_json(state, path)
-        except OSError as e:
-            if not failing:
-                log(f"warning: cannot save the bound's progress to {path} ({e}); will retry")
-            failing = True
-        else:
-            failing = False
-
-    def on_block(values: torch.Tensor) -> None:
-        nonlocal last_save, last_log, latest
-        latest = values
-        now = time.monotonic()
-        if now - last_save >= save_every:
-            save(values)
-            last_save = now
-        n = int((~values.isnan()).sum())
-        if now - last_log >= 60 and n > n_done:
-            rate = (n - n_done) / (now - t0)
-            left = (len(values) - n) / rate / 60
-            log(
-                f"iw bound: {n:,}/{len(values):,} images, {rate:.2f} images/s, ~{left:.0f} min left"
-            )
-            last_log = now
-
-    latest = None  # the values after the last finished block
+    progress = Progress(path, key, spent, n_done, save_every, log)
     try:
-        out = iw_log_px(model, x, K, chunk, batch_size, seed, done, on_block)
+        out = iw_log_px(model, x, K, chunk, batch_size, seed, done, progress.on_block)
     except BaseException:  # stopped (a signal, Ctrl-C) or failed: keep the finished blocks
-        if latest is not None:
-            save(latest)
+        if progress.latest is not None:
+            progress.save(progress.latest)
         raise
     if n_done < len(x):
-        save(out)
-    return out, {"record": str(path), "seconds": spent + time.monotonic() - t0}
+        progress.save(out)
+    return out, {"record": str(path), "seconds": progress.seconds()}
+
+
+def read_progress(
+    path: Path, key: dict, n: int, log: Callable[[str], None]
+) -> tuple[torch.Tensor | None, float]:
+    """(per-image bounds (n,) float64, NaN where not done, or None; seconds spent) from the
+    progress file at path when it holds this key; an unreadable file is a warning."""
+    if not path.is_file():
+        return None, 0.0
+    try:
+        state = json.loads(path.read_text())
+        if state["key"] == key and len(state["log_px"]) == n:
+            values = [math.nan if v is None else float(v) for v in state["log_px"]]
+            spent = float(state["seconds"])
+            return torch.tensor(values, dtype=torch.float64), spent
+    except (ValueError, KeyError, TypeError):
+        log(f"warning: {path} is unreadable; starting the bound afresh")
+    return None, 0.0
+
+
+class Progress:
+    """The bound's progress file, kept up to date as blocks finish: replaced atomically at
+    most every save_every seconds, a progress line to log every minute; a save that fails is
+    a warning once, then retried."""
+
+    def __init__(
+        self,
+        path: Path,
+        key: dict,
+        spent: float,
+        n_done: int,
+        save_every: float,
+        log: Callable[[str], None],
+    ):
+        self.path, self.key, self.spent, self.n_done = path, key, spent, n_done
+        self.save_every, self.log = save_every, log
+        self.t0 = self.last_save = self.last_log = time.monotonic()
+        self.failing = False  # the last save failed: say so once, keep trying
+        self.latest: torch.Tensor | None = None  # the values after the last finished block
+
+    def seconds(self) -> float:
+        """Seconds spent on the bound, over all the runs that built it."""
+        return self.spent + time.monotonic() - self.t0
+
+    def save(self, values: torch.Tensor) -> None:
+        log_px = [None if math.isnan(v) else v for v in values.tolist()]
+        state = {"key": self.key, "seconds": self.seconds(), "log_px": log_px}
+        try:
+            checkpoint.save_json(state, self.path)
+        except OSError as e:
+            if not self.failing:
+                self.log(
+                    f"warning: cannot save the bound's progress to {self.path} ({e}); will retry"
+                )
+            self.failing = True
+        else:
+            self.failing = False
+
+    def on_block(self, values: torch.Tensor) -> None:
+        """values (N,): the bounds so far, NaN for the images not done yet."""
+        self.latest = values
+        now = time.monotonic()
+        if now - self.last_save >= self.save_every:
+            self.save(values)
+            self.last_save = now
+        n = int((~values.isnan()).sum())
+        if now - self.last_log >= 60 and n > self.n_done:
+            rate = (n - self.n_done) / (now - self.t0)
+            left = (len(values) - n) / rate / 60
+            self.log(
+                f"iw bound: {n:,}/{len(values):,} images, {rate:.2f} images/s, ~{left:.0f} min left"
+            )
+            self.last_log = now
 
 
 @torch.inference_mode()

@@ -9,8 +9,8 @@ import os
 import torch
 
 from ..config import ModelConfig
+from ..errors import TrainError
 from ..models import create_model
-from .checkpoints import TrainError
 
 ACTIVATION_FACTOR = 3  # outputs kept for backward, their gradients and the workspace besides
 WARN_FRACTION, REFUSE_FRACTION = 0.5, 0.9

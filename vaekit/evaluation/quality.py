@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..data import load_split
+from ..likelihoods import to_float
+from ..models import LatentModel
 from . import classifier, metrics
-from .data import load_split, to_float
-from .models import LatentModel
 
 WATCH_SAMPLES = 2000  # train --fid-every: samples and reconstructions per FID (seconds, not 10k)
 

@@ -1,4 +1,4 @@
-"""Latents out: a model's posterior over any images (vaekit.inputs), in batches, as arrays.
+"""Latents out: a model's posterior over any images (vaekit.data.inputs), in batches, as arrays.
 
 mu, logvar    (N, D) the top latent group's posterior mean and log-variance (flat)
 mu_1, ...     (N, *shape) the lower groups' (hierarchical models, with all_groups), along the
@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import outputs
-from .data import to_float
-from .inputs import Source
-from .models import LatentModel
+from .. import outputs
+from ..data.inputs import Source
+from ..likelihoods import to_float
+from ..models import LatentModel
 
 
 @torch.inference_mode()
@@ -94,7 +94,7 @@ def encode(
     """Latents of any images in one call: data is a tensor of images (N, C, H, W) at the
     model's size (uint8, or floats in [0, 1]), "DATASET:SPLIT", "folder:PATH", or a list of
     image files. Returns the arrays of the module doc."""
-    from .inputs import Batch, parse
+    from ..data.inputs import Batch, parse
 
     if isinstance(data, torch.Tensor):
         x = data if data.dtype == torch.uint8 else (data.clamp(0, 1) * 255).round().to(torch.uint8)

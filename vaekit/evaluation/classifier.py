@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import cache, checkpoint
-from .data import load_split
-from .errors import DataError
+from .. import checkpoint
+from ..data import cache, load_split
+from ..errors import DataError
 
 VERSION = 2  # bump when the network or its training changes: every cached one is retrained
 EPOCHS, BATCH_SIZE, LR, WEIGHT_DECAY = 1, 64, 1e-2, 1e-4

@@ -1,0 +1,1 @@
+"""Model files for use outside vaekit: safetensors and ONNX (export.py)."""
