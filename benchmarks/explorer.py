@@ -26,7 +26,7 @@ from common import commit, hardware
 
 from vaekit import checkpoint
 from vaekit.data import load_split
-from vaekit.explore import Explorer, make_server, url_of
+from vaekit.explorer import Explorer, make_server, url_of
 
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip

@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from vaekit.explore import url_of
+from vaekit.explorer import url_of
 
 CHROMIUM_FLAGS = [  # root in a container, no GPU, and no calls home on this closed network
     "--no-sandbox",

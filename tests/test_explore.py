@@ -21,18 +21,9 @@ from PIL import Image
 from vaekit import checkpoint
 from vaekit.cli import main
 from vaekit.data import load_split, to_float
-from vaekit.explore import (
-    MAX_BODY,
-    MAX_ROWS,
-    Explorer,
-    border_mean,
-    host_warning,
-    make_server,
-    parse_z,
-    read_image,
-    split_host,
-    wrong_polarity,
-)
+from vaekit.explorer import Explorer, host_warning, make_server, parse_z, read_image
+from vaekit.explorer.api import MAX_ROWS, border_mean, wrong_polarity
+from vaekit.explorer.server import MAX_BODY, split_host
 
 from .browser import launch, open_page, src, wait_changed
 
@@ -168,7 +159,7 @@ def test_info_gives_the_codes_range_and_the_test_sets_bits_per_dim(served):
     ref = info["test_bits_per_dim"]  # bits/dim of the first 1000 test images, by vaekit score
     assert ref["n"] == 1000
     assert ref["min"] <= ref["q01"] <= ref["median"] <= ref["q99"] <= ref["max"]
-    from vaekit.scores import score
+    from vaekit.evaluation.scores import score
 
     want = score(explorer.model, explorer.x[:1000])["bits_per_dim"]
     assert ref["min"] == pytest.approx(want.min()) and ref["max"] == pytest.approx(want.max())

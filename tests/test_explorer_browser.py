@@ -15,7 +15,7 @@ from PIL import Image
 
 from vaekit import checkpoint
 from vaekit.data import load_split
-from vaekit.explore import Explorer, make_server
+from vaekit.explorer import Explorer, make_server
 
 from .browser import DESKTOP, PHONE, launch, open_page, src, wait_changed
 

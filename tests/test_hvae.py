@@ -13,7 +13,7 @@ from vaekit import checkpoint
 from vaekit.cli import main
 from vaekit.config import configs
 from vaekit.data import load_split
-from vaekit.explore import Explorer
+from vaekit.explorer import Explorer
 
 SMALL = ["--width", "8", "--z-channels", "2", "--groups", "1", "1", "1", "1", "--limit", "32",
          "--precision", "fp32"]  # fmt: skip

@@ -369,7 +369,7 @@ def test_the_explorer_answers_strict_json(tiny_run, data_root):
 
     from vaekit import checkpoint
     from vaekit.data import load_split
-    from vaekit.explore import Explorer, make_server
+    from vaekit.explorer import Explorer, make_server
 
     model = checkpoint.build_model(checkpoint.load(tiny_run)).eval()
     x, y = (t[:40] for t in load_split("mnist", "test", data_root))

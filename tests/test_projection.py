@@ -1,6 +1,6 @@
-"""The explorer's t-SNE map (vaekit/projection.py): which images it places, that each point is
-its own image's, and its cache beside the checkpoint (kept while the weights and the images are
-the same, recomputed when either changes). Small point sets: about a second per t-SNE."""
+"""The explorer's t-SNE map (vaekit/explorer/projection.py): which images it places, that each
+point is its own image's, and its cache beside the checkpoint (kept while the weights and the
+images are the same, recomputed when either changes). Small point sets: about a second per t-SNE."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import sklearn.manifold
 import torch
 
-from vaekit.projection import cache_key, subset, tsne_map
+from vaekit.explorer.projection import cache_key, subset, tsne_map
 
 
 class CountingTSNE(sklearn.manifold.TSNE):

@@ -16,7 +16,7 @@ from pathlib import Path
 import vaekit
 
 ROOT = Path(__file__).resolve().parents[1]
-STATIC = {"vaekit/static/index.html", "vaekit/static/app.js", "vaekit/static/style.css"}
+STATIC = {f"vaekit/explorer/static/{f}" for f in ("index.html", "app.js", "style.css")}
 
 
 def sh(*argv, cwd: Path) -> str:
@@ -52,7 +52,7 @@ def test_the_wheel_installs_into_a_fresh_venv_and_trains_and_samples(tmp_path, d
     Path(paths["purelib"], "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     where = sh(python, "-c", "import vaekit; print(vaekit.__file__)", cwd=tmp_path).strip()
     assert Path(where).is_relative_to(env) and not Path(where).is_relative_to(ROOT), where
-    code = "from vaekit.explore import STATIC; print(sorted(p.name for p in STATIC.iterdir()))"
+    code = "from vaekit.explorer import STATIC; print(sorted(p.name for p in STATIC.iterdir()))"
     assert sh(python, "-c", code, cwd=tmp_path).strip() == "['app.js', 'index.html', 'style.css']"
 
     # the console script, from the fresh environment

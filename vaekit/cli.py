@@ -827,7 +827,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_explore(args: argparse.Namespace) -> int:
     from . import checkpoint
-    from .explore import Explorer, host_warning, make_server, url_of
+    from .explorer import Explorer, host_warning, make_server, url_of
 
     try:  # bind first: a busy port fails at once, before the model and data load
         server = make_server(None, args.host, args.port, quiet=args.quiet)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .outputs import write_with
+from ..outputs import write_with
 
 PERPLEXITY = 30.0  # scikit-learn's default: about the number of neighbours each point keeps
 MIN_POINTS = 10  # fewer images: no t-SNE map
