@@ -15,9 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     add_run_flags(p, None)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on [127.0.0.1]")
-    p.add_argument(
-        "--port", type=arg(PORT), default=8000, help="port; 0 picks a free one [8000]"
-    )
+    p.add_argument("--port", type=arg(PORT), default=8000, help="port; 0 picks a free one [8000]")
     p.add_argument("--quiet", action="store_true", help="do not log each request")
     p.add_argument(
         "--tsne-max",

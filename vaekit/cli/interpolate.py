@@ -16,9 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_run_flags(p, "interp.png")
     p.add_argument("--a", type=arg(NONNEG_INT), default=0, help="first image index [0]")
     p.add_argument("--b", type=arg(NONNEG_INT), default=1, help="second image index [1]")
-    p.add_argument(
-        "--steps", type=arg(STEPS), default=10, help="images in the strip, a to b [10]"
-    )
+    p.add_argument("--steps", type=arg(STEPS), default=10, help="images in the strip, a to b [10]")
     data_arg(p)
 
 
