@@ -218,3 +218,12 @@ def test_python_errors_are_the_clis_lines(call, argv, tmp_path, capsys):
     with pytest.raises(Exception) as e:
         call(never)
     assert err == f"vaekit {argv[0]}: error: {e.value}\n"
+
+
+@pytest.mark.parametrize("name", ["sample", "reconstruct", "traverse", "interpolate", "metrics"])
+def test_a_mistyped_run_dir_is_not_created_for_a_default_output(name, tmp_path, capsys):
+    """The default output is in the run's folder (a checkpoint file's: the parent): nothing of
+    it is made before the run is found."""
+    typo = tmp_path / "runz" / "tpyo"
+    assert main([name, str(typo)]) == 2
+    assert "no such run directory" in capsys.readouterr().err and not typo.parent.exists()

@@ -22,8 +22,8 @@ def export(
 
     if format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
-    out = prepare_out(out)
     r = open_run(run, device="cpu", allow_nonfinite=allow_nonfinite)
+    out = prepare_out(out)
     if out is None:
         if r.folder is None:
             raise ValueError("out is needed to export a model that has no run directory")

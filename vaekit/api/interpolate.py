@@ -31,8 +31,8 @@ def interpolate(
 
     a, b = checked("a", a, NONNEG_INT), checked("b", b, NONNEG_INT)
     steps = checked("steps", steps, STEPS)
-    out = prepare_out(out)
     r = open_run(run, device=device, data_dir=data_dir, allow_nonfinite=allow_nonfinite)
+    out = prepare_out(out)
     x, where = r.picture_images(data, max(a, b) + 1)
     check_index(a, len(x), "--a", where)
     check_index(b, len(x), "--b", where)

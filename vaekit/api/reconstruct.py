@@ -27,8 +27,8 @@ def reconstruct(
     from ..generate import reconstruction_grid
 
     n = checked("n", n, GRID_N)
-    out = prepare_out(out)
     r = open_run(run, device=device, data_dir=data_dir, allow_nonfinite=allow_nonfinite)
+    out = prepare_out(out)
     x, where = r.picture_images(data, n)
     if n > len(x):
         print(f"note: --n {n} but {where} has {len(x)} images; showing {len(x)}")

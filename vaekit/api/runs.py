@@ -145,7 +145,8 @@ def checked(name: str, value, rule: Number):
 
 
 def prepare_out(out: str | Path | None) -> Path | None:
-    """An output path made ready before the work (vaekit.outputs.prepare), or None."""
+    """An output path made ready before the work (vaekit.outputs.prepare), or None. Called
+    once the run is open: a default out in a mistyped RUN_DIR must not create it."""
     from .. import outputs
 
     return None if out is None else outputs.prepare(out)

@@ -36,8 +36,8 @@ def sample(
     temperature = checked("temperature", temperature, POSITIVE)
     if temperatures is not None:
         temperatures = [checked("temperatures", t, NONNEG) for t in temperatures]
-    out = prepare_out(out)
     model = open_run(run, device=device, data_dir=data_dir, allow_nonfinite=allow_nonfinite).model
+    out = prepare_out(out)
     groups = len(model.latent_shapes)
     if temperatures and len(temperatures) != groups:
         raise ValueError(

@@ -55,8 +55,8 @@ def score(
     from ..scores import score as scores_of
 
     iw_samples, seed = checked("iw_samples", iw_samples, NONNEG_INT), checked("seed", seed, SEED)
-    out = prepare_out(out)
     r = open_run(run, device=device, data_dir=data_dir, allow_nonfinite=allow_nonfinite)
+    out = prepare_out(out)
     if not r.model.has_kl:
         raise ValueError(f"a {r.model.cfg.family} model has no likelihood to score with; use a vae")
     bg = None if background is None else background_model(r, background, device, allow_nonfinite)

@@ -43,8 +43,8 @@ def traverse(
             )
     index, steps = checked("index", index, NONNEG_INT), checked("steps", steps, STEPS)
     span = checked("span", span, POSITIVE)
-    out = prepare_out(out)
     r = open_run(run, device=device, data_dir=data_dir, allow_nonfinite=allow_nonfinite)
+    out = prepare_out(out)
     x, where = r.picture_images(data)
     check_index(index, len(x), "--index", where)
     if dims is None:
