@@ -62,7 +62,7 @@ def evaluate(
     if iw_samples:
         nll = add_iw_bound(res, r, x, iw_samples, iw_chunk, iw_batch)
     res["bits_per_dim"] = None if nll is None else bits_per_dim(nll, x[0].numel())
-    res.update(latent_record(r, x, y_test, batch_size, n if probe else 0))
+    res.update(latent_record(r, x, y_test, batch_size, probe, n))
     if out is not None:
         from ..outputs import write_json
 
@@ -119,11 +119,11 @@ def add_iw_bound(res: dict, r: Run, x: torch.Tensor, K: int, chunk: int, batch: 
 
 
 def latent_record(
-    r: Run, x: torch.Tensor, y_test: torch.Tensor, batch_size: int, probe: int | None
+    r: Run, x: torch.Tensor, y_test: torch.Tensor, batch_size: int, probe: bool, n: int | None
 ) -> dict:
-    """Active units of the test images' latent means (top group, and per group) and, when
-    probe is not 0 and the data are labelled, the linear probe's accuracy on them (trained on
-    the first `probe` training images, None: all)."""
+    """Active units of the test images' latent means (top group, and per group) and, with
+    probe on labelled data, the linear probe's accuracy on them, trained on the first n
+    training images (None: all)."""
     from ..evaluate import active_units_per_group, linear_probe, posterior
     from ..losses import active_units
 
@@ -133,9 +133,9 @@ def latent_record(
         "active_units": active_units(mu_test)[0],  # of the top group
         "active_units_per_group": active_units_per_group(r.model, x, batch_size),
     }
-    if probe == 0 or len(y_test.unique()) < 2:  # an unlabelled folder: nothing to classify
+    if not probe or len(y_test.unique()) < 2:  # an unlabelled folder: nothing to classify
         return res
-    x_train, y_train = (t[:probe] for t in r.split("train"))
+    x_train, y_train = (t[:n] for t in r.split("train"))
     stage(f"linear probe: encoding {len(x_train):,} training images")
     prepared = r.model.likelihood.prepare_eval(x_train)
     mu_train = posterior(r.model, prepared, desc="encoding")[0]
