@@ -88,19 +88,51 @@ def add_run_args(p, iw_samples: int, eval_limit: int) -> None:
     p.add_argument("--data-dir", type=Path, help="dataset root [$VAEKIT_DATA]")
 
 
-def run_vaekit(argv: list[str], who: str) -> float:
-    """Run one vaekit command in-process; its wall time in seconds (exits on failure)."""
-    import sys
-    import time
-
-    from vaekit.cli import main
+def run_vaekit(who: str, name: str, *args, **kwargs) -> tuple:
+    """Call the operation vaekit.api.NAME(*args, **kwargs) in-process (train: train_into, which
+    does not load the model after): (its record, its wall time in seconds); on failure exits
+    with its one-line error, and says so when stopped."""
+    import vaekit.api
+    from vaekit.api.train import train_into
+    from vaekit.checkpoint import CheckpointError
+    from vaekit.errors import DataError
+    from vaekit.training import TrainError
 
     t0 = time.perf_counter()
-    if (code := main(argv)) == 130:  # stopped by a signal: vaekit said so already
-        sys.exit(f"{who}: stopped during 'vaekit {argv[0]}'")
-    if code:
-        sys.exit(f"{who}: 'vaekit {' '.join(argv)}' failed with status {code}")
-    return time.perf_counter() - t0
+    try:
+        fn = train_into if name == "train" else getattr(vaekit.api, name)
+        record = fn(*args, **kwargs)
+    except KeyboardInterrupt:
+        sys.exit(f"{who}: stopped during 'vaekit {name}'")
+    except (CheckpointError, DataError, TrainError, ValueError, ImportError, OSError) as e:
+        sys.exit(f"{who}: 'vaekit {name}' failed: {e}")
+    return record, time.perf_counter() - t0
+
+
+def command(name: str, *args, **kwargs) -> str:
+    """The `vaekit NAME ...` command line that does what vaekit.api.NAME(*args, **kwargs)
+    does (for the record): keyword x_y=v is --x-y v, True --x-y, False --no-x-y, None is
+    left out."""
+    words = ["vaekit", name, *map(str, args)]
+    for k, v in kwargs.items():
+        flag = "--" + k.replace("_", "-")
+        if v is None:
+            continue
+        if isinstance(v, bool):
+            words.append(flag if v else "--no-" + flag[2:])
+        elif isinstance(v, (list, tuple)):
+            words += [flag, *map(str, v)]
+        else:
+            words += [flag, str(v)]
+    return shlex.join(words)
+
+
+def train_fields(flags: list[str]) -> dict:
+    """`vaekit train` flags (--lr 1e-3 --no-figures ...) as vaekit.train's config fields."""
+    from vaekit.cli import build_parser
+    from vaekit.cli.train import config_values
+
+    return config_values(build_parser().parse_args(["train", *flags]))
 
 
 def add_train_args(p, out: str, preset: str, epochs: int) -> None:

@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import commit, hardware, run_vaekit
+from common import command, commit, hardware, run_vaekit
 
 from vaekit.data import load_split
 from vaekit.evaluation.classifier import Spec
@@ -75,7 +75,6 @@ def main() -> None:
     p.add_argument("--fresh", action="store_true", help="measure again what --work holds")
     a = p.parse_args()
 
-    data = ["--data-dir", str(a.data_dir)] if a.data_dir else []
     base = floor(a.n, a.data_dir, a.seed)  # trains the classifier here if it is not cached
     results, commands = [], []
     for spec in a.runs:
@@ -85,14 +84,12 @@ def main() -> None:
         ae = config["model"]["family"] == "ae"
         for t in a.temperatures[:1] if ae else a.temperatures:
             out = a.work / f"{label}-t{t:g}.json"
-            argv = ["metrics", run, "--n", str(a.n), "--temperature", str(t), "--seed",
-                    str(a.seed), "--out", str(out), *data]  # fmt: skip
+            options = dict(n=a.n, temperature=t, seed=a.seed, out=out, data_dir=a.data_dir)
             res = reusable(out, run, a.n, t, a.seed) if not a.fresh else None
             if res is None:
-                run_vaekit(argv, "metrics")
-                res = {**json.loads(out.read_text()), "commit": commit()}
+                res = {**run_vaekit("metrics", "metrics", run, **options)[0], "commit": commit()}
                 out.write_text(json.dumps(res, indent=2) + "\n")  # what was measured when
-            res.update(label=label, command="vaekit " + " ".join(argv))
+            res.update(label=label, command=command("metrics", run, **options))
             results.append(res)
             commands.append(res["command"])
     acc = base["features"]["test_accuracy"]

@@ -18,11 +18,15 @@ import shlex
 import statistics
 import sys
 
-from common import add_run_args, add_train_args, commit, hardware, run_vaekit
-
-
-def run(argv: list[str]) -> None:
-    run_vaekit(argv, "objectives")
+from common import (
+    add_run_args,
+    add_train_args,
+    command,
+    commit,
+    hardware,
+    run_vaekit,
+    train_fields,
+)
 
 
 def main() -> None:
@@ -34,25 +38,23 @@ def main() -> None:
     add_run_args(p, iw_samples=1000, eval_limit=2000)
     a = p.parse_args()
 
-    data = ["--data-dir", str(a.data_dir)] if a.data_dir else []
     results = {}
-    for name, flags in (("elbo", []), ("iwae", ["--iw-k", str(a.iw_k)])):
+    for name, iw_k in (("elbo", None), ("iwae", a.iw_k)):
         out = a.out / name
-        train = ["train", "--preset", a.preset, "--objective", name, *flags, "--epochs",
-                 str(a.epochs), "--limit", str(a.limit), "--device", a.device, "--no-figures",
-                 *shlex.split(a.train_flags), "--out", str(out), *data]  # fmt: skip
+        fields = dict(objective=name, iw_k=iw_k, epochs=a.epochs, limit=a.limit, figures=False)
+        fields = {k: v for k, v in fields.items() if v is not None}
+        fields.update(train_fields(shlex.split(a.train_flags)))  # given last: they win
+        train = dict(out=out, preset=a.preset, device=a.device, data_dir=a.data_dir, **fields)
         if (out / "last.pt").exists():  # continue an interrupted run
-            train = ["train", "--resume", str(out), "--device", a.device, *data]
-        run(train)
+            train = dict(resume=out, device=a.device, data_dir=a.data_dir)
+        run_vaekit("objectives", "train", **train)
         rows = {r["epoch"]: r for r in map(json.loads, (out / "metrics.jsonl").open())}
         if max(rows, default=0) < a.epochs:
             sys.exit("objectives: training was stopped; run the same command again to continue")
-        evaluate = ["evaluate", str(out), "--device", a.device, "--iw-samples",
-                    str(a.iw_samples), "--iw-batch", str(a.iw_batch), "--limit",
-                    str(a.eval_limit), "--no-probe", "--json", "--out",
-                    str(out / "eval_iw.json"), *data]  # fmt: skip
-        run(evaluate)
-        ev = json.loads((out / "eval_iw.json").read_text())
+        evaluate = dict(device=a.device, iw_samples=a.iw_samples, iw_batch=a.iw_batch,
+                        limit=a.eval_limit, probe=False, out=out / "eval_iw.json",
+                        data_dir=a.data_dir)  # fmt: skip
+        ev = run_vaekit("objectives", "evaluate", out, **evaluate)[0]
         seconds = [r["epoch_seconds"] for r in rows.values()]
         results[name] = {
             "nll_iw": ev["nll_iw"],
@@ -63,7 +65,7 @@ def main() -> None:
             "epoch_seconds_median": statistics.median(seconds),
             "epoch_seconds": seconds,
             "test_loss_per_epoch": [r.get("test_loss") for r in rows.values()],
-            "commands": ["vaekit " + " ".join(train), "vaekit " + " ".join(evaluate)],
+            "commands": [command("train", **train), command("evaluate", out, **evaluate)],
         }
     result = {
         "protocol": f"{a.preset}, {a.epochs} epochs each; test NLL: importance-weighted bound, "

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from common import add_train_args, commit, hardware, run_vaekit
+from common import add_train_args, command, commit, hardware, run_vaekit
 from PIL import Image
 
 PAIRS = {  # trained on -> the sets scored against its test set
@@ -50,28 +50,26 @@ def main() -> None:
     p.add_argument("--data-dir", type=Path, help="dataset root [$VAEKIT_DATA]")
     a = p.parse_args()
 
-    data = ["--data-dir", str(a.data_dir)] if a.data_dir else []
     result, commands = {}, []
     for dataset, others in PAIRS.items():
         run = a.out / dataset
-        train = ["train", "--preset", a.preset, "--dataset", dataset, "--epochs", str(a.epochs),
-                 "--limit", str(a.limit), "--no-figures", "--out", str(run), *data]  # fmt: skip
+        train = dict(out=run, preset=a.preset, dataset=dataset, epochs=a.epochs, limit=a.limit,
+                     figures=False, data_dir=a.data_dir)  # fmt: skip
         if (run / "last.pt").exists():
-            train = ["train", "--resume", str(run), *data]
-        run_vaekit(train, "ood")
+            train = dict(resume=run, data_dir=a.data_dir)
+        run_vaekit("ood", "train", **train)
         rows = [json.loads(line) for line in (run / "metrics.jsonl").open()]
         if max((r["epoch"] for r in rows), default=0) < a.epochs:
             sys.exit("ood: training was stopped; run the same command again to continue")
-        commands.append("vaekit " + " ".join(train))
+        commands.append(command("train", **train))
         for other in others:
             spec = other if ":" in other else synthetic(a.out, other, a.n)
             name = other.split(":")[0]
             out = a.out / f"{dataset}-vs-{name}.csv"
-            cmd = ["score", str(run), "--data", spec, "--in-dist", f"{dataset}:test",
-                   "--iw-samples", str(a.iw_samples), "--out", str(out), *data]  # fmt: skip
-            run_vaekit(cmd, "ood")
-            commands.append("vaekit " + " ".join(cmd))
-            metrics = json.loads(out.with_suffix(".metrics.json").read_text())
+            score = dict(data=[spec], in_dist=[f"{dataset}:test"], iw_samples=a.iw_samples,
+                         out=out, data_dir=a.data_dir)  # fmt: skip
+            metrics = run_vaekit("ood", "score", run, **score)[0].ood
+            commands.append(command("score", run, **score))
             result[f"{dataset} vs {name}"] = {k: v for k, v in metrics.items() if "auroc" in v}
     record = {"pairs": result, "commands": commands, "hardware": hardware("cpu"),
               "commit": commit(), "date": datetime.date.today().isoformat()}  # fmt: skip

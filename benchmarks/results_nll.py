@@ -24,27 +24,27 @@ import time
 from pathlib import Path
 
 import torch
-from common import add_run_args, commit, hardware, lscpu, run_vaekit
+from common import add_run_args, command, commit, hardware, lscpu, run_vaekit
 
 
-def run(argv: list[str], out: Path) -> float:
-    """Run one vaekit command; append the sitting (when, where, how long; also when stopped)
-    to OUT/sittings.jsonl: a run of hours spans sessions, and the machine can change between
-    them."""
+def run(folder: Path, name: str, /, *args, **kwargs) -> tuple:
+    """Run one vaekit operation (see common.run_vaekit): (its record, seconds); append the
+    sitting (when, where, how long; also when stopped) to FOLDER/sittings.jsonl: a run of
+    hours spans sessions, and the machine can change between them."""
     start, t0 = datetime.datetime.now(datetime.timezone.utc), time.perf_counter()
     try:
-        return run_vaekit(argv, "results_nll")
+        return run_vaekit("results_nll", name, *args, **kwargs)
     finally:
         cpu = lscpu()
         row = {
-            "command": argv[0],
+            "command": name,
             "start": start.strftime("%Y-%m-%d %H:%M:%S UTC"),
             "seconds": round(time.perf_counter() - t0, 1),
             "threads": torch.get_num_threads(),
             "cpu": {k: v for k, v in cpu.items() if k != "flags"},
             "commit": commit(),
         }
-        with open(out / "sittings.jsonl", "a") as f:
+        with open(folder / "sittings.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
 
 
@@ -61,37 +61,14 @@ def main() -> None:
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, signal.default_int_handler)
 
-    data = ["--data-dir", str(a.data_dir)] if a.data_dir else []
-    train = [
-        "train",
-        "--preset",
-        a.preset,
-        "--out",
-        str(a.out),
-        "--device",
-        a.device,
-        "--limit",
-        str(a.limit),
-        *(["--epochs", str(a.epochs)] if a.epochs else []),
-        *data,
-    ]
+    epochs = {"epochs": a.epochs} if a.epochs else {}  # else the preset's
+    train = dict(out=a.out, preset=a.preset, device=a.device, limit=a.limit, **epochs,
+                 data_dir=a.data_dir)  # fmt: skip
     if (a.out / "last.pt").exists():  # continue an interrupted run
-        train = ["train", "--resume", str(a.out), "--device", a.device, *data]
-    evaluate = [
-        "evaluate",
-        str(a.out),
-        "--device",
-        a.device,
-        "--iw-samples",
-        str(a.iw_samples),
-        "--limit",
-        str(a.eval_limit),
-        "--json",
-        "--out",
-        str(a.out / "eval_iw.json"),
-        *data,
-    ]
-    train_s = run(train, a.out)
+        train = dict(resume=a.out, device=a.device, data_dir=a.data_dir)
+    evaluate = dict(device=a.device, iw_samples=a.iw_samples, limit=a.eval_limit,
+                    out=a.out / "eval_iw.json", data_dir=a.data_dir)  # fmt: skip
+    train_s = run(a.out, "train", **train)[1]
     rows = {}  # epoch -> its metrics row (the last one written, if an epoch was redone)
     for line in (a.out / "metrics.jsonl").read_text().splitlines():
         row = json.loads(line)
@@ -103,8 +80,7 @@ def main() -> None:
             f"results_nll: training stopped after epoch {done} of {epochs}; "
             "run the same command again to continue"
         )
-    eval_s = run(evaluate, a.out)
-    ev = json.loads((a.out / "eval_iw.json").read_text())
+    ev, eval_s = run(a.out, "evaluate", a.out, **evaluate)
     result = {
         "protocol": "MNIST, dynamic binarization for training, test set binarized once (seed 0),"
         f" Bernoulli decoder, preset {a.preset}, K={a.iw_samples} importance samples",
@@ -116,7 +92,7 @@ def main() -> None:
         "iw_seconds_total": ev["iw_seconds"],
         "train_seconds": train_s,
         "eval_seconds": eval_s,
-        "commands": ["vaekit " + " ".join(train), "vaekit " + " ".join(evaluate)],
+        "commands": [command("train", **train), command("evaluate", a.out, **evaluate)],
         "sittings": [json.loads(ln) for ln in (a.out / "sittings.jsonl").read_text().splitlines()],
         "hardware": hardware(a.device),
         "commit": commit(),

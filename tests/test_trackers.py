@@ -14,7 +14,8 @@ import pytest
 import torch
 from PIL import Image
 
-from vaekit.cli import build_parser, config_values, main
+from vaekit.cli import build_parser, main
+from vaekit.cli.train import config_values
 from vaekit.config import ModelConfig, ObjectiveConfig, TrainConfig
 from vaekit.training.trackers import Trackers, open_trackers
 

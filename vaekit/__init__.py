@@ -2,9 +2,11 @@
 
 The public names below are imported on first use (PEP 562), so that `vaekit --help`,
 `vaekit --version` and `import vaekit.config` do not wait for torch's import (seconds on a
-small CPU); `from vaekit import VAE` and `vaekit.load(...)` work as usual. From Python:
-vaekit.train(out, preset, **fields) trains a run as `vaekit train` does; vaekit.load(run_dir)
-loads one; vaekit.encode(model, images) gives latents.
+small CPU); `from vaekit import VAE` and `vaekit.load(...)` work as usual. From Python, every
+command is a function of its name (vaekit.api): vaekit.train(out, preset, **fields) trains a
+run as `vaekit train` does; vaekit.sample(run_dir, n=16) returns the grid `vaekit sample`
+writes; vaekit.encode(model, images) gives latents; vaekit.evaluate(run_dir) returns what
+`vaekit evaluate --json` prints; vaekit.load(run_dir) loads a model.
 """
 
 from __future__ import annotations
@@ -25,24 +27,37 @@ _LAZY = {
     "ObjectiveConfig": "vaekit.config",
     "TrainConfig": "vaekit.config",
     "PRESETS": "vaekit.config",
-    "encode": "vaekit.evaluation.latents",
-    "train": "vaekit.training.run",
+    # the operations: every command of the CLI is a function of its name (vaekit.api)
+    **dict.fromkeys(
+        ["train", "evaluate", "sample", "reconstruct", "traverse", "interpolate", "encode"]
+        + ["score", "metrics", "export", "explore"],
+        "vaekit.api",
+    ),
 }
 __all__ = [*_LAZY, "load", "__version__"]
 
 if TYPE_CHECKING:  # what the names are, for type checkers and editors
     import torch
 
+    from .api import encode as encode
+    from .api import evaluate as evaluate
+    from .api import explore as explore
+    from .api import export as export
+    from .api import interpolate as interpolate
+    from .api import metrics as metrics
+    from .api import reconstruct as reconstruct
+    from .api import sample as sample
+    from .api import score as score
+    from .api import train as train
+    from .api import traverse as traverse
     from .config import PRESETS as PRESETS
     from .config import ModelConfig as ModelConfig
     from .config import ObjectiveConfig as ObjectiveConfig
     from .config import TrainConfig as TrainConfig
-    from .evaluation.latents import encode as encode
     from .models import LatentModel as LatentModel
     from .models import create_model as create_model
     from .models import list_models as list_models
     from .models.vae import VAE as VAE
-    from .training.run import train as train
 
 
 def __getattr__(name: str):

@@ -84,16 +84,12 @@ def save(arrays: dict[str, np.ndarray], path: Path, fmt: str) -> Path:
     return path
 
 
-def encode(
-    model: LatentModel,
-    data: torch.Tensor | str | list[str],
-    batch_size: int = 1000,
-    all_groups: bool = False,
-    data_dir: str | Path | None = None,
-) -> dict[str, np.ndarray]:
-    """Latents of any images in one call: data is a tensor of images (N, C, H, W) at the
+def source_of(
+    model: LatentModel, data: torch.Tensor | str | list[str], data_dir: str | Path | None = None
+) -> Source:
+    """The images to encode as a Source: data is a tensor of images (N, C, H, W) at the
     model's size (uint8, or floats in [0, 1]), "DATASET:SPLIT", "folder:PATH", or a list of
-    image files. Returns the arrays of the module doc."""
+    --data specs or image files."""
     from ..data.inputs import Batch, parse
 
     if isinstance(data, torch.Tensor):
@@ -102,8 +98,6 @@ def encode(
         def batches(n: int):
             return (Batch(x[i : i + n], None, None) for i in range(0, len(x), n))
 
-        source = Source("tensor", len(x), batches, labelled=False, has_paths=False)
-    else:
-        specs = [data] if isinstance(data, str) else list(data)
-        source = parse(specs, model.cfg.image_size, model.cfg.in_channels, data_dir)
-    return encode_source(model, source, batch_size, all_groups)
+        return Source("tensor", len(x), batches, labelled=False, has_paths=False)
+    specs = [data] if isinstance(data, str) else list(data)
+    return parse(specs, model.cfg.image_size, model.cfg.in_channels, data_dir)

@@ -1,5 +1,5 @@
-"""A new run from a preset, a config file and field values, as `vaekit train` starts one;
-vaekit.train() is the same from Python (a notebook, a script)."""
+"""A new run from a preset, a config file and field values, as `vaekit train` (vaekit.api.train)
+starts one."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from ..config import (
     read_config_file,
     train_config,
 )
-from ..models import LatentModel
 from ..runtime.device import resolve_device
 from ..runtime.memory import check_memory
 from .batches import load_training_data
@@ -79,26 +78,3 @@ def data_location(data_dir: str | Path | None, dataset: str) -> str | None:
     if not where and not dataset.startswith("folder:"):
         where = next((r for r in search_roots(None) if (r / dataset).is_dir()), None)
     return str(Path(where).expanduser().resolve()) if where else None
-
-
-def train(
-    out: str | Path,
-    preset: str | None = None,
-    *,
-    config: str | Path | None = None,
-    data_dir: str | Path | None = None,
-    **fields,
-) -> LatentModel:
-    """Train a new run into directory out, as `vaekit train --out OUT` does, and return the
-    trained model in eval mode. preset: a name of vaekit.PRESETS (default: the config file's,
-    else mnist); config: a YAML or JSON config file (a run's config.json); fields: config field
-    values by name, e.g. limit=2000, epochs=2, latent_dim=16, precision="fp32". The preset,
-    then the file, then the fields. Progress bars render in Jupyter (tqdm.auto).
-
-    >>> model = vaekit.train("runs/small", "mnist", limit=2000, epochs=1)
-    """
-    from ..checkpoint import load_model
-
-    _, mcfg, ocfg, tcfg = new_run_configs(preset, config, fields, data_dir)
-    train_run(mcfg, ocfg, tcfg, out, data_dir=data_dir)
-    return load_model(out)

@@ -1,0 +1,32 @@
+"""vaekit export: the weights as safetensors, or the decoder as ONNX."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .runs import RunLike, open_run, prepare_out
+
+FORMATS = {"safetensors": "model.safetensors", "onnx": "decoder.onnx"}  # -> default file name
+
+
+def export(
+    run: RunLike,
+    *,
+    format: str,
+    out: str | Path | None = None,
+    allow_nonfinite: bool = False,
+) -> Path:
+    """Write the run's weights (format "safetensors") or its decoder z -> image ("onnx") to
+    out (default: RUN_DIR/model.safetensors or RUN_DIR/decoder.onnx); returns the path."""
+    from ..formats.export import save_onnx, save_safetensors
+
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+    r = open_run(run, device="cpu", allow_nonfinite=allow_nonfinite)
+    out = prepare_out(out)
+    if out is None:
+        if r.folder is None:
+            raise ValueError("out is needed to export a model that has no run directory")
+        out = r.folder / FORMATS[format]
+    save = save_safetensors if format == "safetensors" else save_onnx
+    return save(r.model, out)

@@ -1,0 +1,158 @@
+"""A run as the operations take it: a run directory or checkpoint file (loaded here), an
+already loaded Run, or a model (LatentModel) used as it is; and the option rules they share."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Union
+
+from ..config import Number
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..models import LatentModel
+
+# the rules of options that several operations take (the flags parse with the same)
+GRID_N = Number(int, 1, 10_000)  # one picture of at most 100 x 100 images, decoded as one batch
+STEPS = Number(int, 2)  # a strip or a grid side: from one end to the other
+PORT = Number(int, 0, 65535)  # 0: a free one
+
+
+@dataclass
+class Run:
+    """A trained model with where it came from. ckpt: its checkpoint dict (None for a bare
+    model: then nothing is known of its data); path: the run dir or checkpoint it was loaded
+    from; data_dir: its data root (the given one, else None when $VAEKIT_DATA is set, which
+    the data loader reads, else the one recorded with the run)."""
+
+    model: LatentModel
+    ckpt: dict | None = None
+    path: Path | None = None
+    data_dir: Path | None = None
+
+    @property
+    def folder(self) -> Path | None:
+        """The run's folder: the run dir itself, or a checkpoint file's folder."""
+        return None if self.path is None else run_folder(self.path)
+
+    @property
+    def train_config(self) -> dict:
+        """The run's training config (dataset, crop, ...) as its checkpoint records it."""
+        if self.ckpt is None:
+            raise ValueError("a bare model has no dataset: give its run directory, or data")
+        return self.ckpt["train_config"]
+
+    def split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(uint8 images (N, C, H, W), labels (N,)) of the run's dataset split, at its size."""
+        from ..data import load_split
+
+        tc, cfg = self.train_config, self.model.cfg
+        return load_split(tc["dataset"], split, self.data_dir, None, cfg.image_size,
+                          cfg.in_channels, tc.get("crop", 0))  # fmt: skip
+
+    def test_set(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(test images as the model sees them (binarized once, with a fixed seed, for
+        bernoulli), labels)."""
+        x, y = self.split("test")
+        return self.model.likelihood.prepare_eval(x), y
+
+    def images(self, data, limit: int | None = None, where: str | None = None) -> tuple:
+        """The images of --data specs (the first `limit`, or all) as the model sees them:
+        (uint8 (N, C, H, W), labels, paths, unreadable files [(path, reason)]). Files that
+        cannot be read are left out with a note on stderr (where: the output listing them);
+        none readable is a DataError."""
+        import torch
+
+        from ..data import inputs
+
+        specs = [data] if isinstance(data, str) else list(data)
+        cfg = self.model.cfg
+        source = inputs.parse(specs, cfg.image_size, cfg.in_channels, self.data_dir)
+        xs, ys, ps, n = [], [], [], 0
+        for b in source.batches(min(1000, limit or 1000)):
+            xs.append(self.model.likelihood.prepare_eval(b.x))
+            ys.append(b.labels)
+            ps.extend(b.paths or [])
+            n += len(b.x)
+            if limit and n >= limit:
+                break
+        inputs.warn_unreadable(source, where)
+        labels = torch.cat(ys)[:limit].tolist() if source.labelled else None
+        return torch.cat(xs)[:limit], labels, ps[:limit] or None, source.unreadable.files
+
+    def picture_images(self, data, limit: int | None = None) -> tuple[torch.Tensor, str]:
+        """(images as the model sees them (N, C, H, W), where they came from) for the picture
+        operations: data's images when given (the first `limit`), else the run's test set."""
+        if not data:
+            return self.test_set()[0], "the test set"
+        return self.images(data, limit)[0], "--data"
+
+
+RunLike = Union[str, Path, Run, "LatentModel"]
+
+
+def open_run(
+    run: RunLike,
+    *,
+    device: str = "cpu",
+    data_dir: str | Path | None = None,
+    allow_nonfinite: bool = False,
+) -> Run:
+    """A Run from a run directory or checkpoint file (its model on device, in eval mode;
+    weights holding NaN or Inf refused unless allow_nonfinite), a Run (as it is), or a model
+    (as it is: its device and mode)."""
+    from ..config import DEVICES
+    from ..models import LatentModel
+
+    if isinstance(run, Run):
+        return run
+    if isinstance(run, LatentModel):
+        return Run(run, None, None, None if data_dir is None else Path(data_dir))
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+    from .. import checkpoint
+    from ..runtime.device import resolve_device
+
+    path = Path(run)
+    ckpt = checkpoint.load(path, allow_nonfinite=allow_nonfinite)
+    model = checkpoint.build_model(ckpt, path).to(resolve_device(device)).eval()
+    return Run(model, ckpt, path, run_data_dir(data_dir, ckpt))
+
+
+def run_data_dir(data_dir: str | Path | None, ckpt: dict) -> Path | None:
+    """The data root for a run's operation: data_dir, else $VAEKIT_DATA (read by data.py),
+    else where the run was trained from (recorded in its checkpoint)."""
+    if data_dir or os.environ.get("VAEKIT_DATA"):
+        return None if data_dir is None else Path(data_dir)
+    return ckpt.get("data_dir")
+
+
+def run_folder(run_dir: Path) -> Path:
+    """The folder of a run: RUN_DIR itself, or a checkpoint file's folder."""
+    return run_dir if run_dir.is_dir() else run_dir.parent
+
+
+def checked(name: str, value, rule: Number):
+    """value by rule (a vaekit.config.Number, the one its flag parses with), else the
+    one-line ValueError "NAME must be ..., got ..."."""
+    try:
+        return rule(value)
+    except ValueError as e:
+        raise ValueError(f"{name} {e}") from None
+
+
+def prepare_out(out: str | Path | None) -> Path | None:
+    """An output path made ready before the work (vaekit.outputs.prepare), or None. Called
+    once the run is open: a default out in a mistyped RUN_DIR must not create it."""
+    from .. import outputs
+
+    return None if out is None else outputs.prepare(out)
+
+
+def check_index(i: int, n: int, flag: str, where: str = "the test set") -> None:
+    """i must name one of n images, else ValueError "FLAG i is out of range: ..."."""
+    if not 0 <= i < n:
+        raise ValueError(f"{flag} {i} is out of range: {where} has images 0..{n - 1}")
