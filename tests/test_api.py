@@ -162,7 +162,7 @@ def test_metrics_returns_what_metrics_json_prints(tiny_run, tmp_path, capsys, mo
 
 
 def test_explore_serves_until_stopped_and_returns_its_url(tiny_run, monkeypatch, capsys):
-    from vaekit.explore import ExplorerServer
+    from vaekit.explorer import ExplorerServer
 
     def stop(self, *a, **k):
         raise KeyboardInterrupt

@@ -43,11 +43,11 @@ def train(
 
     >>> model = vaekit.train("runs/small", "mnist", limit=2000, epochs=1)
     """
-    from .. import load
+    from ..checkpoint import load_model
 
     record = train_into(out, preset, config=config, resume=resume, data_dir=data_dir,
                         allow_nonfinite=allow_nonfinite, **fields)  # fmt: skip
-    return load(record.run_dir)
+    return load_model(record.run_dir)
 
 
 def train_into(
