@@ -9,6 +9,17 @@ from pathlib import Path
 
 import pytest
 
+# Markers from the fixtures a test uses, so they cannot drift from what it needs: a test on real
+# MNIST (data_root, or tiny_run above it) is real_data, one driving Chromium is browser.
+MARKER_OF_FIXTURE = {"data_root": "real_data", "browser": "browser"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for fixture, marker in MARKER_OF_FIXTURE.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(marker)
+
 
 @pytest.fixture(autouse=True)
 def offline(monkeypatch):

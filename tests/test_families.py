@@ -40,8 +40,28 @@ def images(likelihood: str, n: int = 4, seed: int = 1) -> torch.Tensor:
     return torch.bernoulli(x) if likelihood == "bernoulli" else (x * 255).round() / 255
 
 
-def test_the_registry_lists_every_family():
-    assert list_models() == sorted(FAMILIES) and "vae" in list_models()
+def test_every_model_class_is_registered_and_every_registration_builds_its_class():
+    """A family's model class that no FAMILIES entry names would escape the contract test;
+    an entry whose class does not build, or builds another family, would break create_model."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import vaekit.models
+    from vaekit.config import resolve
+    from vaekit.models import LatentModel
+
+    classes = {  # every concrete LatentModel defined in vaekit/models/
+        f"{cls.__module__}:{cls.__qualname__}"
+        for info in pkgutil.iter_modules(vaekit.models.__path__)
+        for _, cls in inspect.getmembers(importlib.import_module(f"vaekit.models.{info.name}"))
+        if inspect.isclass(cls) and issubclass(cls, LatentModel) and cls is not LatentModel
+        and cls.__module__.startswith("vaekit.models.") and not inspect.isabstract(cls)
+    }  # fmt: skip
+    assert classes == {f.model for f in FAMILIES.values()}
+    for name in list_models():
+        model = tiny(name, "bernoulli")
+        assert type(model) is resolve(FAMILIES[name].model) and model.cfg.family == name
 
 
 @pytest.mark.parametrize("family,objective,likelihood", CASES)

@@ -13,7 +13,11 @@ import tarfile
 import zipfile
 from pathlib import Path
 
+import pytest
+
 import vaekit
+
+pytestmark = pytest.mark.slow  # a minute or more: the fast tier leaves it out
 
 ROOT = Path(__file__).resolve().parents[1]
 STATIC = {f"vaekit/explorer/static/{f}" for f in ("index.html", "app.js", "style.css")}
