@@ -319,3 +319,24 @@ def test_inception_features_offline_are_a_one_line_error(
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and inception.FILE in err
     assert not list(tiny_run.glob("quality-*.json"))
+
+
+def test_a_new_metric_is_one_registry_entry_computed_and_printed(monkeypatch, capsys):
+    """compare() computes every METRICS entry and `vaekit metrics` prints every PRINTED key: a
+    metric added to the registry reaches the record and the summary line with no other edit."""
+    from vaekit.cli.metrics import print_record
+
+    def mean_gap(r, f, seed, radii):
+        return {"mean_gap": float((r.mean(0) - f.mean(0)).norm())}
+
+    monkeypatch.setitem(metrics.METRICS, "mean_gap", mean_gap)
+    monkeypatch.setitem(metrics.PRINTED, "mean_gap", ("mean gap", ".2f"))
+    g = torch.Generator().manual_seed(0)
+    real, fake = torch.randn(64, 8, generator=g), torch.randn(48, 8, generator=g) + 1
+    rec = metrics.compare(real, fake)
+    assert rec["mean_gap"] == pytest.approx(float((real.mean(0) - fake.mean(0)).norm()))
+    assert rec["fid"] == metrics.frechet_distance(real, fake)  # the others as before
+    print_record({"features": {"name": "test"}, "epoch": 1, "mid_epoch_steps": 0,
+                  "dataset": "mnist", "samples": rec, "reconstructions": None})  # fmt: skip
+    line = capsys.readouterr().out.splitlines()[1]
+    assert line.startswith("        samples: FID ") and f"mean gap {rec['mean_gap']:.2f}" in line

@@ -64,7 +64,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_record(res: dict) -> None:
-    """The quality record: the features, then one line per measured set."""
+    """The quality record: the features, then one line per measured set (the metrics of
+    vaekit.evaluation.metrics.PRINTED)."""
+    from ..evaluation.metrics import PRINTED
+
     acc = res["features"].get("test_accuracy")
     weights = weights_label(res["epoch"], res["mid_epoch_steps"])
     print(
@@ -76,8 +79,5 @@ def print_record(res: dict) -> None:
         if m is None:
             print(f"{what:>15}: none (no prior)")
             continue
-        print(
-            f"{what:>15}: FID {m['fid']:.3f}  KID {m['kid']:.5f}  precision {m['precision']:.3f}"
-            f"  recall {m['recall']:.3f}  density {m['density']:.3f}  coverage "
-            f"{m['coverage']:.3f}  ({m['num_fake']:,} vs {m['num_real']:,} test images)"
-        )
+        shown = "  ".join(f"{label} {m[k]:{fmt}}" for k, (label, fmt) in PRINTED.items())
+        print(f"{what:>15}: {shown}  ({m['num_fake']:,} vs {m['num_real']:,} test images)")

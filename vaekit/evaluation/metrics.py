@@ -18,6 +18,7 @@ neighbours). Everything is computed in float64 on the CPU.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -146,20 +147,39 @@ def neighbours(
     }
 
 
+def kid_entries(kid: float, kid_std: float) -> dict:
+    """kernel_distance's (mean, std over subsets) as record entries."""
+    return {"kid": kid, "kid_std": kid_std}
+
+
+# The metric registry: name -> a function of (real features (N, D), generated ones (M, D), seed,
+# real_radii) giving its record entries. A new metric is one entry here (and one in PRINTED to
+# show it in `vaekit metrics`' summary line); compare() computes every entry.
+METRICS: dict[str, Callable[[torch.Tensor, torch.Tensor, int, torch.Tensor | None], dict]] = {
+    "fid": lambda r, f, seed, radii: {"fid": frechet_distance(r, f)},
+    "kid": lambda r, f, seed, radii: kid_entries(*kernel_distance(r, f, seed=seed)),
+    "neighbours": lambda r, f, seed, radii: neighbours(r, f, radii),  # precision ... coverage
+}
+# record key -> (label, format) in the summary line of `vaekit metrics`, in this order
+PRINTED = {
+    "fid": ("FID", ".3f"),
+    "kid": ("KID", ".5f"),
+    "precision": ("precision", ".3f"),
+    "recall": ("recall", ".3f"),
+    "density": ("density", ".3f"),
+    "coverage": ("coverage", ".3f"),
+}
+
+
 def compare(
     f_real: torch.Tensor,
     f_fake: torch.Tensor,
     seed: int = 0,
     real_radii: torch.Tensor | None = None,
 ) -> dict:
-    """Every metric of this module between real features (N, D) and generated ones (M, D);
-    seed: KID's subsets'; real_radii: as for neighbours."""
-    kid, kid_std = kernel_distance(f_real, f_fake, seed=seed)
-    return {
-        "fid": frechet_distance(f_real, f_fake),
-        "kid": kid,
-        "kid_std": kid_std,
-        **neighbours(f_real, f_fake, real_radii),
-        "num_real": len(f_real),
-        "num_fake": len(f_fake),
-    }
+    """Every metric of the registry (METRICS) between real features (N, D) and generated ones
+    (M, D); seed: KID's subsets'; real_radii: as for neighbours."""
+    out = {}
+    for metric in METRICS.values():
+        out.update(metric(f_real, f_fake, seed, real_radii))
+    return {**out, "num_real": len(f_real), "num_fake": len(f_fake)}
