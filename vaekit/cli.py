@@ -154,6 +154,11 @@ def build_parser() -> Parser:
         q.add_argument("--device", default="cpu", choices=DEVICES, help="[cpu]")
         q.add_argument("--data-dir", type=Path, help="dataset root [$VAEKIT_DATA, ~/.cache/vaekit]")
         allow_nonfinite(q, "use")
+        q.add_argument(
+            "--raw-weights",
+            action="store_true",
+            help="use the trained weights, not their moving average (runs trained with --ema)",
+        )
         return q
 
     q = run_parser("sample", "decode samples from the prior as a grid", "samples.png")
@@ -426,7 +431,9 @@ def load_run(args: argparse.Namespace, with_data: bool = True):
     from .training import resolve_device
 
     ckpt = checkpoint.load(args.run_dir, allow_nonfinite=args.allow_nonfinite)
-    model = checkpoint.build_model(ckpt, args.run_dir).to(resolve_device(args.device)).eval()
+    raw = getattr(args, "raw_weights", False)  # export has no --raw-weights: the EMA's
+    model = checkpoint.build_model(ckpt, args.run_dir, raw).to(resolve_device(args.device))
+    model.eval()
     if not with_data:
         return model, ckpt, None, None
     x_test, y_test = load_split(*data_args(ckpt, model.cfg, "test", run_data_dir(args, ckpt)))
