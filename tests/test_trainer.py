@@ -7,6 +7,7 @@ import shutil
 import pytest
 import torch
 
+import vaekit
 import vaekit.objectives as O
 from vaekit import checkpoint
 from vaekit.cli import main
@@ -111,6 +112,8 @@ def test_run_commands_use_the_ema_weights_unless_raw_weights(tmp_path, data_root
     ck = checkpoint.load(tmp_path / "r")
     ema, raw = checkpoint.build_model(ck), checkpoint.build_model(ck, raw_weights=True)
     assert same(ema.state_dict(), ck["ema"]) and same(raw.state_dict(), ck["model"])
+    assert same(vaekit.load(tmp_path / "r").state_dict(), ck["ema"])
+    assert same(vaekit.load(tmp_path / "r", raw_weights=True).state_dict(), ck["model"])
     # the same run with its raw weights as its only weights: what --raw-weights samples from
     plain = tmp_path / "plain"
     shutil.copytree(tmp_path / "r", plain)

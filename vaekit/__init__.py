@@ -62,9 +62,11 @@ def load(
     device: str | torch.device = "cpu",
     *,
     allow_nonfinite: bool = False,
+    raw_weights: bool = False,
 ) -> LatentModel:
     """A trained model from a run directory (its last.pt), a checkpoint file or a .safetensors
-    export, in eval mode. Weights holding NaN or Inf are refused (CheckpointError) unless
+    export, in eval mode: the moving average of its weights if the run kept one (train --ema),
+    unless raw_weights. Weights holding NaN or Inf are refused (CheckpointError) unless
     allow_nonfinite."""
     from . import checkpoint
 
@@ -74,4 +76,4 @@ def load(
         return load_safetensors(run_dir_or_checkpoint, allow_nonfinite=allow_nonfinite).to(device)
 
     ckpt = checkpoint.load(run_dir_or_checkpoint, allow_nonfinite=allow_nonfinite)
-    return checkpoint.build_model(ckpt, run_dir_or_checkpoint).to(device).eval()
+    return checkpoint.build_model(ckpt, run_dir_or_checkpoint, raw_weights).to(device).eval()
