@@ -11,11 +11,11 @@ import vaekit
 import vaekit.objectives as O
 from vaekit import checkpoint
 from vaekit.cli import main
-from vaekit.config import TrainConfig
-from vaekit.training import TrainError
+from vaekit.config import TrainConfig, configs
+from vaekit.training import Callback, TrainError, fit, load_training_data
 
 from .conftest import TINY as TINY_ARGS
-from .test_train import resume, run
+from .test_train import TINY, quiet, resume, run
 
 
 def weights(run_dir, key="model") -> dict:
@@ -26,13 +26,42 @@ def same(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+class Count(Callback):
+    """A caller's callback: counts the hooks called and evaluates the model each epoch."""
+
+    def __init__(self):
+        self.calls = {}
+
+    def on_step_end(self, t, res):
+        self.calls["step"] = self.calls.get("step", 0) + 1
+
+    def on_epoch_end(self, t, row):
+        self.calls["epoch"] = self.calls.get("epoch", 0) + 1
+        t.model.eval()(t.x_test[:8].float() / 255)  # draws z from the global RNG
+
+
 def test_callbacks_that_only_watch_leave_the_weights_alone(tmp_path, data_root):
     """Figures and evaluation draw from the test set and their own generators: the same seed
-    trains the same weights with them or without them; so does keeping an EMA."""
-    run(tmp_path / "a", data_root, 1, limit=256, eval_every=0, figures=False)
-    run(tmp_path / "b", data_root, 1, limit=256, eval_every=1, figures=True, ema=0.9)
+    trains the same weights with them or without them; so does keeping an EMA, and a caller's
+    callback that draws from the global RNG (run with the RNG forked)."""
+    run(tmp_path / "a", data_root, 2, limit=256, eval_every=0, figures=False)
+    count = Count()
+    mcfg, ocfg, tcfg = configs(
+        "mnist",
+        **TINY,
+        epochs=2,
+        limit=256,
+        batch_size=64,
+        precision="fp32",
+        eval_every=1,
+        figures=True,
+        ema=0.9,
+    )
+    x_train, x_test, _ = load_training_data("mnist", (28, 28), 1, 0, 256, data_root)
+    fit(mcfg, ocfg, tcfg, tmp_path / "b", x_train, x_test, log=quiet, callbacks=[count])
     assert same(weights(tmp_path / "a"), weights(tmp_path / "b"))
-    assert list((tmp_path / "b" / "figures").glob("samples_001.png"))
+    assert count.calls == {"step": 8, "epoch": 2}
+    assert list((tmp_path / "b" / "figures").glob("samples_002.png"))
 
 
 def test_weights_gone_non_finite_stop_the_run_and_keep_the_last_good_checkpoint(

@@ -12,6 +12,7 @@ import torch
 
 from .. import checkpoint, outputs
 from ..config import ModelConfig, ObjectiveConfig, TrainConfig
+from .callbacks import Callback
 from .checkpoints import TrainError
 from .lock import holding_run_dir
 from .trainer import Trainer
@@ -102,6 +103,7 @@ def fit(
     ckpt: dict | None = None,
     data_dir: str | None = None,
     log=say,
+    callbacks: tuple[Callback, ...] = (),
 ) -> dict:
     """Train the model mcfg describes on uint8 images x_train (N, C, H, W) into run directory
     `out`, evaluating on x_test; returns the last epoch's metrics row (vaekit.training.Trainer).
@@ -109,6 +111,7 @@ def fit(
     With ckpt (from resume_configs), continue that run: weights, optimizer, RNG, counters.
     stream: keep x_train on the host (memory-mapped) and send each batch over. Under torchrun,
     each process takes its share of every global batch; rank 0 alone logs, evaluates, writes.
+    callbacks: the caller's (vaekit.training.Callback), run after the trainer's own.
     """
     out = Path(out)
     if ckpt is None and (out / "last.pt").exists():
@@ -118,4 +121,5 @@ def fit(
         (out / "figures").mkdir(exist_ok=True)
     except OSError as e:
         raise TrainError(f"cannot create run dir {out}: {e.strerror}") from None
-    return Trainer(mcfg, ocfg, tcfg, out, x_train, x_test, stream, ckpt, data_dir, log).fit()
+    args = (mcfg, ocfg, tcfg, out, x_train, x_test, stream, ckpt, data_dir, log, callbacks)
+    return Trainer(*args).fit()

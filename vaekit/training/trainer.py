@@ -35,7 +35,8 @@ from .trackers import open_trackers
 
 class Trainer:
     """Trains the model mcfg describes on uint8 images x_train (N, C, H, W) into run directory
-    out, evaluating on x_test. ckpt (from resume_configs): continue that run exactly."""
+    out, evaluating on x_test. ckpt (from resume_configs): continue that run exactly. extra:
+    callbacks of the caller's, called after the trainer's own on every rank."""
 
     def __init__(
         self,
@@ -49,6 +50,7 @@ class Trainer:
         ckpt: dict | None,
         data_dir: str | None,
         log,
+        extra: tuple[cb.Callback, ...] = (),
     ) -> None:
         self.mcfg, self.ocfg, self.out, self.data_dir = mcfg, ocfg, Path(out), data_dir
         self.rank, self.world, local_rank = dist.setup()
@@ -81,7 +83,7 @@ class Trainer:
             tcfg.batch_size,
             self.log,
         )
-        self.callbacks = self.attach()
+        self.callbacks = self.attach() + list(extra)
         for c in self.callbacks:
             c.load(ckpt or {})
 
@@ -169,8 +171,12 @@ class Trainer:
             self.stop.join(dist.all_sum(self.stop.flag(self.device)).item())
 
     def emit(self, hook: str, *args) -> None:
+        """Each callback's hook, in order. At an epoch's end each runs with the global RNG
+        forked: a callback that draws from it (a caller's) leaves the later steps' noise alone."""
+        devices = [self.device] if self.device.type == "cuda" else []
         for c in self.callbacks:
-            getattr(c, hook)(self, *args)
+            with torch.random.fork_rng(devices, enabled=hook == "on_epoch_end"):
+                getattr(c, hook)(self, *args)
 
     def save_due(self) -> bool:
         every = self.tcfg.save_every
