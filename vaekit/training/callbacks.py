@@ -89,10 +89,11 @@ class Guard(Callback):
         return False
 
     def stop_hint(self) -> str:
-        return (
-            f"{self.out / 'last.pt'} holds the last good checkpoint: lower --lr or set "
-            "--grad-clip, then --resume"
-        )
+        """What is intact and what to do."""
+        last, fix = self.out / "last.pt", "lower --lr or set --grad-clip"
+        if last.exists():
+            return f"{last} holds the last good checkpoint: {fix}, then --resume"
+        return f"no checkpoint was written: {fix} and train again"
 
     def on_epoch_start(self, t: Trainer) -> None:
         self.steps = self.skipped = self.spikes = 0
