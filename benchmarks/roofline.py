@@ -49,8 +49,8 @@ from vaekit.models import create_model
 from vaekit.objectives import create_objective
 from vaekit.runtime.allocator import keep_freed_memory
 from vaekit.runtime.precision import choose_precision
-from vaekit.training.loop import fused_adamw
 from vaekit.training.step import TrainModule, lr_at, train_step
+from vaekit.training.trainer import fused_adamw
 
 HERE = Path(__file__).parent
 NOT_COUNTED = (
@@ -160,7 +160,7 @@ def torch_instance_norms(model: torch.nn.Module) -> None:
 
 
 class Trainer:
-    """A preset's model, objective and optimizer as vaekit.training.loop.fit builds them, and its
+    """A preset's model, objective and optimizer as vaekit.training.Trainer builds them, and its
     step() as fit's loop takes it: prepare a batch of uint8 images (fresh bits for bernoulli),
     draw the noise, scale to [0, 1] in the run's layout, train_step with the scheduled lr, the
     preset's gradient clipping and precision, the loss summed on the device."""
@@ -389,7 +389,7 @@ def measure(a: argparse.Namespace) -> dict:
     if device.type == "cuda" and not torch.cuda.is_available():
         sys.exit("roofline: --device cuda, but no CUDA device is available here")
     if device.type == "cpu" and "allocator" not in a.undo:
-        keep_freed_memory()  # as vaekit.training.loop.fit does
+        keep_freed_memory()  # as vaekit.training.Trainer does
     sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
     threads = [os.cpu_count() if t == "all" else int(t) for t in a.threads]
     if device.type == "cuda":

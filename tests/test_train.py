@@ -108,7 +108,7 @@ def test_a_row_logged_before_a_crash_is_not_repeated_after_resume(tmp_path, data
 def test_without_a_terminal_progress_lines_come_inside_long_epochs(
     tmp_path, data_root, monkeypatch
 ):
-    import vaekit.training.loop as F
+    import vaekit.training.callbacks as F
 
     monkeypatch.setattr(F, "PROGRESS_SECONDS", 0.0)
     mcfg, ocfg, tcfg = configs("mnist", **TINY, epochs=1, limit=256, figures=False, eval_every=0)
@@ -428,7 +428,7 @@ def test_a_disk_that_fills_mid_run_is_one_line_and_the_last_checkpoint_survives(
 
 
 def test_a_gradient_spike_is_skipped_and_counted(tmp_path, data_root, monkeypatch):
-    import vaekit.training.loop as F
+    import vaekit.training.callbacks as F
 
     monkeypatch.setattr(F, "SPIKE_WARMUP", 3)
     real = O.kl_weight
@@ -488,7 +488,7 @@ def test_fused_adamw_trains_the_same_model_and_resumes_an_unfused_run(
 ):
     """CPU training takes AdamW's fused kernel (issue 18): the weights of the per-parameter loop
     up to float rounding; a run checkpointed by the loop (vaekit <= 0.2) resumes fused."""
-    import vaekit.training.loop as L
+    import vaekit.training.trainer as L
 
     flags = dict(limit=256, eval_every=0)
     fused = run(tmp_path / "fused", data_root, 1, **flags)

@@ -77,9 +77,11 @@ def load(
     device: str | torch.device = "cpu",
     *,
     allow_nonfinite: bool = False,
+    raw_weights: bool = False,
 ) -> LatentModel:
     """A trained model from a run directory (its last.pt), a checkpoint file or a .safetensors
-    export, in eval mode. Weights holding NaN or Inf are refused (CheckpointError) unless
+    export, in eval mode: the moving average of its weights if the run kept one (train --ema),
+    unless raw_weights. Weights holding NaN or Inf are refused (CheckpointError) unless
     allow_nonfinite."""
     if str(run_dir_or_checkpoint).endswith(".safetensors"):
         from .formats.export import load_safetensors
@@ -88,4 +90,7 @@ def load(
 
     from .checkpoint import load_model
 
-    return load_model(run_dir_or_checkpoint, allow_nonfinite=allow_nonfinite).to(device).eval()
+    model = load_model(
+        run_dir_or_checkpoint, allow_nonfinite=allow_nonfinite, raw_weights=raw_weights
+    )
+    return model.to(device).eval()

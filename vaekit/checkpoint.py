@@ -75,6 +75,7 @@ def load(
     ckpt = upgrade(ckpt)
     if not allow_nonfinite:
         refuse_nonfinite(ckpt["model"], path)
+        refuse_nonfinite(ckpt.get("ema", {}), f"{path} (EMA)")
     return ckpt
 
 
@@ -111,14 +112,18 @@ def upgrade(ckpt: dict) -> dict:
     }
 
 
-def build_model(ckpt: dict, where: str | Path = "checkpoint") -> LatentModel:
-    """The model a loaded checkpoint describes, with its weights; a mismatch is a clear error
-    naming the first tensor that does not fit and both shapes."""
+def build_model(
+    ckpt: dict, where: str | Path = "checkpoint", raw_weights: bool = False
+) -> LatentModel:
+    """The model a loaded checkpoint describes, with its weights: the EMA of the weights when
+    the run kept one (train --ema), unless raw_weights; a mismatch is a clear error naming the
+    first tensor that does not fit and both shapes."""
     try:
         model = create_model(ModelConfig.from_dict(ckpt["model_config"]))
     except (ValueError, TypeError) as e:
         raise CheckpointError(f"{where}: its model config is not valid ({e})") from None
-    want, got = model.state_dict(), ckpt["model"]
+    got = ckpt["model"] if raw_weights or "ema" not in ckpt else ckpt["ema"]
+    want = model.state_dict()
     for name, t in want.items():
         if name not in got:
             raise CheckpointError(
@@ -138,8 +143,11 @@ def build_model(ckpt: dict, where: str | Path = "checkpoint") -> LatentModel:
     return model
 
 
-def load_model(run_dir_or_checkpoint: str | Path, allow_nonfinite: bool = False) -> LatentModel:
+def load_model(
+    run_dir_or_checkpoint: str | Path, allow_nonfinite: bool = False, raw_weights: bool = False
+) -> LatentModel:
     """The trained model of a run directory (its last.pt) or a checkpoint file, on the CPU in
-    eval mode; weights holding NaN or Inf are refused unless allow_nonfinite."""
+    eval mode: the moving average of its weights if the run kept one (train --ema), unless
+    raw_weights; weights holding NaN or Inf are refused unless allow_nonfinite."""
     ckpt = load(run_dir_or_checkpoint, allow_nonfinite=allow_nonfinite)
-    return build_model(ckpt, run_dir_or_checkpoint).eval()
+    return build_model(ckpt, run_dir_or_checkpoint, raw_weights).eval()

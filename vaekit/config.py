@@ -25,7 +25,8 @@ from .errors import ConfigError
 @dataclass(frozen=True)
 class Number:
     """The rule of a numeric config field or flag, defined once: an int or a float, always
-    finite, >= low (> low if open_low) and <= high; zero: 0 is also taken (an 'off' value).
+    finite, >= low (> low if open_low) and <= high (< high if open_high); zero: 0 is also taken
+    (an 'off' value).
     Calling it parses a value as a flag or a config file gives it."""
 
     kind: type = float
@@ -33,12 +34,15 @@ class Number:
     high: float | None = None
     open_low: bool = False
     zero: bool = False
+    open_high: bool = False
 
     def __str__(self) -> str:
         """What it takes, in words: "an integer >= 1", "a finite number > 0", ..."""
         what = "an integer" if self.kind is int else "a finite number"
         if self.low is not None and self.high is not None:
-            what += f" in [{self.low}, {self.high}]"
+            what += (
+                f" in {'(['[not self.open_low]}{self.low}, {self.high}{')]'[not self.open_high]}"
+            )
         elif self.low is not None:
             what += f" {'>' if self.open_low else '>='} {self.low}"
         elif self.high is not None:
@@ -64,7 +68,8 @@ class Number:
         if x == 0 and self.zero:
             return True
         low_ok = self.low is None or (x > self.low if self.open_low else x >= self.low)
-        return math.isfinite(x) and low_ok and (self.high is None or x <= self.high)
+        high_ok = self.high is None or (x < self.high if self.open_high else x <= self.high)
+        return math.isfinite(x) and low_ok and high_ok
 
 
 def shown(v) -> str:
@@ -416,11 +421,19 @@ class TrainConfig:
         0, "also keep the last N epochs' checkpoints, checkpoints/epoch_NNN.pt", NONNEG_INT
     )
     grad_clip: float = opt(0.0, "clip the gradient norm to this value (0 = off)", NONNEG)
-    max_bad_steps: int = opt(20, "stop after this many consecutive non-finite steps", POSITIVE_INT)
+    max_bad_steps: int = opt(
+        20, "stop after this many consecutive skipped steps (non-finite or spikes)", POSITIVE_INT
+    )
     skip_spikes: float = opt(
         0.0,
         "skip an update whose gradient norm is over this many times its running level (0: off)",
         Number(float, 1, open_low=True, zero=True),
+    )
+    ema: float = opt(
+        0.0,
+        "keep an exponential moving average of the weights with this decay, e.g. 0.999, which "
+        "evaluation and the run commands use (0 = off)",
+        Number(float, 0, 1, open_low=True, open_high=True, zero=True),
     )
     log: tuple[str, ...] = opt(
         (), f"experiment trackers to log to: {', '.join(TRACKERS)} (none: no tracker)"

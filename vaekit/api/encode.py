@@ -26,6 +26,7 @@ def encode(
     format: str | None = None,
     device: str = "cpu",
     allow_nonfinite: bool = False,
+    raw_weights: bool = False,
 ) -> dict[str, np.ndarray]:
     """Latents of any images: data is a tensor of images (N, C, H, W) at the model's size
     (uint8, or floats in [0, 1]), "DATASET:SPLIT", "folder:PATH", or a list of image files.
@@ -42,7 +43,13 @@ def encode(
     fmt = format or ("csv" if out is not None and Path(out).suffix.lower() == ".csv" else "npz")
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    r = open_run(run, device=device, data_dir=data_dir, allow_nonfinite=allow_nonfinite)
+    r = open_run(
+        run,
+        device=device,
+        data_dir=data_dir,
+        allow_nonfinite=allow_nonfinite,
+        raw_weights=raw_weights,
+    )
     out = prepare_out(out)
     source = latents.source_of(r.model, data, r.data_dir)
     if r.path is not None:  # a model loaded here, not the caller's: made fast

@@ -32,6 +32,7 @@ def evaluate(
     device: str = "cpu",
     data_dir: str | Path | None = None,
     allow_nonfinite: bool = False,
+    raw_weights: bool = False,
 ) -> dict:
     """The record `vaekit evaluate --json` prints, of the first `limit` test images (0: all):
     dataset, family, epoch, ..., test_loss, recon, kl, elbo (nats), with iw_samples K the
@@ -48,7 +49,13 @@ def evaluate(
     iw_chunk = checked("iw_chunk", iw_chunk, POSITIVE_INT)
     iw_batch = checked("iw_batch", iw_batch, POSITIVE_INT)
     n = checked("limit", limit, NONNEG_INT) or None
-    r = open_run(run, device=device, data_dir=data_dir, allow_nonfinite=allow_nonfinite)
+    r = open_run(
+        run,
+        device=device,
+        data_dir=data_dir,
+        allow_nonfinite=allow_nonfinite,
+        raw_weights=raw_weights,
+    )
     out = prepare_out(out)
     x, y_test = r.test_set()  # quick; its errors stay one line on stderr
     if iw_samples and not r.model.has_kl:

@@ -19,6 +19,7 @@ def explore(
     device: str = "cpu",
     data_dir: str | Path | None = None,
     allow_nonfinite: bool = False,
+    raw_weights: bool = False,
 ) -> str:
     """Serve the explorer of the run on host:port (0: a free port) until Ctrl-C; returns the
     URL it served. The port is bound first (a busy one fails at once, before the model and
@@ -33,7 +34,13 @@ def explore(
     except OSError as e:
         raise ValueError(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
     try:
-        r = open_run(run, device=device, data_dir=data_dir, allow_nonfinite=allow_nonfinite)
+        r = open_run(
+            run,
+            device=device,
+            data_dir=data_dir,
+            allow_nonfinite=allow_nonfinite,
+            raw_weights=raw_weights,
+        )
         x, y = r.test_set()
         print(f"encoding {len(x)} test images for the map...", flush=True)
         cache = None if r.path is None else checkpoint.resolve(r.path).with_suffix(".tsne.npz")

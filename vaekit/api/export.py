@@ -15,6 +15,7 @@ def export(
     format: str,
     out: str | Path | None = None,
     allow_nonfinite: bool = False,
+    raw_weights: bool = False,
 ) -> Path:
     """Write the run's weights (format "safetensors") or its decoder z -> image ("onnx") to
     out (default: RUN_DIR/model.safetensors or RUN_DIR/decoder.onnx); returns the path."""
@@ -22,7 +23,7 @@ def export(
 
     if format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
-    r = open_run(run, device="cpu", allow_nonfinite=allow_nonfinite)
+    r = open_run(run, device="cpu", allow_nonfinite=allow_nonfinite, raw_weights=raw_weights)
     out = prepare_out(out)
     if out is None:
         if r.folder is None:

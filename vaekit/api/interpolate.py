@@ -24,6 +24,7 @@ def interpolate(
     device: str = "cpu",
     data_dir: str | Path | None = None,
     allow_nonfinite: bool = False,
+    raw_weights: bool = False,
 ) -> np.ndarray:
     """A strip of `steps` images decoded along the line from image a's latent mean to image
     b's (of data, else the run's test set), as a uint8 image; written to out when given."""
@@ -31,7 +32,13 @@ def interpolate(
 
     a, b = checked("a", a, NONNEG_INT), checked("b", b, NONNEG_INT)
     steps = checked("steps", steps, STEPS)
-    r = open_run(run, device=device, data_dir=data_dir, allow_nonfinite=allow_nonfinite)
+    r = open_run(
+        run,
+        device=device,
+        data_dir=data_dir,
+        allow_nonfinite=allow_nonfinite,
+        raw_weights=raw_weights,
+    )
     out = prepare_out(out)
     x, where = r.picture_images(data, max(a, b) + 1)
     check_index(a, len(x), "--a", where)

@@ -27,6 +27,7 @@ def metrics(
     device: str = "cpu",
     data_dir: str | Path | None = None,
     allow_nonfinite: bool = False,
+    raw_weights: bool = False,
 ) -> dict:
     """The record `vaekit metrics --json` prints: the quality of n samples at temperature T
     (seed: the noise's, also of KID's subsets) and of reconstructions, each against n test
@@ -45,7 +46,13 @@ def metrics(
     if n <= max(PR_K, DC_K):  # before the features model is trained, not after
         raise ValueError(f"--n must be > {max(PR_K, DC_K)} (the k of the k-NN metrics), got {n}")
     t0, c0 = time.perf_counter(), time.process_time()
-    r = open_run(run, device=device, data_dir=data_dir, allow_nonfinite=allow_nonfinite)
+    r = open_run(
+        run,
+        device=device,
+        data_dir=data_dir,
+        allow_nonfinite=allow_nonfinite,
+        raw_weights=raw_weights,
+    )
     if out is not None:
         out = Path(out)
         try:  # before minutes of work, not after

@@ -21,13 +21,20 @@ def reconstruct(
     device: str = "cpu",
     data_dir: str | Path | None = None,
     allow_nonfinite: bool = False,
+    raw_weights: bool = False,
 ) -> np.ndarray:
     """The first n images (data's: DATASET:SPLIT, folder:PATH or image files; else the run's
     test set) beside their reconstructions, as a uint8 image grid; written to out when given."""
     from ..figures.grids import reconstruction_grid
 
     n = checked("n", n, GRID_N)
-    r = open_run(run, device=device, data_dir=data_dir, allow_nonfinite=allow_nonfinite)
+    r = open_run(
+        run,
+        device=device,
+        data_dir=data_dir,
+        allow_nonfinite=allow_nonfinite,
+        raw_weights=raw_weights,
+    )
     out = prepare_out(out)
     x, where = r.picture_images(data, n)
     if n > len(x):

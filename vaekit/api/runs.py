@@ -100,9 +100,11 @@ def open_run(
     device: str = "cpu",
     data_dir: str | Path | None = None,
     allow_nonfinite: bool = False,
+    raw_weights: bool = False,
 ) -> Run:
     """A Run from a run directory or checkpoint file (its model on device, in eval mode;
-    weights holding NaN or Inf refused unless allow_nonfinite), a Run (as it is), or a model
+    weights holding NaN or Inf refused unless allow_nonfinite; the moving average of the weights
+    when the run kept one, unless raw_weights), a Run (as it is), or a model
     (as it is: its device and mode)."""
     from ..config import DEVICES
     from ..models import LatentModel
@@ -118,7 +120,7 @@ def open_run(
 
     path = Path(run)
     ckpt = checkpoint.load(path, allow_nonfinite=allow_nonfinite)
-    model = checkpoint.build_model(ckpt, path).to(resolve_device(device)).eval()
+    model = checkpoint.build_model(ckpt, path, raw_weights).to(resolve_device(device)).eval()
     return Run(model, ckpt, path, run_data_dir(data_dir, ckpt))
 
 

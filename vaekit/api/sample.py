@@ -26,6 +26,7 @@ def sample(
     device: str = "cpu",
     data_dir: str | Path | None = None,
     allow_nonfinite: bool = False,
+    raw_weights: bool = False,
 ) -> np.ndarray:
     """A grid of n samples z ~ N(0, T^2 I) decoded, as a uint8 image (H, W) or (H, W, C);
     temperatures: one per latent group, top first (hierarchical models), instead of
@@ -36,7 +37,13 @@ def sample(
     temperature = checked("temperature", temperature, POSITIVE)
     if temperatures is not None:
         temperatures = [checked("temperatures", t, NONNEG) for t in temperatures]
-    model = open_run(run, device=device, data_dir=data_dir, allow_nonfinite=allow_nonfinite).model
+    model = open_run(
+        run,
+        device=device,
+        data_dir=data_dir,
+        allow_nonfinite=allow_nonfinite,
+        raw_weights=raw_weights,
+    ).model
     out = prepare_out(out)
     groups = len(model.latent_shapes)
     if temperatures and len(temperatures) != groups:

@@ -45,6 +45,7 @@ def score(
     device: str = "cpu",
     data_dir: str | Path | None = None,
     allow_nonfinite: bool = False,
+    raw_weights: bool = False,
 ) -> ScoreRecord:
     """Anomaly scores of data's images (DATASET:SPLIT, folder:PATH or image files) by the
     run's likelihood (the ELBO, or the importance-weighted bound with iw_samples K > 0), and
@@ -55,7 +56,13 @@ def score(
     from ..evaluation.scores import score as scores_of
 
     iw_samples, seed = checked("iw_samples", iw_samples, NONNEG_INT), checked("seed", seed, SEED)
-    r = open_run(run, device=device, data_dir=data_dir, allow_nonfinite=allow_nonfinite)
+    r = open_run(
+        run,
+        device=device,
+        data_dir=data_dir,
+        allow_nonfinite=allow_nonfinite,
+        raw_weights=raw_weights,
+    )
     out = prepare_out(out)
     if not r.model.has_kl:
         raise ValueError(f"a {r.model.cfg.family} model has no likelihood to score with; use a vae")

@@ -26,6 +26,7 @@ def traverse(
     device: str = "cpu",
     data_dir: str | Path | None = None,
     allow_nonfinite: bool = False,
+    raw_weights: bool = False,
 ) -> np.ndarray:
     """A steps x steps grid decoded from image `index`'s code (of data, else the run's test
     set) with latent dims (rows, columns) offset by linspace(-span, span); dims default to the
@@ -43,7 +44,13 @@ def traverse(
             )
     index, steps = checked("index", index, NONNEG_INT), checked("steps", steps, STEPS)
     span = checked("span", span, POSITIVE)
-    r = open_run(run, device=device, data_dir=data_dir, allow_nonfinite=allow_nonfinite)
+    r = open_run(
+        run,
+        device=device,
+        data_dir=data_dir,
+        allow_nonfinite=allow_nonfinite,
+        raw_weights=raw_weights,
+    )
     out = prepare_out(out)
     x, where = r.picture_images(data)
     check_index(index, len(x), "--index", where)

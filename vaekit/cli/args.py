@@ -109,7 +109,7 @@ def run_dir_arg(p: argparse.ArgumentParser) -> None:
 
 def add_run_flags(p: argparse.ArgumentParser, out: str | None) -> None:
     """The flags every run command takes: RUN_DIR, --out (a picture's, named out in RUN_DIR by
-    default), --device, --data-dir and --allow-nonfinite."""
+    default), --device, --data-dir, --allow-nonfinite and --raw-weights."""
     from ..config import DEVICES
 
     run_dir_arg(p)
@@ -118,6 +118,16 @@ def add_run_flags(p: argparse.ArgumentParser, out: str | None) -> None:
     p.add_argument("--device", default="cpu", choices=DEVICES, help="[cpu]")
     p.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP)
     allow_nonfinite(p, "use")
+    raw_weights_flag(p)
+
+
+def raw_weights_flag(p: argparse.ArgumentParser) -> None:
+    """--raw-weights: the trained weights instead of their moving average (train --ema)."""
+    p.add_argument(
+        "--raw-weights",
+        action="store_true",
+        help="use the trained weights, not their moving average (runs trained with --ema)",
+    )
 
 
 def data_arg(p: argparse.ArgumentParser) -> None:
@@ -132,7 +142,8 @@ def data_arg(p: argparse.ArgumentParser) -> None:
 
 def run_options(args: argparse.Namespace) -> dict:
     """The run flags as the api functions' keyword arguments."""
-    return dict(device=args.device, data_dir=args.data_dir, allow_nonfinite=args.allow_nonfinite)
+    return dict(device=args.device, data_dir=args.data_dir, allow_nonfinite=args.allow_nonfinite,
+                raw_weights=args.raw_weights)  # fmt: skip
 
 
 def picture_out(args: argparse.Namespace, default: str) -> Path:

@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     arrays = encode(args.run_dir, args.data, args.batch_size, args.all_groups, args.data_dir,
                     out=args.out, format=args.format, device=args.device,
-                    allow_nonfinite=args.allow_nonfinite)  # fmt: skip
+                    allow_nonfinite=args.allow_nonfinite, raw_weights=args.raw_weights)  # fmt: skip
     seconds = time.perf_counter() - t0
     shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in arrays.items())
     print(f"wrote {args.out}: {shapes} ({len(arrays['mu'])} images in {seconds:.1f} s)")
