@@ -4,6 +4,7 @@ trained; the others watch, log and write (rank 0 only)."""
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -190,6 +191,25 @@ class FidWatch(Callback):
     def on_epoch_end(self, t: Trainer, row: dict) -> None:
         if row["epoch"] % self.every == 0 or row["epoch"] == t.tcfg.epochs:
             row.update(self.watch(t.eval_model, self.x_test, t.tcfg.seed))
+
+
+def drop_rows_after(path: Path, epoch: int) -> None:
+    """Keep metrics.jsonl's rows up to epoch: a crash between a row and its checkpoint must not
+    leave that epoch twice once it is trained again, nor a line it cut short stay."""
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines()
+    kept = [line for line in lines if row_epoch(line) <= epoch]
+    if len(kept) != len(lines):
+        outputs.write_text(path, "".join(k + "\n" for k in kept))
+
+
+def row_epoch(line: str) -> float:
+    """A metrics.jsonl line's epoch; inf for a line that is no whole row (blank, or cut)."""
+    try:
+        return json.loads(line)["epoch"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf
 
 
 class MetricsLog(Callback):

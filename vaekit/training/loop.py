@@ -3,14 +3,12 @@ itself: trainer.py); resume_configs() says how a run continues."""
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from .. import checkpoint, outputs
+from .. import checkpoint
 from ..config import ModelConfig, ObjectiveConfig, TrainConfig
 from .callbacks import Callback
 from .checkpoints import TrainError
@@ -57,25 +55,6 @@ def resume_configs(
             f"with N > {ckpt['epoch']} to train further"
         )
     return mcfg, ocfg, tcfg, ckpt
-
-
-def drop_rows_after(path: Path, epoch: int) -> None:
-    """Keep metrics.jsonl's rows up to epoch: a crash between a row and its checkpoint must not
-    leave that epoch twice once it is trained again, nor a line it cut short stay."""
-    if not path.exists():
-        return
-    lines = path.read_text().splitlines()
-    kept = [line for line in lines if row_epoch(line) <= epoch]
-    if len(kept) != len(lines):
-        outputs.write_text(path, "".join(k + "\n" for k in kept))
-
-
-def row_epoch(line: str) -> float:
-    """A metrics.jsonl line's epoch; inf for a line that is no whole row (blank, or cut)."""
-    try:
-        return json.loads(line)["epoch"]
-    except (ValueError, KeyError, TypeError):
-        return math.inf
 
 
 @holding_run_dir  # one writer per run directory

@@ -286,8 +286,6 @@ class Trainer:
 
     def restore(self, ckpt: dict) -> None:
         """Continue a run: weights, optimizer, RNG, counters; metrics rows after it dropped."""
-        from .loop import drop_rows_after
-
         self.model.load_state_dict(ckpt["model"])
         self.opt.load_state_dict(ckpt["optimizer"])
         for group in self.opt.param_groups:  # the kernel is this machine's choice, not the run's
@@ -296,7 +294,7 @@ class Trainer:
         self.epoch, self.step = ckpt["epoch"], ckpt["step"]
         self.batch, self.loss_sum0 = ckpt.get("batch", 0), ckpt.get("loss_sum", 0.0)
         if self.main:
-            drop_rows_after(self.out / "metrics.jsonl", self.epoch)
+            cb.drop_rows_after(self.out / "metrics.jsonl", self.epoch)
         self.log(
             f"resuming {self.out} at epoch {self.epoch} + {self.batch} steps (step {self.step})"
         )
