@@ -125,8 +125,8 @@ def open_run(
 
 
 def run_data_dir(data_dir: str | Path | None, ckpt: dict) -> Path | None:
-    """The data root for a run's operation: data_dir, else $VAEKIT_DATA (read by data.py),
-    else where the run was trained from (recorded in its checkpoint)."""
+    """The data root for a run's operation: data_dir, else $VAEKIT_DATA (read by
+    vaekit.data.registry), else where the run was trained from (recorded in its checkpoint)."""
     if data_dir or os.environ.get("VAEKIT_DATA"):
         return None if data_dir is None else Path(data_dir)
     return ckpt.get("data_dir")
