@@ -8,7 +8,9 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 
 REPEATABLE = {"log"}  # list flags that add up when given again
-DATA_DIR_HELP = "dataset root [$VAEKIT_DATA, ~/.cache/vaekit]"
+DATA_DIR_HELP = (
+    "dataset root [$VAEKIT_DATA, else ~/.cache/vaekit, then data/ or shared/data/ here or above]"
+)
 
 
 class Parser(argparse.ArgumentParser):
