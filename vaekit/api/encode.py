@@ -43,13 +43,7 @@ def encode(
     fmt = format or ("csv" if out is not None and Path(out).suffix.lower() == ".csv" else "npz")
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    r = open_run(
-        run,
-        device=device,
-        data_dir=data_dir,
-        allow_nonfinite=allow_nonfinite,
-        raw_weights=raw_weights,
-    )
+    r = open_run(run, device, data_dir, allow_nonfinite, raw_weights)
     out = prepare_out(out)
     source = latents.source_of(r.model, data, r.data_dir)
     if r.path is not None:  # a model loaded here, not the caller's: made fast

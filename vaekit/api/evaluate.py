@@ -49,13 +49,7 @@ def evaluate(
     iw_chunk = checked("iw_chunk", iw_chunk, POSITIVE_INT)
     iw_batch = checked("iw_batch", iw_batch, POSITIVE_INT)
     n = checked("limit", limit, NONNEG_INT) or None
-    r = open_run(
-        run,
-        device=device,
-        data_dir=data_dir,
-        allow_nonfinite=allow_nonfinite,
-        raw_weights=raw_weights,
-    )
+    r = open_run(run, device, data_dir, allow_nonfinite, raw_weights)
     out = prepare_out(out)
     x, y_test = r.test_set()  # quick; its errors stay one line on stderr
     if iw_samples and not r.model.has_kl:

@@ -34,13 +34,7 @@ def explore(
     except OSError as e:
         raise ValueError(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
     try:
-        r = open_run(
-            run,
-            device=device,
-            data_dir=data_dir,
-            allow_nonfinite=allow_nonfinite,
-            raw_weights=raw_weights,
-        )
+        r = open_run(run, device, data_dir, allow_nonfinite, raw_weights)
         x, y = r.test_set()
         print(f"encoding {len(x)} test images for the map...", flush=True)
         cache = None if r.path is None else checkpoint.resolve(r.path).with_suffix(".tsne.npz")

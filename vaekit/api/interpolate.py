@@ -32,13 +32,7 @@ def interpolate(
 
     a, b = checked("a", a, NONNEG_INT), checked("b", b, NONNEG_INT)
     steps = checked("steps", steps, STEPS)
-    r = open_run(
-        run,
-        device=device,
-        data_dir=data_dir,
-        allow_nonfinite=allow_nonfinite,
-        raw_weights=raw_weights,
-    )
+    r = open_run(run, device, data_dir, allow_nonfinite, raw_weights)
     out = prepare_out(out)
     x, where = r.picture_images(data, max(a, b) + 1)
     check_index(a, len(x), "--a", where)

@@ -46,13 +46,7 @@ def metrics(
     if n <= max(PR_K, DC_K):  # before the features model is trained, not after
         raise ValueError(f"--n must be > {max(PR_K, DC_K)} (the k of the k-NN metrics), got {n}")
     t0, c0 = time.perf_counter(), time.process_time()
-    r = open_run(
-        run,
-        device=device,
-        data_dir=data_dir,
-        allow_nonfinite=allow_nonfinite,
-        raw_weights=raw_weights,
-    )
+    r = open_run(run, device, data_dir, allow_nonfinite, raw_weights)
     if out is not None:
         out = Path(out)
         try:  # before minutes of work, not after

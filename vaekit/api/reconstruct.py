@@ -28,13 +28,7 @@ def reconstruct(
     from ..figures.grids import reconstruction_grid
 
     n = checked("n", n, GRID_N)
-    r = open_run(
-        run,
-        device=device,
-        data_dir=data_dir,
-        allow_nonfinite=allow_nonfinite,
-        raw_weights=raw_weights,
-    )
+    r = open_run(run, device, data_dir, allow_nonfinite, raw_weights)
     out = prepare_out(out)
     x, where = r.picture_images(data, n)
     if n > len(x):

@@ -96,7 +96,6 @@ RunLike = Union[str, Path, Run, "LatentModel"]
 
 def open_run(
     run: RunLike,
-    *,
     device: str = "cpu",
     data_dir: str | Path | None = None,
     allow_nonfinite: bool = False,

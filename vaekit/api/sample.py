@@ -37,13 +37,7 @@ def sample(
     temperature = checked("temperature", temperature, POSITIVE)
     if temperatures is not None:
         temperatures = [checked("temperatures", t, NONNEG) for t in temperatures]
-    model = open_run(
-        run,
-        device=device,
-        data_dir=data_dir,
-        allow_nonfinite=allow_nonfinite,
-        raw_weights=raw_weights,
-    ).model
+    model = open_run(run, device, data_dir, allow_nonfinite, raw_weights).model
     out = prepare_out(out)
     groups = len(model.latent_shapes)
     if temperatures and len(temperatures) != groups:

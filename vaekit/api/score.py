@@ -56,13 +56,7 @@ def score(
     from ..evaluation.scores import score as scores_of
 
     iw_samples, seed = checked("iw_samples", iw_samples, NONNEG_INT), checked("seed", seed, SEED)
-    r = open_run(
-        run,
-        device=device,
-        data_dir=data_dir,
-        allow_nonfinite=allow_nonfinite,
-        raw_weights=raw_weights,
-    )
+    r = open_run(run, device, data_dir, allow_nonfinite, raw_weights)
     out = prepare_out(out)
     if not r.model.has_kl:
         raise ValueError(f"a {r.model.cfg.family} model has no likelihood to score with; use a vae")

@@ -44,13 +44,7 @@ def traverse(
             )
     index, steps = checked("index", index, NONNEG_INT), checked("steps", steps, STEPS)
     span = checked("span", span, POSITIVE)
-    r = open_run(
-        run,
-        device=device,
-        data_dir=data_dir,
-        allow_nonfinite=allow_nonfinite,
-        raw_weights=raw_weights,
-    )
+    r = open_run(run, device, data_dir, allow_nonfinite, raw_weights)
     out = prepare_out(out)
     x, where = r.picture_images(data)
     check_index(index, len(x), "--index", where)
