@@ -92,6 +92,14 @@ def reconstructions(model: LatentModel, x: torch.Tensor, batch_size: int = 500) 
     )
 
 
+def timed(seconds: dict, stage: str, fn: Callable, *args):
+    """fn(*args), with its wall time in seconds[stage]."""
+    t = time.perf_counter()
+    value = fn(*args)
+    seconds[stage] = time.perf_counter() - t
+    return value
+
+
 def sample_quality(
     model: LatentModel,
     features: Features,
@@ -110,37 +118,26 @@ def sample_quality(
     metrics.torchmetrics_image()  # missing: an error now, not after minutes of sampling
     was_training = model.training
     model.eval()
-    seconds = {}
+    seconds = {}  # stage -> wall seconds
     m = min(n, len(x_real))
     idx = subset(m, len(x_real))
-    t = time.perf_counter()
-    f_real = extract(features, x_real[idx], batch_size)
-    seconds["features_real"] = time.perf_counter() - t
-    t = time.perf_counter()
-    radii = metrics.knn_radii(f_real)  # the reference's k-NN balls, for both comparisons
-    seconds["metrics_reference"] = time.perf_counter() - t
+    f_real = timed(seconds, "features_real", extract, features, x_real[idx], batch_size)
+    # the reference's k-NN balls, for both comparisons
+    radii = timed(seconds, "metrics_reference", metrics.knn_radii, f_real)
     out = {"reference": {"split": "test", "num_images": m}, "samples": None}
     if model.has_prior:
         log(f"vaekit: {n:,} samples at temperature {temperature}")
-        t = time.perf_counter()
-        x_fake = samples(model, n, temperature, seed, batch_size)
-        seconds["sampling"] = time.perf_counter() - t
-        t = time.perf_counter()
-        f_fake = extract(features, x_fake, batch_size)
-        seconds["features_samples"] = time.perf_counter() - t
-        t = time.perf_counter()
-        out["samples"] = metrics.compare(f_real, f_fake, seed, radii)
-        seconds["metrics_samples"] = time.perf_counter() - t
+        x_fake = timed(seconds, "sampling", samples, model, n, temperature, seed, batch_size)
+        f_fake = timed(seconds, "features_samples", extract, features, x_fake, batch_size)
+        out["samples"] = timed(
+            seconds, "metrics_samples", metrics.compare, f_real, f_fake, seed, radii
+        )
     log(f"vaekit: reconstructions of {m:,} test images")
-    t = time.perf_counter()
-    x_rec = reconstructions(model, x_seen[idx], batch_size)
-    seconds["reconstruction"] = time.perf_counter() - t
-    t = time.perf_counter()
-    f_rec = extract(features, x_rec, batch_size)
-    seconds["features_reconstructions"] = time.perf_counter() - t
-    t = time.perf_counter()
-    out["reconstructions"] = metrics.compare(f_real, f_rec, seed, radii)
-    seconds["metrics_reconstructions"] = time.perf_counter() - t
+    x_rec = timed(seconds, "reconstruction", reconstructions, model, x_seen[idx], batch_size)
+    f_rec = timed(seconds, "features_reconstructions", extract, features, x_rec, batch_size)
+    out["reconstructions"] = timed(
+        seconds, "metrics_reconstructions", metrics.compare, f_real, f_rec, seed, radii
+    )
     model.train(was_training)
     return {**out, "seconds": seconds}
 
