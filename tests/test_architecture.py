@@ -16,13 +16,14 @@ ROOT = Path(vaekit.__file__).parent
 LAYERS = {
     1: ("vaekit.config", "vaekit.errors", "vaekit.outputs", "vaekit._version"),
     2: ("vaekit.losses", "vaekit.likelihoods"),
-    3: ("vaekit.models", "vaekit.objectives"),
-    4: ("vaekit.checkpoint",),
-    5: ("vaekit.data", "vaekit.runtime"),
-    6: ("vaekit.training", "vaekit.evaluation", "vaekit.figures", "vaekit.formats"),
-    7: ("vaekit.explorer",),
-    8: ("vaekit.api",),
-    9: ("vaekit.cli", "vaekit.__main__"),
+    3: ("vaekit.priors",),
+    4: ("vaekit.models", "vaekit.objectives"),
+    5: ("vaekit.checkpoint",),
+    6: ("vaekit.data", "vaekit.runtime"),
+    7: ("vaekit.training", "vaekit.evaluation", "vaekit.figures", "vaekit.formats"),
+    8: ("vaekit.explorer",),
+    9: ("vaekit.api",),
+    10: ("vaekit.cli", "vaekit.__main__"),
 }
 TOP = max(LAYERS)
 
@@ -154,7 +155,7 @@ def test_the_checks_find_an_upward_import_and_a_cycle(tmp_path):
     known |= {"vaekit.cli", "vaekit.losses"}
     graph = {"vaekit.data.x": imports("vaekit.data.x", fake, known)}
     assert graph["vaekit.data.x"] == {"vaekit.training", "vaekit.checkpoint", "vaekit.losses"}
-    assert upward_imports(graph) == ["vaekit.data.x (layer 5) imports vaekit.training (layer 6)"]
+    assert upward_imports(graph) == ["vaekit.data.x (layer 6) imports vaekit.training (layer 7)"]
     graph |= {"vaekit.training": {"vaekit.data.x"}}
     assert cycles(graph) == ["vaekit.data.x -> vaekit.training -> vaekit.data.x"]
 
