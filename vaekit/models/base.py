@@ -14,6 +14,10 @@ groups, top first; each group has a per-image shape (latent_shapes). Families wi
 - log_weights(x, K, generator, chunk, eps) -> (K, B) log p(x, z_k) - log q(z_k | x) in nats of
   the 8-bit (or binary) data, for the importance-weighted bound and the IWAE objective;
 - has_prior: False for a model whose z ~ N(0, I) decodes to no generative model's samples.
+forward's output may also carry "aux": {name: (B,) or scalar} extra loss terms (a VQ-VAE's
+commitment loss) that the objectives add to the loss and the trainer and evaluate report by
+name; after_step(accepted) updates state outside the gradient (an EMA codebook) after each
+training step (vaekit.training.callbacks.ModelState).
 """
 
 from __future__ import annotations
@@ -76,6 +80,10 @@ class LatentModel(nn.Module):
         raise NotImplementedError(
             f"the {self.cfg.family} family has no importance weights (no posterior density)"
         )
+
+    def after_step(self, accepted: bool) -> None:
+        """After a training step: update state outside the gradient from what the step's
+        forward saw (accepted: was the step's update taken; else forget it). Default: none."""
 
     # Derived.
     def noise(self, n: int, k: int = 1, device: torch.device | str = "cpu") -> list[torch.Tensor]:
