@@ -551,7 +551,8 @@ PRESETS: dict[str, dict] = {
     "mnist-vqvae": dict(family="vqvae", widths=(32, 64), res_blocks=2, codebook_size=128,
                         code_dim=16, commitment=0.25, ema_decay=0.99, epochs=10, batch_size=64,
                         lr=1e-3, lr_schedule="cosine", channels_last=True),
-    # The same in colour, 32x32x3: two stages to an 8x8 grid of 32-dim codes from 256, the cifar10 preset's discretized logistic mixture (tested on generated data).
+    # The same in colour, 32x32x3: two stages to an 8x8 grid of 32-dim codes from 256, the
+    # cifar10 preset's discretized logistic mixture (tested on generated data).
     "cifar10-vqvae": dict(family="vqvae", likelihood="logistic", mixtures=5, widths=(64, 128),
                           res_blocks=2, codebook_size=256, code_dim=32, commitment=0.25,
                           ema_decay=0.99, dataset="cifar10", epochs=50, batch_size=128, lr=1e-3,

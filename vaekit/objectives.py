@@ -88,7 +88,8 @@ class ELBO(Objective):
         for k in kls[1:]:
             kl = kl + k.flatten(1).sum(1)
         loss = loss + w * kl_term
-        terms = {"loss": loss, "per_image": (recon + c.beta * kl).detach(), "recon": recon, "kl": kl}
+        per_image = (recon + c.beta * kl).detach()
+        terms = {"loss": loss, "per_image": per_image, "recon": recon, "kl": kl}
         return with_aux(terms, out.get("aux"))
 
 
