@@ -120,7 +120,18 @@ def open_run(
     path = Path(run)
     ckpt = checkpoint.load(path, allow_nonfinite=allow_nonfinite)
     model = checkpoint.build_model(ckpt, path, raw_weights).to(resolve_device(device)).eval()
+    attach_learned_prior(model, run_folder(path))
     return Run(model, ckpt, path, run_data_dir(data_dir, ckpt))
+
+
+def attach_learned_prior(model: LatentModel, folder: Path) -> None:
+    """A model with discrete codes (vqvae) samples from the prior fitted over them in the run
+    (RUN/priors/pixelcnn/prior.pt, by `vaekit prior RUN --kind pixelcnn`) when there is one."""
+    path = folder / "priors" / "pixelcnn" / "prior.pt"
+    if hasattr(model, "set_prior") and path.is_file():
+        from ..training.prior_fit import load_fitted
+
+        model.set_prior(load_fitted(path).to(next(model.parameters()).device))
 
 
 def run_data_dir(data_dir: str | Path | None, ckpt: dict) -> Path | None:
