@@ -58,14 +58,14 @@ def fit_prior(
                "test_nats": test_nll(prior, test_codes, batch_size),
                "seconds": time.perf_counter() - t0}  # fmt: skip
         row["test_bits"] = row["test_nats"] / math.log(2)
-        log(
-            f"prior epoch {epoch + 1}/{epochs}  train {row['train_nats']:.2f} nats/grid  test "
-            f"{row['test_nats']:.2f} ({row['test_bits']:.1f} bits)  {row['seconds']:.0f} s"
-        )
         state = {"kind": kind, "options": prior.options(), "state_dict": prior.state_dict(),
                  "optimizer": opt.state_dict(), "epoch": epoch + 1, "epochs": epochs,
                  "rng": rng_state(shuffle), "history": [*state["history"], row]}  # fmt: skip
         checkpoint.save(state, folder / PRIOR_FILE)
+        log(
+            f"prior epoch {epoch + 1}/{epochs}  train {row['train_nats']:.2f} nats/grid  test "
+            f"{row['test_nats']:.2f} ({row['test_bits']:.1f} bits)  {row['seconds']:.0f} s"
+        )
     prior.eval()
     return state
 
