@@ -30,6 +30,7 @@ def main() -> None:
     p.add_argument("--n", type=int, default=10_000, help="samples for vaekit metrics")
     p.add_argument("--train-command", default="", help="how the run was trained")
     p.add_argument("--train-seconds", type=float, help="its wall time")
+    p.add_argument("--commit", help="the commit of the code that runs (a copy outside git)")
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args()
     rows = [json.loads(ln) for ln in (a.run / "metrics.jsonl").read_text().splitlines()]
@@ -45,6 +46,7 @@ def main() -> None:
         "commands": [a.train_command],
         "targets": {},
     }  # fmt: skip
+    record["commit"] = a.commit or record["commit"]
     stage(record, a, "prior", a.run, kind="pixelcnn", epochs=a.prior_epochs)
     stage(record, a, "evaluate", a.run, probe=False)
     stage(record, a, "metrics", a.run, n=a.n, temperature=1.0, seed=0)
