@@ -157,3 +157,18 @@ def check_index(i: int, n: int, flag: str, where: str = "the test set") -> None:
     """i must name one of n images, else ValueError "FLAG i is out of range: ..."."""
     if not 0 <= i < n:
         raise ValueError(f"{flag} {i} is out of range: {where} has images 0..{n - 1}")
+
+
+def inference_precision(precision: str, model) -> str:
+    """The precision an inference command runs the model in: "auto" -> bf16 where the model's
+    device computes it natively, else fp32 (the choice said on stderr); fp32 and bf16 as
+    asked. ValueError for any other name."""
+    import sys
+
+    from ..config import PRECISIONS
+    from ..runtime.precision import choose_precision
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    device = next(model.parameters()).device
+    return choose_precision(precision, device, log=lambda s: print(s, file=sys.stderr))

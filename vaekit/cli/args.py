@@ -132,6 +132,18 @@ def raw_weights_flag(p: argparse.ArgumentParser) -> None:
     )
 
 
+def precision_flag(p: argparse.ArgumentParser) -> None:
+    """--precision of the inference commands (encode, score)."""
+    from ..config import PRECISIONS
+
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="auto (bf16 where the device computes it natively, else fp32), fp32, bf16 [auto]",
+    )
+
+
 def data_arg(p: argparse.ArgumentParser) -> None:
     """--data of the picture commands: other images than the run's test set."""
     p.add_argument(
