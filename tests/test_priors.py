@@ -1,0 +1,177 @@
+"""Priors as parts (vaekit.priors): the standard normal and the Gaussian mixture against
+independent references (torch.distributions, scikit-learn's score_samples), their samples'
+moments, and a fitted prior's round trip through the run directory (vaekit.priors.store)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from vaekit.config import PRIORS, GMMOptions, prior_options, resolve
+from vaekit.errors import CheckpointError, ConfigError
+from vaekit.priors import store
+from vaekit.priors.base import Prior
+from vaekit.priors.gmm import GaussianMixture
+from vaekit.priors.normal import StandardNormal
+
+
+def blobs(n: int = 600, seed: int = 0) -> np.ndarray:
+    """(n, 3) codes from three elongated, rotated clusters: what a full covariance is for."""
+    rng = np.random.default_rng(seed)
+    centres = np.array([[0.0, 0.0, 0.0], [4.0, -2.0, 1.0], [-3.0, 3.0, 2.0]])
+    k = rng.integers(0, 3, n)
+    a = rng.normal(size=(3, 3, 3)) * 0.7
+    return centres[k] + np.einsum("nij,nj->ni", a[k], rng.normal(size=(n, 3)))
+
+
+def sklearn_gmm(covariance: str, components: int = 3):
+    from sklearn.mixture import GaussianMixture as Sk
+
+    return Sk(components, covariance_type=covariance, random_state=0).fit(blobs())
+
+
+def fixed_mixture() -> GaussianMixture:
+    """Two components in 2-D with known weights, means and scales (Cholesky factors)."""
+    p = GaussianMixture(2, 2, "full")
+    p.weights.copy_(torch.tensor([0.3, 0.7]))
+    p.means.copy_(torch.tensor([[-2.0, 1.0], [3.0, 0.5]]))
+    p.scale.copy_(torch.tensor([[[1.0, 0.0], [0.5, 0.4]], [[0.3, 0.0], [-0.2, 1.5]]]))
+    return p
+
+
+@pytest.mark.parametrize("covariance", ["full", "diag"])
+def test_the_mixtures_log_density_is_scikit_learns(covariance):
+    gm = sklearn_gmm(covariance)
+    prior = GaussianMixture.from_sklearn(gm)
+    z = blobs(200, seed=1) * 1.5  # in and far outside the clusters
+    expected = gm.score_samples(z)
+    got = prior.log_prob(torch.from_numpy(z).float()).double().numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3)
+
+
+def test_the_standard_normals_log_density_is_torch_distributions():
+    z = torch.randn(50, 2, 3)  # codes of any shape, flattened per image
+    expected = torch.distributions.Normal(0.0, 1.0).log_prob(z).flatten(1).sum(1)
+    torch.testing.assert_close(StandardNormal((2, 3)).log_prob(z), expected)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
+def test_mixture_samples_have_the_mixtures_moments(temperature):
+    """Mean sum_k w_k m_k and covariance sum_k w_k (T^2 L_k L_k^T + m_k m_k^T) - mean mean^T."""
+    p = fixed_mixture()
+    z = p.sample(40_000, torch.Generator().manual_seed(0), temperature).double()
+    w, m, L = p.weights.double(), p.means.double(), p.scale.double()
+    mean = (w[:, None] * m).sum(0)
+    second = (w[:, None, None] * (temperature**2 * L @ L.mT + m[:, :, None] * m[:, None])).sum(0)
+    torch.testing.assert_close(z.mean(0), mean, atol=0.03, rtol=0)
+    torch.testing.assert_close(z.T.cov(), second - torch.outer(mean, mean), atol=0.06, rtol=0.02)
+    # each draw sits by its component: the share near the first mean is its weight
+    near_first = ((z - m[0]).norm(dim=1) < (z - m[1]).norm(dim=1)).double().mean()
+    assert abs(near_first - 0.3) < 0.02
+
+
+def test_standard_normal_samples_scale_with_the_temperature():
+    z = StandardNormal((4,)).sample(20_000, torch.Generator().manual_seed(0), 0.5)
+    assert z.shape == (20_000, 4)
+    torch.testing.assert_close(z.std(0), torch.full((4,), 0.5), atol=0.01, rtol=0)
+
+
+def test_the_same_seed_draws_the_same_codes_and_another_seed_others():
+    p = fixed_mixture()
+    a, b, c = (p.sample(5, torch.Generator().manual_seed(s)) for s in (0, 0, 1))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_a_diagonal_mixture_samples_with_its_per_dimension_spread():
+    p = GaussianMixture.from_sklearn(sklearn_gmm("diag", components=1))
+    z = p.sample(20_000, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(z.std(0), p.scale[0], atol=0.05, rtol=0.02)
+
+
+@pytest.mark.parametrize("make", [fixed_mixture, lambda: StandardNormal((2,))])
+def test_a_saved_prior_loads_as_plain_data_and_is_the_same_prior(make, tmp_path):
+    prior = make()
+    kind = "gmm" if isinstance(prior, GaussianMixture) else "normal"
+    meta = {"num_codes": 7, "seed": 3, "checkpoint": {"epoch": 2, "batch": 0}}
+    path = store.save(prior, kind, tmp_path, meta)
+    assert path == tmp_path / "priors" / f"{kind}.pt"
+    data = torch.load(path, weights_only=True)  # plain data: no pickled code
+    assert data["kind"] == kind and data["options"] == prior.options() and data["meta"] == meta
+    loaded, got_meta = store.load(tmp_path, kind)
+    assert type(loaded) is type(prior) and got_meta == meta
+    z = torch.randn(10, 2)
+    torch.testing.assert_close(loaded.log_prob(z), prior.log_prob(z))
+    g = [torch.Generator().manual_seed(5) for _ in range(2)]
+    assert torch.equal(loaded.sample(8, g[0]), prior.sample(8, g[1]))
+    assert not list(path.parent.glob(".*tmp*"))  # written whole, no temporary left
+
+
+def test_a_missing_prior_says_how_to_fit_it(tmp_path):
+    with pytest.raises(CheckpointError, match=r"run `vaekit prior .* --kind gmm` first"):
+        store.load(tmp_path, "gmm")
+
+
+@pytest.mark.parametrize(
+    "content,why",
+    [
+        (b"not a torch file", "unreadable or damaged"),
+        ({"kind": "gmm", "state": {}}, r"missing \['options', 'meta'\]"),
+        (
+            {"kind": "normal", "options": {"shape": [2]}, "state": {}, "meta": {}},
+            "holds a 'normal'",
+        ),
+        ({"kind": "gmm", "options": {"dim": 2}, "state": {}, "meta": {}}, "does not rebuild"),
+    ],
+)
+def test_a_damaged_prior_file_is_a_one_line_error(content, why, tmp_path):
+    path = store.prior_path(tmp_path, "gmm")
+    path.parent.mkdir()
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        torch.save(content, path)
+    with pytest.raises(CheckpointError, match=why) as e:
+        store.load(tmp_path, "gmm")
+    assert "\n" not in str(e.value) and str(path) in str(e.value)
+
+
+def test_a_prior_holding_nan_is_refused(tmp_path):
+    p = fixed_mixture()
+    p.means[0, 0] = float("nan")
+    store.save(p, "gmm", tmp_path, {})
+    with pytest.raises(CheckpointError, match="tensor means holds non-finite"):
+        store.load(tmp_path, "gmm")
+
+
+def test_every_registered_prior_is_a_prior_with_a_fit_and_checked_options():
+    for kind in PRIORS.values():
+        cls = resolve(kind.prior)
+        assert issubclass(cls, Prior) and callable(getattr(cls, "fit", None))
+        kind.options()  # its defaults build
+    assert prior_options("gmm", {"components": "20", "covariance": None}) == GMMOptions(20)
+    with pytest.raises(ConfigError, match="covariance must be full or diag, got 'spherical'"):
+        prior_options("gmm", {"covariance": "spherical"})
+    with pytest.raises(ConfigError, match=r"prior kind normal has no options \['components'\]"):
+        prior_options("normal", {"components": 3})
+    with pytest.raises(ConfigError, match="prior kind must be one of"):
+        prior_options("flow", {})
+
+
+def test_the_mixtures_normaliser_is_right_in_many_dimensions():
+    """log p integrates to one: a 1-component mixture in 40-D is the Gaussian N(m, LL^T)."""
+    D = 40
+    g = torch.Generator().manual_seed(0)
+    L = torch.tril(torch.randn(D, D, generator=g) * 0.1) + torch.eye(D)
+    m = torch.randn(D, generator=g)
+    p = GaussianMixture(D, 1, "full")
+    p.means.copy_(m[None])
+    p.scale.copy_(L[None])
+    z = torch.randn(20, D, generator=g)
+    ref = torch.distributions.MultivariateNormal(m.double(), scale_tril=L.double())
+    torch.testing.assert_close(
+        p.log_prob(z).double(), ref.log_prob(z.double()), rtol=1e-5, atol=1e-3
+    )
+    assert math.isfinite(float(p.log_prob(z * 100).min()))
