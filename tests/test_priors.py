@@ -4,7 +4,10 @@ moments, and a fitted prior's round trip through the run directory (vaekit.prior
 
 from __future__ import annotations
 
+import contextlib
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -175,3 +178,80 @@ def test_the_mixtures_normaliser_is_right_in_many_dimensions():
         p.log_prob(z).double(), ref.log_prob(z.double()), rtol=1e-5, atol=1e-3
     )
     assert math.isfinite(float(p.log_prob(z * 100).min()))
+
+
+# --- `vaekit prior`: fitting into a run directory ------------------------------------------------
+
+
+@pytest.fixture
+def run_copy(tiny_run, tmp_path):
+    """A copy of the shared tiny run (512 MNIST images, 4-dim z) to write priors into."""
+    import shutil
+
+    return Path(shutil.copytree(tiny_run, tmp_path / "run"))
+
+
+def test_vaekit_prior_fits_a_mixture_to_the_runs_codes_and_records_what_it_fitted(run_copy, capsys):
+    from vaekit import checkpoint
+    from vaekit.cli import main
+
+    argv = ["prior", str(run_copy), "--kind", "gmm", "--components", "3", "--covariance", "diag"]
+    assert main([*argv, "--seed", "4"]) == 0
+    path = run_copy / "priors" / "gmm.pt"
+    assert f"wrote {path}: gmm prior (components 3, covariance diag" in capsys.readouterr().out
+    prior, meta = store.load(run_copy, "gmm")
+    assert prior.options() == {"dim": 4, "components": 3, "covariance": "diag"}
+    ckpt = checkpoint.load(run_copy)
+    assert meta["num_codes"] == 512  # the images the run was trained on (its --limit)
+    assert meta["seed"] == 4 and meta["checkpoint"]["epoch"] == ckpt["epoch"]
+    assert meta["fit_options"] == {"components": 3, "covariance": "diag", "max_iter": 200}
+    # the mixture is the one scikit-learn fits to the same codes with the same seed
+    from sklearn.mixture import GaussianMixture as Sk
+
+    from vaekit.api.runs import open_run
+    from vaekit.priors.codes import posterior_means
+
+    r = open_run(run_copy)
+    z = posterior_means(r.model, r.split("train")[0][:512]).double().numpy()
+    gm = Sk(3, covariance_type="diag", random_state=4).fit(z)
+    np.testing.assert_allclose(
+        prior.log_prob(torch.from_numpy(z[:50]).float()).numpy(), gm.score_samples(z[:50]),
+        rtol=1e-4, atol=1e-3,
+    )  # fmt: skip
+
+
+def test_vaekit_prior_waits_for_no_one_a_run_being_written_is_refused(run_copy, capsys):
+    import fcntl
+    import os
+
+    from vaekit.cli import main
+
+    fd = os.open(run_copy / ".lock", os.O_RDWR | os.O_CREAT)
+    os.pwrite(fd, b"4242\n", 0)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another writer holds the run
+    try:
+        assert main(["prior", str(run_copy), "--kind", "normal"]) == 2
+    finally:
+        os.close(fd)
+    err = capsys.readouterr().err
+    assert "PID 4242" in err and len(err.strip().splitlines()) == 1
+    assert not (run_copy / "priors").exists()
+
+
+@pytest.mark.parametrize(
+    "argv,error",
+    [
+        (["--kind", "normal", "--components", "3"], r"prior kind normal has no options"),
+        (["--components", "0"], r"argument --components: must be an integer >= 1, got 0"),
+        (["--covariance", "tied"], r"covariance must be full or diag, got 'tied'"),
+        (["--components", "600"], r"components 600 is more than the 512 codes"),
+    ],
+)
+def test_bad_prior_options_are_one_line_errors(argv, error, run_copy, capsys):
+    from vaekit.cli import main
+
+    with pytest.raises(SystemExit) if "argument" in error else contextlib.nullcontext():
+        assert main(["prior", str(run_copy), *argv]) == 2
+    err = capsys.readouterr().err  # progress lines, then the error in one line
+    assert re.search(error, err.strip().splitlines()[-1]) and "Traceback" not in err, err
+    assert not (run_copy / "priors" / "gmm.pt").exists()

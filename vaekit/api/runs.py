@@ -4,7 +4,8 @@ already loaded Run, or a model (LatentModel) used as it is; and the option rules
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
     import torch
 
     from ..models import LatentModel
+    from ..priors.base import Prior
 
 # the rules of options that several operations take (the flags parse with the same)
 GRID_N = Number(int, 1, 10_000)  # one picture of at most 100 x 100 images, decoded as one batch
@@ -157,3 +159,37 @@ def check_index(i: int, n: int, flag: str, where: str = "the test set") -> None:
     """i must name one of n images, else ValueError "FLAG i is out of range: ..."."""
     if not 0 <= i < n:
         raise ValueError(f"{flag} {i} is out of range: {where} has images 0..{n - 1}")
+
+
+def with_prior(r: Run, prior: str | Prior | None) -> Run:
+    """r with its model sampling from a fitted prior: a kind name, read from the run's
+    folder (RUN/priors/NAME.pt, written by `vaekit prior`), or a Prior; None: r as it is
+    (the model's own prior). A one-line error when the run has no such fitted prior."""
+    if prior is None:
+        return r
+    from ..models.fitted import WithPrior
+
+    if isinstance(prior, str):
+        if r.folder is None:
+            raise ValueError(
+                f"prior {prior!r} is read from a run directory: give the run dir, not a model"
+            )
+        from ..priors import store
+
+        fitted, meta = store.load(r.folder, prior)
+        warn_other_weights(r, prior, meta)
+        return replace(r, model=WithPrior(r.model, fitted, prior))
+    return replace(r, model=WithPrior(r.model, prior, type(prior).__name__))
+
+
+def warn_other_weights(r: Run, name: str, meta: dict) -> None:
+    """A note on stderr when a fitted prior was fitted to other weights than the run's now."""
+    fitted = meta.get("checkpoint", {})
+    now = {"epoch": r.ckpt.get("epoch"), "batch": r.ckpt.get("batch", 0)}
+    if any(fitted.get(k) != v for k, v in now.items()):
+        print(
+            f"note: prior {name} was fitted to the codes of epoch {fitted.get('epoch')} "
+            f"(+{fitted.get('batch', 0)} steps), the run is at epoch {now['epoch']} "
+            f"(+{now['batch']} steps): fit it again with `vaekit prior`",
+            file=sys.stderr,
+        )
