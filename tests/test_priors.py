@@ -5,6 +5,7 @@ moments, and a fitted prior's round trip through the run directory (vaekit.prior
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import re
 from pathlib import Path
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from vaekit.config import PRIORS, GMMOptions, prior_options, resolve
+from vaekit.config import FAMILIES, PRIORS, GMMOptions, prior_options, resolve
 from vaekit.errors import CheckpointError, ConfigError
 from vaekit.priors import store
 from vaekit.priors.base import Prior
@@ -255,3 +256,126 @@ def test_bad_prior_options_are_one_line_errors(argv, error, run_copy, capsys):
     err = capsys.readouterr().err  # progress lines, then the error in one line
     assert re.search(error, err.strip().splitlines()[-1]) and "Traceback" not in err, err
     assert not (run_copy / "priors" / "gmm.pt").exists()
+
+
+# --- --prior NAME on sample, metrics and explore; every family with every prior -----------------
+
+
+def fit(run: Path, kind: str = "gmm") -> None:
+    from vaekit.cli import main
+
+    options = ["--components", "3"] if kind == "gmm" else []
+    assert main(["prior", str(run), "--kind", kind, *options]) == 0
+
+
+@pytest.fixture(scope="module")
+def ae_run(data_root, tmp_path_factory) -> Path:
+    """A deterministic autoencoder run (no prior of its own), one epoch on 512 images."""
+    from vaekit.cli import main
+
+    from .conftest import TINY
+
+    out = tmp_path_factory.mktemp("runs") / "ae"
+    args = ["train", "--family", "ae", *TINY, "--limit", "512", "--epochs", "1", "--no-figures"]
+    assert main([*args, "--eval-every", "0", "--out", str(out), "--data-dir", str(data_root)]) == 0
+    return out
+
+
+def test_sample_with_a_fitted_prior_decodes_the_priors_codes(run_copy, tmp_path, capsys):
+    from vaekit import api
+    from vaekit.figures.png import make_grid
+
+    fit(run_copy)
+    grid = api.sample(run_copy, n=16, seed=2, temperature=0.8, prior="gmm")
+    prior, _ = store.load(run_copy, "gmm")
+    model = api.open_run(run_copy).model
+    z = prior.sample(16, torch.Generator().manual_seed(2), 0.8)
+    with torch.inference_mode():
+        expected = make_grid(model.decode(z), 4)
+    assert np.array_equal(grid, expected)
+    assert np.array_equal(api.sample(run_copy, n=16, seed=2, temperature=0.8, prior=prior), grid)
+    assert not np.array_equal(api.sample(run_copy, n=16, seed=2, temperature=0.8), grid)
+
+
+def test_a_run_without_the_fitted_prior_says_how_to_fit_it(run_copy, capsys):
+    from vaekit.cli import main
+
+    for argv in (["sample"], ["metrics", "--n", "100"], ["explore", "--port", "0"]):
+        assert main([argv[0], str(run_copy), *argv[1:], "--prior", "gmm"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.endswith(f"run `vaekit prior {run_copy} --kind gmm` first"), err
+        assert len(err.splitlines()) == 1
+
+
+def test_an_autoencoder_with_a_fitted_prior_samples_without_the_no_prior_note(ae_run, capsys):
+    from vaekit.cli import main
+
+    assert main(["sample", str(ae_run), "--n", "4"]) == 0
+    assert "has no prior" in capsys.readouterr().err
+    fit(ae_run)
+    assert main(["sample", str(ae_run), "--n", "4", "--prior", "gmm"]) == 0
+    out, err = capsys.readouterr()
+    assert "no prior" not in err and f"wrote {ae_run / 'samples.png'}" in out
+
+
+def test_metrics_with_a_fitted_prior_says_so_and_keeps_the_own_priors_record(
+    run_copy, tmp_path, monkeypatch, capsys
+):
+    from vaekit.cli import main
+
+    monkeypatch.setenv("VAEKIT_CACHE", str(tmp_path / "cache"))
+    fit(run_copy)
+    argv = ["metrics", str(run_copy), "--n", "100", "--classifier-limit", "512"]
+    assert main(argv) == 0
+    assert main([*argv, "--prior", "gmm"]) == 0
+    assert ", prior gmm," in capsys.readouterr().out
+    own = json.loads((run_copy / "quality-classifier-t1.json").read_text())
+    fitted = json.loads((run_copy / "quality-classifier-t1-gmm.json").read_text())
+    assert own["prior"] == "own" and own["prior_fit"] is None
+    assert fitted["prior"] == "gmm" and fitted["prior_fit"]["fit_options"]["components"] == 3
+    assert fitted["samples"]["fid"] != own["samples"]["fid"]
+    assert fitted["reconstructions"] == own["reconstructions"]  # the same model otherwise
+
+
+def test_the_explorer_draws_random_samples_from_the_fitted_prior(run_copy):
+    from vaekit.api.runs import open_run, with_prior
+    from vaekit.explorer import Explorer
+
+    fit(run_copy)
+    r = open_run(run_copy)
+    x, y = r.test_set()
+    fitted = with_prior(r, "gmm").model
+    ex = Explorer(r.model, x[:64], y[:64], "mnist", fitted=fitted)
+    got = torch.tensor(ex.sample({"n": 3, "seed": 7, "temperature": 0.5})["z"])
+    expected = fitted.prior.sample(3, torch.Generator().manual_seed(7), 0.5)
+    torch.testing.assert_close(got, expected)
+    assert ex.info()["prior"] == "gmm" and "fitted prior gmm" in ex.info()["note"]
+    own = Explorer(r.model, x[:64], y[:64], "mnist")
+    assert not torch.equal(torch.tensor(own.sample({"n": 3, "seed": 7})["z"]), expected)
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+@pytest.mark.parametrize("kind", list(PRIORS))
+def test_every_family_samples_finite_images_with_every_prior(family, kind, tmp_path):
+    """The contract's part for priors: fitted to a model's codes, a prior's samples decode to
+    finite images of the model's shape; a model of several latent groups refuses one."""
+    from vaekit.models.fitted import WithPrior
+
+    from .test_families import tiny
+
+    model = tiny(family, "gaussian").eval()
+    x = torch.randint(0, 256, (40, 1, 28, 28), dtype=torch.uint8)
+    options = PRIORS[kind].options(**({"components": 2} if kind == "gmm" else {}))
+    prior = resolve(PRIORS[kind].prior).fit(
+        model, x, options, work_dir=tmp_path / "work", device=torch.device("cpu"), seed=0,
+        progress=lambda line: None,
+    )  # fmt: skip
+    assert isinstance(prior, Prior)
+    z = prior.sample(5, torch.Generator().manual_seed(0))
+    assert z.shape == (5, model.top_dim) and torch.isfinite(prior.log_prob(z)).all()
+    if len(model.latent_shapes) > 1:
+        with pytest.raises(ValueError, match="latent groups"):
+            WithPrior(model, prior, kind)
+        return
+    images = WithPrior(model, prior, kind).sample(5, 0.7, torch.Generator().manual_seed(1))
+    assert images.shape == (5, 1, 28, 28) and torch.isfinite(images).all()

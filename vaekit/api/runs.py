@@ -178,7 +178,7 @@ def with_prior(r: Run, prior: str | Prior | None) -> Run:
 
         fitted, meta = store.load(r.folder, prior)
         warn_other_weights(r, prior, meta)
-        return replace(r, model=WithPrior(r.model, fitted, prior))
+        return replace(r, model=WithPrior(r.model, fitted, prior, meta))
     return replace(r, model=WithPrior(r.model, prior, type(prior).__name__))
 
 
@@ -193,3 +193,13 @@ def warn_other_weights(r: Run, name: str, meta: dict) -> None:
             f"(+{now['batch']} steps): fit it again with `vaekit prior`",
             file=sys.stderr,
         )
+
+
+def prior_record(model: LatentModel) -> dict:
+    """Which prior a model samples from, for a record: {"prior": its name ("own": the model's
+    own), "prior_fit": what a fitted one was fitted on (None for the model's own)}."""
+    from ..models.fitted import WithPrior
+
+    if isinstance(model, WithPrior):
+        return {"prior": model.name, "prior_fit": model.meta}
+    return {"prior": "own", "prior_fit": None}

@@ -13,18 +13,21 @@ from .base import LatentModel
 class WithPrior(LatentModel):
     """model, sampling z ~ prior (at temperature T: the prior's spread scaled by T) and
     decoding it with the model's decoder. One latent group only (vae, ae): a fitted prior is
-    over the flat top codes (D,) that decode takes."""
+    over the flat top codes (D,) that decode takes. name: what the prior is called (its kind);
+    meta: what it was fitted on (vaekit.priors.store)."""
 
     has_prior = True
 
-    def __init__(self, model: LatentModel, prior: Prior, name: str = "fitted"):
+    def __init__(
+        self, model: LatentModel, prior: Prior, name: str = "fitted", meta: dict | None = None
+    ):
         if len(model.latent_shapes) != 1:
             raise ValueError(
                 f"a fitted prior replaces the prior of a one-group model (vae, ae); the "
                 f"{model.cfg.family} model has {len(model.latent_shapes)} latent groups"
             )
         super().__init__(model.cfg)
-        self.model, self.prior, self.name = model, prior, name
+        self.model, self.prior, self.name, self.meta = model, prior, name, meta
         self.likelihood = model.likelihood
         device = next(model.parameters()).device
         self.prior.to(device)
