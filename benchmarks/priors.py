@@ -8,7 +8,8 @@ A benchmark, not a test: run it alone.
     python benchmarks/priors.py /work/runs/mnist-nll-e10 /work/runs/mnist /work/runs/mnist-ae
 
 Each run is copied to --work/NAME before anything is written into it (the sources are only
-read) and is measured once its DONE file exists (a run still training is recorded as pending).
+read) and is measured once its DONE file exists (a run still training is recorded as pending,
+or with --partial measured at its last checkpoint, the record saying which epoch).
 The mixture's size is chosen by a quick look: mixtures of each --components and --covariance
 fitted to the training codes, scored by the mean log-density of the test set's codes (held
 out), the best kept. A measurement already in the copy (the same N, T, seed and prior) is reused.
@@ -73,9 +74,12 @@ def measure(run: Path, prior: str | None, n: int, seed: int) -> dict:
 
 def model_record(source: Path, work: Path, a) -> dict:
     """Copy, look, fit, measure one run; its part of the record."""
-    if not (source / "DONE").is_file():
+    done = (source / "DONE").is_file()
+    if not done and not (a.partial and (source / "last.pt").is_file()):
         return {"source": str(source), "status": "pending: not trained yet (no DONE file)"}
     run = work / source.name
+    if run.exists() and not done and a.partial:  # a newer checkpoint since: copy it again
+        shutil.rmtree(run)
     if not run.exists():
         shutil.copytree(source, run, ignore=shutil.ignore_patterns(".lock"))
     look_file = run / "priors-look.json"
@@ -93,7 +97,9 @@ def model_record(source: Path, work: Path, a) -> dict:
         "run": str(run),
         "family": config["model"]["family"],
         "epoch": own["epoch"],
-        "trained_seconds": (source / "DONE").read_text().strip(),
+        "epochs_planned": config["train"]["epochs"],
+        "status": "done" if done else f"partial: epoch {own['epoch']} of a run still training",
+        "trained_seconds": (source / "DONE").read_text().strip() if done else None,
         "look": chosen,
         "fit": {
             "command": command("prior", run, **options),
@@ -157,6 +163,9 @@ def main() -> None:
     p.add_argument("--n", type=int, default=10_000, help="samples and test images [10000]")
     p.add_argument("--seed", type=int, default=0, help="seed of the fits and the noise [0]")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/priors-gmm-cpu.json"))
+    p.add_argument(
+        "--partial", action="store_true", help="measure a run still training at its last.pt"
+    )
     a = p.parse_args()
 
     a.work.mkdir(parents=True, exist_ok=True)
