@@ -75,7 +75,7 @@ def print_record(res: dict) -> None:
 
     acc = res["features"].get("test_accuracy")
     weights = weights_label(res["epoch"], res["mid_epoch_steps"])
-    prior = "" if res["prior"] == "own" else f", prior {res['prior']}"
+    prior = "" if res.get("prior", "own") == "own" else f", prior {res['prior']}"
     print(
         f"{res['dataset']} test, {weights}{prior}, {res['features']['name']} features"
         + (f" (test accuracy {acc:.4f})" if acc is not None else "")
