@@ -72,12 +72,23 @@ def measure(run: Path, prior: str | None, n: int, seed: int) -> dict:
     return {**res, "command": command("metrics", run, **options)}
 
 
-def model_record(source: Path, work: Path, a) -> dict:
-    """Copy, look, fit, measure one run; its part of the record."""
-    done = (source / "DONE").is_file()
+def finished(run: Path) -> bool:
+    """The run trained all its epochs: a DONE file (the shared runs), or its last row in
+    metrics.jsonl is its last planned epoch."""
+    if (run / "DONE").is_file():
+        return True
+    log = run / "metrics.jsonl"
+    rows = log.read_text().splitlines() if log.is_file() else []
+    epochs = json.loads((run / "config.json").read_text())["train"]["epochs"] if rows else None
+    return bool(rows) and json.loads(rows[-1]).get("epoch") == epochs
+
+
+def model_record(source: Path, name: str, work: Path, a) -> dict:
+    """Copy, look, fit, measure one run (as NAME); its part of the record."""
+    done = finished(source)
     if not done and not (a.partial and (source / "last.pt").is_file()):
-        return {"source": str(source), "status": "pending: not trained yet (no DONE file)"}
-    run = work / source.name
+        return {"source": str(source), "status": "pending: not trained yet"}
+    run = work / name
     if run.exists() and not done and a.partial:  # a newer checkpoint since: copy it again
         shutil.rmtree(run)
     if not run.exists():
@@ -99,6 +110,7 @@ def model_record(source: Path, work: Path, a) -> dict:
         "epoch": own["epoch"],
         "epochs_planned": config["train"]["epochs"],
         "status": "done" if done else f"partial: epoch {own['epoch']} of a run still training",
+        "ema": config["train"].get("ema", 0.0),
         "trained_seconds": (source / "DONE").read_text().strip() if done else None,
         "look": chosen,
         "fit": {
@@ -135,8 +147,9 @@ def pick(res: dict) -> dict:
     }
 
 
-def targets(models: dict) -> list[dict]:
-    """The #30 targets on what was measured: met, missed, or pending."""
+def targets(models: dict, ae_vs: list[str]) -> list[dict]:
+    """The #30 targets on what was measured (ae_vs: the names of the ae run and of the vae run
+    whose N(0, I) FID it must beat with a GMM): met or missed; pending ones left out."""
     out = []
     for name, m in models.items():
         if "priors" not in m or m["family"] == "ae":
@@ -146,23 +159,33 @@ def targets(models: dict) -> list[dict]:
         out.append({"target": f"{name}: GMM FID >= {REDUCTION:.0%} below N(0, I)'s",
                     "own_fid": own, "gmm_fid": gmm, "reduction": reduction,
                     "met": reduction >= REDUCTION})  # fmt: skip
-    ae, vae = models.get("mnist-ae", {}), models.get("mnist", {})
+    ae, vae = (models.get(name, {}) for name in ae_vs)
     if "priors" in ae and "priors" in vae:
         gmm, own = ae["priors"]["gmm"]["fid"], vae["priors"]["N(0, I)"]["fid"]
-        out.append({"target": "mnist-ae with a GMM below mnist's N(0, I) FID",
+        out.append({"target": f"{ae_vs[0]} with a GMM below {ae_vs[1]}'s N(0, I) FID",
+                    "runs": [ae["run"], vae["run"]],
                     "own_fid": own, "gmm_fid": gmm, "met": gmm < own})  # fmt: skip
     return out
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="trained MNIST runs")
+    p.add_argument(
+        "runs", nargs="+", metavar="RUN_DIR[=NAME]", help="trained MNIST runs [NAME: its folder's]"
+    )
     p.add_argument("--work", type=Path, default=Path("runs/priors"), help="the runs' copies")
     p.add_argument("--components", type=int, nargs="+", default=[10, 20], metavar="K")
     p.add_argument("--covariance", nargs="+", default=["full"], choices=["full", "diag"])
     p.add_argument("--n", type=int, default=10_000, help="samples and test images [10000]")
     p.add_argument("--seed", type=int, default=0, help="seed of the fits and the noise [0]")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/priors-gmm-cpu.json"))
+    p.add_argument(
+        "--ae-vs",
+        nargs=2,
+        default=["mnist-ae", "mnist"],
+        metavar=("AE", "VAE"),
+        help="the ae run's NAME and the vae run's whose N(0, I) FID it must beat [mnist-ae mnist]",
+    )
     p.add_argument(
         "--partial", action="store_true", help="measure a run still training at its last.pt"
     )
@@ -171,14 +194,16 @@ def main() -> None:
     a.work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     models = {}
-    for source in a.runs:
-        models[source.name] = model_record(source, a.work, a)
+    for spec in a.runs:
+        source, _, name = spec.partition("=")
+        name = name or Path(source).name
+        models[name] = model_record(Path(source), name, a.work, a)
         record = {
             "n": a.n,
             "temperature": 1.0,
             "seed": a.seed,
             "models": models,
-            "targets": targets(models),
+            "targets": targets(models, a.ae_vs),
             "command": " ".join(["python", *sys.argv]),
             "wall_seconds": time.perf_counter() - t0,
             "threads": __import__("torch").get_num_threads(),
