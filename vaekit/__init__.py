@@ -30,7 +30,7 @@ _LAZY = {
     # the operations: every command of the CLI is a function of its name (vaekit.api)
     **dict.fromkeys(
         ["train", "evaluate", "sample", "reconstruct", "traverse", "interpolate", "encode"]
-        + ["score", "metrics", "export", "explore"],
+        + ["score", "metrics", "export", "explore", "prior"],
         "vaekit.api",
     ),
 }
@@ -45,6 +45,7 @@ if TYPE_CHECKING:  # what the names are, for type checkers and editors
     from .api import export as export
     from .api import interpolate as interpolate
     from .api import metrics as metrics
+    from .api import prior as prior
     from .api import reconstruct as reconstruct
     from .api import sample as sample
     from .api import score as score

@@ -266,6 +266,69 @@ FAMILIES: dict[str, Family] = {
     ),
 }
 
+# --- Fitted priors -----------------------------------------------------------------------------
+
+
+@dataclass
+class NormalOptions:
+    """Options of the normal prior: none (N(0, I) over the model's top codes)."""
+
+
+@dataclass
+class GMMOptions:
+    """Options of the gmm prior: a Gaussian mixture fitted by EM (scikit-learn) to the
+    posterior means of the training set (Ghosh et al. 2020)."""
+
+    components: int = opt(10, "gmm: mixture components", POSITIVE_INT)
+    covariance: str = opt("full", "gmm: each component's covariance: full or diag")
+    max_iter: int = opt(200, "gmm: EM iterations at most", POSITIVE_INT)
+
+    def __post_init__(self) -> None:
+        parse_fields(self)
+        check(self, [(self.covariance in ("full", "diag"), "covariance must be full or diag")])
+
+
+@dataclass(frozen=True)
+class PriorKind:
+    """A registered prior p(z) over a model's top codes, fitted after training (`vaekit prior
+    RUN --kind NAME`): its options dataclass (the command's flags) and its class ("module:Class",
+    a vaekit.priors.base.Prior). The class fits itself with a classmethod
+    fit(model, x, options, *, work_dir, device, seed, progress) -> Prior: x the run's training
+    images, uint8 (N, C, H, W); options an instance of the options dataclass; work_dir a folder
+    of the run dir for its own files (checkpoints of a long fit, to resume; made on demand);
+    device the model's torch.device; seed seeds the fit; progress(text) reports a line."""
+
+    options: type
+    prior: str
+    doc: str
+
+
+# name -> fitted prior. Adding one: a module with its Prior class (and fit), and one line here.
+PRIORS: dict[str, PriorKind] = {
+    "normal": PriorKind(
+        NormalOptions, "vaekit.priors.normal:StandardNormal", "N(0, I), the vae's own prior"
+    ),
+    "gmm": PriorKind(
+        GMMOptions,
+        "vaekit.priors.gmm:GaussianMixture",
+        "Gaussian mixture fitted to the training set's posterior means",
+    ),
+}
+
+
+def prior_options(kind: str, values: dict):
+    """The options of prior kind from field values (None: the kind's default); a value for an
+    option the kind does not have is refused. ConfigError in one line."""
+    if kind not in PRIORS:
+        raise ConfigError(f"prior kind must be one of {sorted(PRIORS)}, got {shown(kind)}")
+    cls = PRIORS[kind].options
+    given = {k: v for k, v in values.items() if v is not None}
+    unknown = sorted(set(given) - field_names(cls))
+    if unknown:
+        raise ConfigError(f"prior kind {kind} has no options {unknown}")
+    return cls(**given)
+
+
 # name -> likelihood module p(x|z) ("module:Class"); each owns its decoder channels.
 LIKELIHOODS: dict[str, str] = {
     "gaussian": "vaekit.likelihoods:FixedGaussian",

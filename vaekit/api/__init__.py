@@ -11,6 +11,7 @@ from .explore import explore
 from .export import export
 from .interpolate import interpolate
 from .metrics import metrics
+from .prior import prior
 from .reconstruct import reconstruct
 from .runs import Run, open_run
 from .sample import sample
@@ -20,5 +21,5 @@ from .traverse import traverse
 
 __all__ = [  # the operations, in the order of `vaekit --help`; then the run loader
     "train", "sample", "reconstruct", "traverse", "interpolate", "evaluate", "metrics",
-    "encode", "score", "explore", "export", "Run", "open_run",
+    "encode", "score", "explore", "export", "prior", "Run", "open_run",
 ]  # fmt: skip

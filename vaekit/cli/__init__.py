@@ -16,6 +16,7 @@ from . import (
     export,
     interpolate,
     metrics,
+    prior,
     reconstruct,
     sample,
     score,
@@ -39,6 +40,7 @@ COMMANDS = {
     "score": score,
     "explore": explore,
     "export": export,
+    "prior": prior,
 }
 
 

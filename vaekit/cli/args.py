@@ -177,3 +177,16 @@ def weights_label(epoch: int, batch: int = 0) -> str:
     """Which weights a checkpoint of epoch and batch (its mid-epoch steps) holds: "epoch 8", or
     "epoch 8 + 120 steps (mid-epoch 9)"."""
     return f"epoch {epoch}" + (f" + {batch} steps (mid-epoch {epoch + 1})" if batch else "")
+
+
+def prior_flag(p: argparse.ArgumentParser, what: str = "decode samples of") -> None:
+    """--prior NAME: a prior fitted by `vaekit prior RUN --kind NAME` instead of the model's."""
+    from ..config import PRIORS
+
+    p.add_argument(
+        "--prior",
+        choices=list(PRIORS),
+        metavar="NAME",
+        help=f"{what} the prior fitted by `vaekit prior RUN_DIR --kind NAME` (RUN_DIR/priors/"
+        f"NAME.pt; NAME: {', '.join(PRIORS)}) [the model's own]",
+    )
