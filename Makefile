@@ -10,7 +10,7 @@ ARGS    ?=
 # Absolute: the notebook and wheel tests run vaekit from other directories.
 export VAEKIT_DATA := $(abspath $(DATA))
 
-.PHONY: install test lint docs dist train figures explore results-nll results-nll-hvae results-grids bench bench-ttq bench-scaling bench-roofline bench-ood bench-metrics explorer-bench clean
+.PHONY: install test lint docs dist train figures explore results-nll results-nll-hvae results-grids bench bench-ttq bench-scaling bench-roofline bench-gpu bench-encode bench-ood bench-metrics explorer-bench clean
 
 install: $(STAMP)
 
@@ -75,6 +75,16 @@ bench-scaling: install
 # all cores), and where its time goes (torch.profiler): benchmarks/results/roofline-cpu.json.
 bench-roofline: install
 	$(BIN)/python benchmarks/roofline.py --profile $(ARGS)
+
+# A lent GPU's record (benchmarks/gpu.py; offline, under 8 minutes): the python3 there holds
+# PyTorch with CUDA, so no venv is made. benchmarks/README.md gives the device command.
+bench-gpu:
+	PYTHONPATH=$(CURDIR) $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PY)) benchmarks/gpu.py $(ARGS)
+
+# `vaekit encode` of MNIST's 60,000 training images per precision, as a user runs it (RUN: a
+# trained run): benchmarks/results/encode-cpu.json.
+bench-encode: install
+	$(BIN)/python benchmarks/encode.py $(RUN) --out benchmarks/results/encode-cpu.json $(ARGS)
 
 # Out-of-distribution detection: Fashion-MNIST and MNIST models scored on each other, KMNIST,
 # noise and constant images (AUROC / FPR@95 of each score).

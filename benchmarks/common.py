@@ -33,6 +33,14 @@ def lscpu() -> dict:
     return {**{k: info[k] for k in keep if k in info}, "simd_flags": simd, "flags": flags}
 
 
+def cpu_slug() -> str:
+    """The CPU model for a record's file name (records are kept per CPU model): lscpu's model
+    name, family and model, e.g. "amd-epyc-25-17"."""
+    info = lscpu()
+    words = " ".join(info.get(k, "") for k in ("Model name", "CPU family", "Model"))
+    return re.sub(r"[^a-z0-9]+", "-", words.lower()).strip("-") or "unknown-cpu"
+
+
 def hardware(device: str) -> dict:
     info = {
         "platform": platform.platform(),

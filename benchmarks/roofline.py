@@ -4,11 +4,12 @@ measured matrix-multiply peak, on one thread and on all cores.
 For each preset: the FLOPs of one training image (forward + backward, counted by
 torch.utils.flop_counter.FlopCounterMode: matrix multiplies and convolutions only, see
 NOT_COUNTED), the training step's images/s at the preset's batch size, layout, objective and
-precision (fp32 unless --set precision=...), and that rate in GFLOP/s as a fraction of the best
-fp32 matrix multiply measured here. The step is vaekit's own train_step driven as
-vaekit.training.loop.fit drives it, on generated uint8 images of the preset's size (the speed
-of these kernels does not depend on the pixel values). With --profile, where the time of a few
-steps goes, by category (torch.profiler).
+precision (the preset's own: bf16 where the CPU computes it natively, else fp32; or --set
+precision=...), and that rate in GFLOP/s as a fraction of the best matrix multiply measured here
+in the precision the step trains in (issue 33: that precision's peak, not always fp32's). The
+step is vaekit's own train_step driven as vaekit.training.loop.fit drives it, on generated
+uint8 images of the preset's size (the speed of these kernels does not depend on the pixel
+values). With --profile, where the time of a few steps goes, by category (torch.profiler).
 
     python benchmarks/roofline.py --profile                # every preset, 1 thread and all cores
     python benchmarks/roofline.py --presets seed mnist --threads 1
@@ -22,7 +23,7 @@ the core do not inflate (on a quiet machine the two agree). The load average is 
 every figure. --compare runs this script with each set of extra arguments in turn, each in a
 fresh process (A B A B ...), on one thread, and reports each one's images/s against the first;
 --undo times the step without some of issue 18's changes (all of them: vaekit 0.2.0's step).
-Writes benchmarks/results/roofline-{device}.json (--out).
+Writes benchmarks/results/roofline-{CPU model}-{device}.json (--out): a record per CPU model.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import provenance
+from common import cpu_slug, provenance
 from torch.utils.flop_counter import FlopCounterMode
 
 from vaekit.config import PRESETS, configs, train_config
@@ -173,7 +174,7 @@ class Trainer:
         undo: tuple[str, ...] = (),
         batches: int = 4,
     ):
-        values = {**data_shape(preset), "precision": "fp32", **overrides}
+        values = {**data_shape(preset), **overrides}
         mcfg, ocfg, self.tcfg = configs(preset, **values)
         tcfg = self.tcfg
         self.precision = choose_precision(tcfg.precision, device, lambda *a: None)
@@ -434,7 +435,8 @@ def measure(a: argparse.Namespace) -> dict:
                     "threads": {},
                 },
             )
-            row["threads"][str(n)] = time_steps(tr, fp32, a.reps, a.rep_seconds, a.warmup, sync)
+            peak = bf16 if tr.precision == "bf16" else fp32  # measured between its repeats
+            row["threads"][str(n)] = time_steps(tr, peak, a.reps, a.rep_seconds, a.warmup, sync)
             if a.profile and n == threads[0]:
                 row["profile"] = profile_steps(tr, a.profile_steps)
             del tr
@@ -444,17 +446,17 @@ def measure(a: argparse.Namespace) -> dict:
         res["peak"][str(n)] = {"fp32": fp32.record(), "bf16": bf16.record()}
         for preset, row in res["presets"].items():  # fractions of the best peak of the block
             t, f = row["threads"][str(n)], row["gflop_per_image"]
+            pk = bf16 if row["precision"] == "bf16" else fp32  # the precision it trains in
             t["wall_gflops"] = f * t["wall_img_s"]
-            t["fraction_of_peak"] = t["wall_gflops"] / fp32.wall
-            msg = f"  {preset:13s} {f:6.3f} GFLOP/img {t['wall_img_s']:7.1f} img/s "
-            msg += (
-                f"{t['wall_gflops']:5.1f} GFLOP/s {t['fraction_of_peak']:4.0%} of {fp32.wall:.0f}"
-            )
+            t["fraction_of_peak"] = t["wall_gflops"] / pk.wall
+            msg = f"  {preset:13s} {row['precision']} {f:6.3f} GFLOP/img "
+            msg += f"{t['wall_img_s']:7.1f} img/s {t['wall_gflops']:5.1f} GFLOP/s "
+            msg += f"{t['fraction_of_peak']:4.0%} of {pk.wall:.0f}"
             if n == 1:  # CPU time: one thread's wall time had it not been pre-empted
                 t["cpu_gflops"] = f * t["cpu_img_s"]
-                t["fraction_of_peak_cpu_time"] = t["cpu_gflops"] / fp32.cpu
+                t["fraction_of_peak_cpu_time"] = t["cpu_gflops"] / pk.cpu
                 msg += f" | CPU time {t['cpu_img_s']:7.1f} img/s "
-                msg += f"{t['fraction_of_peak_cpu_time']:4.0%} of {fp32.cpu:.0f}"
+                msg += f"{t['fraction_of_peak_cpu_time']:4.0%} of {pk.cpu:.0f}"
             print(msg + f" | load {t['load'][0]:.1f}-{t['load'][1]:.1f}", flush=True)
             if "profile" in row and n == threads[0]:
                 shares = row["profile"]["share"]
@@ -516,13 +518,14 @@ def markdown(res: dict) -> str:
     """benchmarks/README.md's tables from a roofline JSON: the fraction of the peak (1 thread:
     wall time, CPU time in brackets), and the profile's shares."""
     threads = list(res["peak"])
-    head = ["preset", "batch, layout", "GFLOP/img"]
+    head = ["preset", "batch, layout, precision", "GFLOP/img"]
     for n in threads:
         head += [f"{n} thread{'s' * (n != '1')}: img/s", "GFLOP/s", "of peak"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for preset, row in res["presets"].items():
         layout = "channels-last" if row["channels_last"] else "NCHW"
-        cells = [f"`{preset}`", f"{row['batch_size']}, {layout}", f"{row['gflop_per_image']:.3f}"]
+        setup = f"{row['batch_size']}, {layout}, {row['precision']}"
+        cells = [f"`{preset}`", setup, f"{row['gflop_per_image']:.3f}"]
         for n in threads:
             t = row["threads"][n]
             cells += [
@@ -577,7 +580,7 @@ def main() -> None:
         help="time the step only (--compare's runs: the peak's 16 MiB buffers would adapt "
         "glibc's malloc thresholds and hide --undo allocator's page faults)",
     )
-    ap.add_argument("--out", type=Path, help="[benchmarks/results/roofline-{device}.json]")
+    ap.add_argument("--out", type=Path, help="[benchmarks/results/roofline-CPU-{device}.json]")
     ap.add_argument("--table", type=Path, metavar="JSON", help="print a result's tables, run none")
     a = ap.parse_args()
     if a.table:
@@ -592,7 +595,7 @@ def main() -> None:
         out = a.out or HERE / "results" / f"roofline-compare-{a.device}.json"
     else:
         res = measure(a)
-        out = a.out or HERE / "results" / f"roofline-{a.device}.json"
+        out = a.out or HERE / "results" / f"roofline-{cpu_slug()}-{a.device}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2) + "\n")
     print(f"wrote {out}")

@@ -49,7 +49,7 @@ def main() -> None:
     record["commit"] = a.commit or record["commit"]
     stage(record, a, "prior", a.run, kind="pixelcnn", epochs=a.prior_epochs)
     stage(record, a, "evaluate", a.run, probe=False)
-    stage(record, a, "metrics", a.run, n=a.n, temperature=1.0, seed=0)
+    stage(record, a, "metrics", a.run, n=a.n, temperature=1.0, seed=0, prior="pixelcnn")
     print(json.dumps(record["targets"], indent=2))
 
 
@@ -58,6 +58,12 @@ def stage(record: dict, a: argparse.Namespace, name: str, *args, **kwargs) -> No
     rewrite the record."""
     print(f"vqvae benchmark: vaekit {name}...", file=sys.stderr, flush=True)
     res, seconds = run_vaekit("vqvae benchmark", name, *args, **kwargs)
+    if name == "prior":  # the fitted file; its fit's epochs from the work folder's state
+        import torch
+
+        state = torch.load(res.with_suffix(".work") / "state.pt", weights_only=True)
+        res = {"path": str(res), "options": state["options"], "fit": state["fit"],
+               "history": state["history"]}  # fmt: skip
     record[name] = {"record": res, "wall_seconds": seconds}
     record["commands"].append(command(name, *args, **kwargs))
     record["targets"] = targets(record)

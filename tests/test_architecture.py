@@ -182,5 +182,5 @@ def test_the_operations_names_are_free_at_the_top_level():
     (issue 29), so no module or package of vaekit/ may take those names."""
     taken = {p.stem for p in ROOT.glob("*.py")} | {p.name for p in ROOT.iterdir() if p.is_dir()}
     names = {"train", "evaluate", "sample", "reconstruct", "traverse", "interpolate", "encode"}
-    names |= {"score", "metrics", "export", "explore"}
+    names |= {"score", "metrics", "export", "explore", "prior"}
     assert sorted(taken & names) == []

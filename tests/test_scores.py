@@ -77,3 +77,17 @@ def test_a_model_without_a_likelihood_cannot_score(tmp_path, data_root, capsys):
     assert main(["score", str(run), "--data", "mnist:test", "--out", str(tmp_path / "s")]) == 2
     err = capsys.readouterr().err
     assert "no likelihood to score with" in err and err.count("\n") == 1
+
+
+def test_bf16_scores_agree_with_fp32_within_half_a_percent(tiny_run, data_root):
+    """score in bf16 (what precision auto picks where the CPU has it natively) computes in
+    bf16, and its per-image nll agrees with fp32's within 0.5% (the score docstring's bound)."""
+    from vaekit.evaluation.scores import score
+
+    model = checkpoint.build_model(checkpoint.load(tiny_run)).eval()
+    x = load_split("mnist", "test", data_root)[0][:300]
+    a, b = score(model, x, precision="fp32"), score(model, x, precision="bf16")
+    assert not np.array_equal(a["nll"], b["nll"])
+    rel = np.abs(b["nll"] - a["nll"]) / a["nll"]
+    assert rel.max() < 0.005, rel.max()
+    np.testing.assert_array_equal(a["png_bits"], b["png_bits"])

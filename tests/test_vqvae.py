@@ -19,8 +19,8 @@ from vaekit.config import build_model_config, configs
 from vaekit.evaluation.codes import codebook_usage
 from vaekit.models import create_model
 from vaekit.models.vqvae import EMACodebook
+from vaekit.priors.fit import fit_prior
 from vaekit.priors.pixelcnn import PixelCNN
-from vaekit.training.prior_fit import fit_prior
 
 SMALL = dict(family="vqvae", widths=(4, 8), res_blocks=1, codebook_size=8, code_dim=3)
 SMALL_FLAGS = ["--widths", "4", "8", "--res-blocks", "1", "--codebook-size", "8",
@@ -188,8 +188,8 @@ def test_fitting_the_prior_lowers_its_nll_and_a_resumed_fit_is_the_uninterrupted
     def fit(folder, log=lambda s: None):
         torch.manual_seed(0)
         p = PixelCNN(4, (3, 3), channels=4, layers=2)
-        return p, fit_prior(p, "pixelcnn", codes, test, folder, epochs=3, batch_size=16,
-                            lr=1e-2, log=log)  # fmt: skip
+        spec = {"epochs": 3, "batch_size": 16, "lr": 1e-2, "seed": 0}
+        return p, fit_prior(p, codes, folder, spec, test_codes=test, progress=log)
 
     def stop(line):  # a stop after the first epoch's checkpoint
         raise KeyboardInterrupt
@@ -233,11 +233,16 @@ def test_prior_sample_evaluate_and_encode_a_vqvae_run(vq_run, tmp_path, capsys):
     ev = json.loads(capsys.readouterr().out)
     assert ev["codebook"]["codebook_size"] == 8 and 1 <= ev["codebook"]["perplexity"] <= 8
     assert "prior_bits_per_image" not in ev and set(ev["aux"]) == {"commitment"}
-    flags = ["--epochs", "1", "--channels", "4", "--layers", "2", "--limit", "128"]
-    assert main(["prior", run, *flags]) == 0
-    assert (vq_run / "priors" / "pixelcnn" / "prior.pt").is_file()
+    flags = ["--kind", "pixelcnn", "--epochs", "1", "--channels", "4", "--layers", "2"]
+    assert main(["prior", run, *flags, "--limit", "128"]) == 0
+    assert (vq_run / "priors" / "pixelcnn.pt").is_file()
     assert main(["sample", run, "--n", "4", "--out", str(tmp_path / "s.png")]) == 0
-    assert "no prior" not in capsys.readouterr().err  # sampled from the fitted prior
+    assert "no prior" not in capsys.readouterr().err  # its own prior now: the fitted PixelCNN
+    assert (
+        main(["sample", run, "--n", "4", "--prior", "pixelcnn", "--out", str(tmp_path / "t.png")])
+        == 0
+    )
+    capsys.readouterr()
     assert main(["evaluate", run, "--json", "--no-probe", "--limit", "200"]) == 0
     ev = json.loads(capsys.readouterr().out)
     assert 0 < ev["prior_bits_per_image"] <= 49 * 3 * 1.5  # near or below uniform 49 log2(8)
@@ -248,6 +253,12 @@ def test_prior_sample_evaluate_and_encode_a_vqvae_run(vq_run, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:  # one line, argparse's
         main(["prior", run, "--kind", "transformer"])
     assert e.value.code == 2 and "invalid choice: 'transformer'" in capsys.readouterr().err
+
+
+def test_a_pixelcnn_prior_for_a_model_without_codes_is_refused_in_one_line(tiny_run, capsys):
+    assert main(["prior", str(tiny_run), "--kind", "pixelcnn", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress line
+    assert err.startswith("vaekit prior: error:") and "the vae family has none" in err
 
 
 def test_cifar10_vqvae_trains_on_cifar_format_data(tmp_path):

@@ -30,7 +30,7 @@ _LAZY = {
     # the operations: every command of the CLI is a function of its name (vaekit.api)
     **dict.fromkeys(
         ["train", "evaluate", "sample", "reconstruct", "traverse", "interpolate", "encode"]
-        + ["score", "metrics", "prior", "export", "explore"],
+        + ["score", "metrics", "export", "explore", "prior"],
         "vaekit.api",
     ),
 }

@@ -314,6 +314,33 @@ def results_quality(name: str) -> str:
     return _table(header, _quality_rows(r)) + "\n\n" + provenance(name, r)
 
 
+def results_priors() -> str:
+    """Sample FID, KID, precision and recall of each run with N(0, I) and with a fitted GMM
+    (benchmarks/priors.py), and the #30 targets."""
+    r = load("priors-gmm-cpu.json")
+    rows = []
+    for name, m in r["models"].items():
+        if "priors" not in m:
+            rows.append([name, "", "pending", "", "", "", ""])
+            continue
+        best = m["look"]["best"]
+        for prior, q in m["priors"].items():
+            label = f"GMM, {best['components']} {best['covariance']}" if prior == "gmm" else prior
+            if q.get("samples", True) is None:
+                rows.append([name, label, "no samples (no prior)", "", "", "", ""])
+                continue
+            metrics = [_num(q["fid"]), *(_num(q[k], 3) for k in ("kid", "precision", "recall"))]
+            rows.append([name, label, *metrics, f"epoch {m['epoch']}"])
+    header = ["run", "prior", "FID", "KID (x1e3)", "precision", "recall", "weights"]
+    verdicts = "\n".join(
+        f"- {t['target']}: N(0, I) {_num(t['own_fid'])}, GMM {_num(t['gmm_fid'])}"
+        + (f" ({t['reduction']:.0%} lower)" if "reduction" in t else "")
+        + f": **{'met' if t['met'] else 'missed'}**"
+        for t in r["targets"]
+    )
+    return _table(header, rows) + "\n\n" + verdicts + "\n\n" + provenance("priors-gmm-cpu.json", r)
+
+
 def results_ood() -> str:
     """AUROC / FPR@95 of each score for each (trained on, scored) pair."""
     r = load("ood-cpu.json")
@@ -582,6 +609,7 @@ RESULTS: dict[str, Callable[[], str]] = {
     "quality-final": lambda: results_quality("metrics-final-cpu.json"),
     "quality-short": lambda: results_quality("metrics-cpu.json"),
     "ood": results_ood,
+    "priors": results_priors,
     "objectives": results_objectives,
     "speed": results_speed,
     "roofline": results_roofline,

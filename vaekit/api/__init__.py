@@ -21,5 +21,5 @@ from .traverse import traverse
 
 __all__ = [  # the operations, in the order of `vaekit --help`; then the run loader
     "train", "sample", "reconstruct", "traverse", "interpolate", "evaluate", "metrics",
-    "prior", "encode", "score", "explore", "export", "Run", "open_run",
+    "encode", "score", "explore", "export", "prior", "Run", "open_run",
 ]  # fmt: skip

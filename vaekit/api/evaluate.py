@@ -99,20 +99,22 @@ def bound_record(r: Run, x: torch.Tensor, batch_size: int, iw_samples: int | Non
 
 def code_record(r: Run, x: torch.Tensor, batch_size: int) -> dict:
     """A model with discrete codes (vqvae): the codebook's usage by images x (perplexity,
-    codes used, dead codes) and, with a learned prior fitted over the codes, its -log p of
-    their code grids in bits per image (prior_bits_per_image) and nats."""
+    codes used, dead codes) and, with its PixelCNN prior fitted (`vaekit prior RUN --kind
+    pixelcnn`), that prior's -log p of their code grids in bits per image
+    (prior_bits_per_image) and nats."""
     import math
 
-    from ..evaluation.codes import code_grids, codebook_usage
-    from ..training.prior_fit import test_nll
+    from ..evaluation.codes import codebook_usage
+    from ..priors.codes import code_grids
+    from ..priors.fit import mean_nll
 
     stage(f"codebook usage of {len(x):,} test images")
     k = code_grids(r.model, x, batch_size)
     res = {"codebook": codebook_usage(k, r.model.cfg.net.codebook_size)}
     fitted = getattr(r.model, "prior", None)
     if fitted is not None:
-        stage("the learned prior's likelihood of the test codes")
-        nats = test_nll(fitted, k, batch_size)
+        stage("the PixelCNN prior's likelihood of the test codes")
+        nats = mean_nll(fitted, k, batch_size)
         res.update(prior_nats_per_image=nats, prior_bits_per_image=nats / math.log(2))
     return res
 

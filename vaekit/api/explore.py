@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config import NONNEG_INT
-from .runs import PORT, RunLike, checked, open_run
+from .runs import PORT, RunLike, checked, open_run, with_prior
+
+if TYPE_CHECKING:
+    from ..priors.base import Prior
 
 
 def explore(
@@ -16,6 +20,7 @@ def explore(
     port: int = 8000,
     quiet: bool = False,
     tsne_max: int = 3000,
+    prior: str | Prior | None = None,
     device: str = "cpu",
     data_dir: str | Path | None = None,
     allow_nonfinite: bool = False,
@@ -24,7 +29,8 @@ def explore(
     """Serve the explorer of the run on host:port (0: a free port) until Ctrl-C; returns the
     URL it served. The port is bound first (a busy one fails at once, before the model and
     data load); quiet: no log line per request; tsne_max: a t-SNE map of at most N test images
-    (cached beside the checkpoint; 0: only PCA and the top-KL dims)."""
+    (cached beside the checkpoint; 0: only PCA and the top-KL dims); prior: Random sample
+    draws from a fitted prior (see sample) instead of the model's own."""
     from .. import checkpoint
     from ..explorer import Explorer, host_warning, make_server, url_of
 
@@ -35,12 +41,14 @@ def explore(
         raise ValueError(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
     try:
         r = open_run(run, device, data_dir, allow_nonfinite, raw_weights)
+        fitted = None if prior is None else with_prior(r, prior).model
         x, y = r.test_set()
         print(f"encoding {len(x)} test images for the map...", flush=True)
         cache = None if r.path is None else checkpoint.resolve(r.path).with_suffix(".tsne.npz")
         server.RequestHandlerClass.explorer = Explorer(
-            r.model, x, y, r.train_config["dataset"], tsne_max=tsne_max, cache=cache
-        )
+            r.model, x, y, r.train_config["dataset"], tsne_max=tsne_max, cache=cache,
+            fitted=fitted,
+        )  # fmt: skip
         if warning := host_warning(host):
             print(warning, file=sys.stderr)
         print(f"vaekit explorer: {url_of(server)}  (Ctrl-C stops it)", flush=True)

@@ -6,9 +6,13 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config import NONNEG_INT, POSITIVE, POSITIVE_INT, SEED
-from .runs import Run, RunLike, checked, open_run
+from .runs import Run, RunLike, checked, open_run, prior_record, with_prior
+
+if TYPE_CHECKING:
+    from ..priors.base import Prior
 
 FEATURES = ("classifier", "inception")
 
@@ -19,6 +23,7 @@ def metrics(
     n: int = 10_000,
     temperature: float = 1.0,
     seed: int = 0,
+    prior: str | Prior | None = None,
     features: str = "classifier",
     inception_weights: str | Path | None = None,
     classifier_limit: int = 0,
@@ -33,8 +38,9 @@ def metrics(
     (seed: the noise's, also of KID's subsets) and of reconstructions, each against n test
     images, in the space of features: the dataset's own classifier (trained on
     classifier_limit images (0: all) and cached on first use; needs labels) or Inception-v3
-    (its weights file; vaekit[inception]); with timings in seconds. Written to out (JSON)
-    when given (`vaekit metrics` writes RUN_DIR/quality-FEATURES-tT.json)."""
+    (its weights file; vaekit[inception]); with timings in seconds. prior: the samples' codes
+    come from a fitted prior (see sample), named in the record. Written to out (JSON) when
+    given (`vaekit metrics` writes RUN_DIR/quality-FEATURES-tT.json, -tT-PRIOR.json with one)."""
     from ..evaluation.metrics import DC_K, PR_K
 
     n, seed = checked("n", n, POSITIVE_INT), checked("seed", seed, SEED)
@@ -46,7 +52,7 @@ def metrics(
     if n <= max(PR_K, DC_K):  # before the features model is trained, not after
         raise ValueError(f"--n must be > {max(PR_K, DC_K)} (the k of the k-NN metrics), got {n}")
     t0, c0 = time.perf_counter(), time.process_time()
-    r = open_run(run, device, data_dir, allow_nonfinite, raw_weights)
+    r = with_prior(open_run(run, device, data_dir, allow_nonfinite, raw_weights), prior)
     if out is not None:
         out = Path(out)
         try:  # before minutes of work, not after
@@ -107,5 +113,6 @@ def quality_record(r: Run, feats, n: int, temperature: float, seed: int, batch_s
         "num_samples": n if model.has_prior else 0,
         "temperature": temperature,
         "seed": seed,
+        **prior_record(model),
         **res,
     }

@@ -1,76 +1,77 @@
-"""vaekit prior: fit a learned prior over a trained model's codes, kept in the run directory
-(RUN/priors/KIND/prior.pt), which sample, metrics and evaluate then use."""
+"""vaekit prior: fit a prior p(z) to a trained run's codes and save it into the run directory
+(RUN/priors/KIND.pt), for sample, metrics and explore to draw from (--prior KIND)."""
 
 from __future__ import annotations
 
 import sys
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 
-from ..config import NONNEG_INT, POSITIVE, POSITIVE_INT, SEED
-from .runs import RunLike, checked, open_run
-
-KINDS = ("pixelcnn",)
+from ..config import NONNEG_INT, SEED
+from .runs import Run, RunLike, checked, open_run
 
 
 def prior(
     run: RunLike,
-    kind: str = "pixelcnn",
     *,
-    epochs: int = 10,
-    batch_size: int = 128,
-    lr: float = 1e-3,
-    channels: int = 48,
-    layers: int = 6,
+    kind: str = "gmm",
     seed: int = 0,
     limit: int = 0,
     device: str = "cpu",
     data_dir: str | Path | None = None,
     allow_nonfinite: bool = False,
     raw_weights: bool = False,
-) -> dict:
-    """Fit a gated PixelCNN (channels wide, layers deep) over the code grids of the run's
-    first `limit` training images (0: all) for `epochs`, evaluating on the test codes after
-    each; resumes a stopped fit from RUN/priors/KIND/prior.pt. Returns {"kind", "path",
-    "options", "epochs", "history": a row per epoch (train and test nats per grid, test bits)}.
-    Needs a run of a family with discrete codes (vqvae)."""
-    import torch
+    **options,
+) -> Path:
+    """Fit a prior of a registered kind (vaekit.config.PRIORS: normal, gmm, ...) to the run's
+    model on its training set (the first `limit` images; 0: those the run was trained on, its
+    train limit, else all), seeded by seed, and write it
+    to RUN/priors/KIND.pt holding the run's lock; returns that path. options: the kind's
+    options (gmm: components, covariance, max_iter), the `vaekit prior` flags."""
+    from dataclasses import asdict
 
-    from ..evaluation.codes import code_grids
-    from ..priors.pixelcnn import PixelCNN
-    from ..runtime.precision import native_bf16
-    from ..training.prior_fit import PRIOR_FILE, fit_prior
+    from .. import checkpoint
+    from ..config import PRIORS, prior_options, resolve
+    from ..priors import store
+    from ..training.lock import run_lock
 
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    epochs, batch_size = (
-        checked("epochs", epochs, POSITIVE_INT),
-        checked("batch_size", batch_size, POSITIVE_INT),
-    )
-    lr, seed = checked("lr", lr, POSITIVE), checked("seed", seed, SEED)
-    channels, layers = (
-        checked("channels", channels, POSITIVE_INT),
-        checked("layers", layers, POSITIVE_INT),
-    )
-    n = checked("limit", limit, NONNEG_INT) or None
+    seed, limit = checked("seed", seed, SEED), checked("limit", limit, NONNEG_INT)
+    opts = prior_options(kind, options)
     r = open_run(run, device, data_dir, allow_nonfinite, raw_weights)
-    model = r.model
-    if not hasattr(model, "codes") or r.folder is None:
-        raise ValueError(
-            f"--kind {kind} fits a prior over discrete codes: the {model.cfg.family} family "
-            "has none (train --family vqvae), or give a run directory"
-        )
-    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
-    log(f"prior: code grids of the training and test images ({model.latent_shapes})")
-    lik = model.likelihood
-    codes = code_grids(model, lik.prepare_eval(r.split("train")[0][:n]))
-    test_codes = code_grids(model, r.test_set()[0])
-    torch.manual_seed(seed)
-    fitted = PixelCNN(model.cfg.net.codebook_size, codes.shape[1:], channels, layers)
-    fitted = fitted.to(next(model.parameters()).device)
-    autocast = native_bf16(next(model.parameters()).device)[0]  # bf16 where it is native
-    folder = r.folder / "priors" / kind
-    state = fit_prior(fitted, kind, codes, test_codes, folder, epochs=epochs,
-                      batch_size=batch_size, lr=lr, seed=seed, autocast=autocast,
-                      log=log)  # fmt: skip
-    return {"kind": kind, "path": str(folder / PRIOR_FILE), "options": state.get("options"),
-            "epochs": state["epoch"], "history": state["history"]}  # fmt: skip
+    if r.ckpt is None or r.folder is None:
+        raise ValueError("a prior is fitted into a run directory: give the run dir, not a model")
+    t0 = time.perf_counter()
+    with run_lock(r.folder):
+        x = r.split("train")[0]
+        limit = limit or r.train_config.get("limit", 0)  # 0: the images the run trained on
+        x = x[:limit] if limit else x
+        fitted = resolve(PRIORS[kind].prior).fit(
+            r.model, x, opts, work_dir=store.prior_path(r.folder, kind).with_suffix(".work"),
+            device=next(r.model.parameters()).device, seed=seed, progress=report,
+        )  # fmt: skip
+        meta = fit_meta(r, checkpoint.resolve(r.path), len(x), seed, asdict(opts), raw_weights)
+        meta["seconds"] = time.perf_counter() - t0
+        return store.save(fitted.cpu(), kind, r.folder, meta)
+
+
+def report(line: str) -> None:
+    """A fit's progress line, on stderr."""
+    print(f"vaekit prior: {line}", file=sys.stderr, flush=True)
+
+
+def fit_meta(r: Run, ckpt: Path, n: int, seed: int, options: dict, raw_weights: bool) -> dict:
+    """What a fitted prior belongs to: the checkpoint (file, epoch, mid-epoch steps, weights),
+    the data (dataset, number of images), the fit (seed, options) and when."""
+    from .._version import __version__
+
+    return {
+        "checkpoint": {"file": ckpt.name, "epoch": r.ckpt.get("epoch"),
+                       "batch": r.ckpt.get("batch", 0), "raw_weights": raw_weights},
+        "dataset": r.train_config["dataset"],
+        "num_codes": n,
+        "seed": seed,
+        "fit_options": options,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "vaekit": __version__,
+    }  # fmt: skip

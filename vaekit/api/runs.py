@@ -4,7 +4,8 @@ already loaded Run, or a model (LatentModel) used as it is; and the option rules
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
     import torch
 
     from ..models import LatentModel
+    from ..priors.base import Prior
 
 # the rules of options that several operations take (the flags parse with the same)
 GRID_N = Number(int, 1, 10_000)  # one picture of at most 100 x 100 images, decoded as one batch
@@ -125,13 +127,14 @@ def open_run(
 
 
 def attach_learned_prior(model: LatentModel, folder: Path) -> None:
-    """A model with discrete codes (vqvae) samples from the prior fitted over them in the run
-    (RUN/priors/pixelcnn/prior.pt, by `vaekit prior RUN --kind pixelcnn`) when there is one."""
-    path = folder / "priors" / "pixelcnn" / "prior.pt"
-    if hasattr(model, "set_prior") and path.is_file():
-        from ..training.prior_fit import load_fitted
+    """A model with discrete codes (vqvae) samples from the PixelCNN fitted over them in the
+    run (RUN/priors/pixelcnn.pt, by `vaekit prior RUN --kind pixelcnn`) when there is one: its
+    own prior."""
+    from ..priors import store
 
-        model.set_prior(load_fitted(path).to(next(model.parameters()).device))
+    if hasattr(model, "set_prior") and store.prior_path(folder, "pixelcnn").is_file():
+        fitted, _ = store.load(folder, "pixelcnn")
+        model.set_prior(fitted.to(next(model.parameters()).device))
 
 
 def run_data_dir(data_dir: str | Path | None, ckpt: dict) -> Path | None:
@@ -168,3 +171,60 @@ def check_index(i: int, n: int, flag: str, where: str = "the test set") -> None:
     """i must name one of n images, else ValueError "FLAG i is out of range: ..."."""
     if not 0 <= i < n:
         raise ValueError(f"{flag} {i} is out of range: {where} has images 0..{n - 1}")
+
+
+def inference_precision(precision: str, model) -> str:
+    """The precision an inference command runs the model in: "auto" -> bf16 where the model's
+    device computes it natively, else fp32 (the choice said on stderr); fp32 and bf16 as
+    asked. ValueError for any other name."""
+    from ..config import PRECISIONS
+    from ..runtime.precision import choose_precision
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    device = next(model.parameters()).device
+    return choose_precision(precision, device, log=lambda s: print(s, file=sys.stderr))
+
+
+def with_prior(r: Run, prior: str | Prior | None) -> Run:
+    """r with its model sampling from a fitted prior: a kind name, read from the run's
+    folder (RUN/priors/NAME.pt, written by `vaekit prior`), or a Prior; None: r as it is
+    (the model's own prior). A one-line error when the run has no such fitted prior."""
+    if prior is None:
+        return r
+    from ..models.fitted import WithPrior
+
+    if isinstance(prior, str):
+        if r.folder is None:
+            raise ValueError(
+                f"prior {prior!r} is read from a run directory: give the run dir, not a model"
+            )
+        from ..priors import store
+
+        fitted, meta = store.load(r.folder, prior)
+        warn_other_weights(r, prior, meta)
+        return replace(r, model=WithPrior(r.model, fitted, prior, meta))
+    return replace(r, model=WithPrior(r.model, prior, type(prior).__name__))
+
+
+def warn_other_weights(r: Run, name: str, meta: dict) -> None:
+    """A note on stderr when a fitted prior was fitted to other weights than the run's now."""
+    fitted = meta.get("checkpoint", {})
+    now = {"epoch": r.ckpt.get("epoch"), "batch": r.ckpt.get("batch", 0)}
+    if any(fitted.get(k) != v for k, v in now.items()):
+        print(
+            f"note: prior {name} was fitted to the codes of epoch {fitted.get('epoch')} "
+            f"(+{fitted.get('batch', 0)} steps), the run is at epoch {now['epoch']} "
+            f"(+{now['batch']} steps): fit it again with `vaekit prior`",
+            file=sys.stderr,
+        )
+
+
+def prior_record(model: LatentModel) -> dict:
+    """Which prior a model samples from, for a record: {"prior": its name ("own": the model's
+    own), "prior_fit": what a fitted one was fitted on (None for the model's own)}."""
+    from ..models.fitted import WithPrior
+
+    if isinstance(model, WithPrior):
+        return {"prior": model.name, "prior_fit": model.meta}
+    return {"prior": "own", "prior_fit": None}

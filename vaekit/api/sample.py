@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING
 
 from ..config import NONNEG, POSITIVE, SEED
 from .pictures import write_grid
-from .runs import GRID_N, RunLike, checked, open_run, prepare_out
+from .runs import GRID_N, RunLike, checked, open_run, prepare_out, with_prior
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from ..priors.base import Prior
 
 
 def sample(
@@ -22,6 +24,7 @@ def sample(
     temperature: float = 1.0,
     temperatures: Sequence[float] | None = None,
     seed: int = 0,
+    prior: str | Prior | None = None,
     out: str | Path | None = None,
     device: str = "cpu",
     data_dir: str | Path | None = None,
@@ -30,14 +33,16 @@ def sample(
 ) -> np.ndarray:
     """A grid of n samples z ~ N(0, T^2 I) decoded, as a uint8 image (H, W) or (H, W, C);
     temperatures: one per latent group, top first (hierarchical models), instead of
-    temperature. Written to out when given (as `vaekit sample` writes RUN_DIR/samples.png)."""
+    temperature; prior: z from a fitted prior instead (at temperature T: its spread scaled by
+    T), the name of one fitted by `vaekit prior RUN --kind NAME` or a vaekit.priors Prior.
+    Written to out when given (as `vaekit sample` writes RUN_DIR/samples.png)."""
     from ..figures.grids import sample_grid
 
     n, seed = checked("n", n, GRID_N), checked("seed", seed, SEED)
     temperature = checked("temperature", temperature, POSITIVE)
     if temperatures is not None:
         temperatures = [checked("temperatures", t, NONNEG) for t in temperatures]
-    model = open_run(run, device, data_dir, allow_nonfinite, raw_weights).model
+    model = with_prior(open_run(run, device, data_dir, allow_nonfinite, raw_weights), prior).model
     out = prepare_out(out)
     groups = len(model.latent_shapes)
     if temperatures and len(temperatures) != groups:

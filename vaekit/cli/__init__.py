@@ -36,11 +36,11 @@ COMMANDS = {
     "interpolate": interpolate,
     "evaluate": evaluate,
     "metrics": metrics,
-    "prior": prior,
     "encode": encode,
     "score": score,
     "explore": explore,
     "export": export,
+    "prior": prior,
 }
 
 

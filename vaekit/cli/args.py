@@ -132,6 +132,18 @@ def raw_weights_flag(p: argparse.ArgumentParser) -> None:
     )
 
 
+def precision_flag(p: argparse.ArgumentParser) -> None:
+    """--precision of the inference commands (encode, score)."""
+    from ..config import PRECISIONS
+
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="auto (bf16 where the device computes it natively, else fp32), fp32, bf16 [auto]",
+    )
+
+
 def data_arg(p: argparse.ArgumentParser) -> None:
     """--data of the picture commands: other images than the run's test set."""
     p.add_argument(
@@ -165,3 +177,16 @@ def weights_label(epoch: int, batch: int = 0) -> str:
     """Which weights a checkpoint of epoch and batch (its mid-epoch steps) holds: "epoch 8", or
     "epoch 8 + 120 steps (mid-epoch 9)"."""
     return f"epoch {epoch}" + (f" + {batch} steps (mid-epoch {epoch + 1})" if batch else "")
+
+
+def prior_flag(p: argparse.ArgumentParser, what: str = "decode samples of") -> None:
+    """--prior NAME: a prior fitted by `vaekit prior RUN --kind NAME` instead of the model's."""
+    from ..config import PRIORS
+
+    p.add_argument(
+        "--prior",
+        choices=list(PRIORS),
+        metavar="NAME",
+        help=f"{what} the prior fitted by `vaekit prior RUN_DIR --kind NAME` (RUN_DIR/priors/"
+        f"NAME.pt; NAME: {', '.join(PRIORS)}) [the model's own]",
+    )

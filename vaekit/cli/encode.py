@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from .args import add_run_flags, arg
+from .args import add_run_flags, arg, precision_flag
 
 HELP = "posterior means and log-variances of any images"
 
@@ -28,6 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--batch-size", type=arg(POSITIVE_INT), default=1000, help="images per batch [1000]"
     )
+    precision_flag(p)
     p.add_argument(
         "--all-groups", action="store_true", help="also the lower latent groups (hierarchical)"
     )
@@ -39,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     arrays = encode(args.run_dir, args.data, args.batch_size, args.all_groups, args.data_dir,
                     out=args.out, format=args.format, device=args.device,
-                    allow_nonfinite=args.allow_nonfinite, raw_weights=args.raw_weights)  # fmt: skip
+                    precision=args.precision, allow_nonfinite=args.allow_nonfinite,
+                    raw_weights=args.raw_weights)  # fmt: skip
     seconds = time.perf_counter() - t0
     shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in arrays.items())
     print(f"wrote {args.out}: {shapes} ({len(arrays['mu'])} images in {seconds:.1f} s)")

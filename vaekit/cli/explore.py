@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .args import add_run_flags, arg, run_options
+from .args import add_run_flags, arg, prior_flag, run_options
 
 HELP = "a local web page to steer the latent space live"
 
@@ -17,6 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on [127.0.0.1]")
     p.add_argument("--port", type=arg(PORT), default=8000, help="port; 0 picks a free one [8000]")
     p.add_argument("--quiet", action="store_true", help="do not log each request")
+    prior_flag(p, "Random sample draws from")
     p.add_argument(
         "--tsne-max",
         type=arg(NONNEG_INT),
@@ -31,5 +32,5 @@ def run(args: argparse.Namespace) -> int:
     from ..api.explore import explore
 
     explore(args.run_dir, host=args.host, port=args.port, quiet=args.quiet,
-            tsne_max=args.tsne_max, **run_options(args))  # fmt: skip
+            tsne_max=args.tsne_max, prior=args.prior, **run_options(args))  # fmt: skip
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .args import add_run_flags, arg, run_options, weights_label
+from .args import add_run_flags, arg, prior_flag, run_options, weights_label
 
 HELP = "sample quality: FID, KID, precision/recall of samples"
 
@@ -22,6 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--seed", type=arg(SEED), default=0, help="noise seed, also of KID's subsets [0]"
     )
+    prior_flag(p, "measure samples of")
     p.add_argument(
         "--features",
         choices=list(FEATURES),
@@ -40,7 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--batch-size", type=arg(POSITIVE_INT), default=500, help="images per batch [500]"
     )
-    p.add_argument("--out", type=Path, help="JSON [RUN_DIR/quality-FEATURES-tT.json]")
+    p.add_argument(
+        "--out", type=Path, help="JSON [RUN_DIR/quality-FEATURES-tT.json, -tT-PRIOR.json]"
+    )
     p.add_argument("--json", action="store_true", help="print the results as JSON")
 
 
@@ -49,10 +52,12 @@ def run(args: argparse.Namespace) -> int:
     from ..api.metrics import metrics
     from ..api.runs import run_folder
 
-    name = f"quality-{args.features}-t{args.temperature:g}.json"
+    prior = f"-{args.prior}" if args.prior else ""
+    name = f"quality-{args.features}-t{args.temperature:g}{prior}.json"
     out = args.out or run_folder(args.run_dir) / name
     res = metrics(args.run_dir, n=args.n, temperature=args.temperature, seed=args.seed,
-                  features=args.features, inception_weights=args.inception_weights,
+                  prior=args.prior, features=args.features,
+                  inception_weights=args.inception_weights,
                   classifier_limit=args.classifier_limit, batch_size=args.batch_size, out=out,
                   **run_options(args))  # fmt: skip
     if args.json:
@@ -70,8 +75,9 @@ def print_record(res: dict) -> None:
 
     acc = res["features"].get("test_accuracy")
     weights = weights_label(res["epoch"], res["mid_epoch_steps"])
+    prior = "" if res.get("prior", "own") == "own" else f", prior {res['prior']}"
     print(
-        f"{res['dataset']} test, {weights}, {res['features']['name']} features"
+        f"{res['dataset']} test, {weights}{prior}, {res['features']['name']} features"
         + (f" (test accuracy {acc:.4f})" if acc is not None else "")
     )
     for what in ("samples", "reconstructions"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .args import add_run_flags, arg, picture_out, run_options, wrote_picture
+from .args import add_run_flags, arg, picture_out, prior_flag, run_options, wrote_picture
 
 HELP = "decode samples from the prior as a grid"
 
@@ -24,6 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="one temperature per latent group, top first (hierarchical models)",
     )
     p.add_argument("--seed", type=arg(SEED), default=0, help="noise seed [0]")
+    prior_flag(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,6 +32,6 @@ def run(args: argparse.Namespace) -> int:
 
     out = picture_out(args, "samples.png")
     grid = sample(args.run_dir, n=args.n, temperature=args.temperature,
-                  temperatures=args.temperatures, seed=args.seed, out=out,
+                  temperatures=args.temperatures, seed=args.seed, prior=args.prior, out=out,
                   **run_options(args))  # fmt: skip
     return wrote_picture(out, grid)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .args import add_run_flags, arg, run_options
+from .args import add_run_flags, arg, precision_flag, run_options
 
 HELP = "anomaly / out-of-distribution scores of any images"
 
@@ -27,6 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="images known to be normal: AUROC, AUPRC, FPR@95 of each score (scikit-learn)",
     )
     p.add_argument("--seed", type=arg(SEED), default=0, help="noise seed [0]")
+    precision_flag(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
 
     rec = score(args.run_dir, args.data, out=args.out, iw_samples=args.iw_samples,
                 background=args.background, in_dist=args.in_dist, seed=args.seed,
-                **run_options(args))  # fmt: skip
+                precision=args.precision, **run_options(args))  # fmt: skip
     n = len(next(iter(rec.scores.values())))
     more = f" ({len(rec.unreadable)} unreadable)" if rec.unreadable else ""
     print(f"wrote {args.out}: {n} images{more}, scores {', '.join(rec.scores)} (bits)")

@@ -28,27 +28,31 @@ from ..models import LatentModel
 
 @torch.inference_mode()
 def encode_source(
-    model: LatentModel, source: Source, batch_size: int = 1000, all_groups: bool = False
+    model: LatentModel,
+    source: Source,
+    batch_size: int = 1000,
+    all_groups: bool = False,
+    precision: str = "fp32",
 ) -> dict[str, np.ndarray]:
-    """The posterior of every image of a source, in the source's order (see the module doc)."""
+    """The posterior of every image of a source, in the source's order (see the module doc),
+    computed in precision ("fp32", or "bf16" autocast: the arrays are float32 either way)."""
+    from ..runtime.precision import autocast
+
     device = next(model.parameters()).device
     parts: dict[str, list] = {}
     bar = tqdm(total=source.count, desc="encoding", unit="img", file=sys.stderr, disable=None)
     for b in source.batches(batch_size):
         x = to_float(model.likelihood.prepare_eval(b.x).to(device))
-        if all_groups and len(model.latent_shapes) > 1:
-            groups = model.posterior(x)
-            mu, logvar = groups[0][0].flatten(1), groups[0][1].flatten(1)
-            for i, (m, lv) in enumerate(groups[1:], start=1):
-                parts.setdefault(f"mu_{i}", []).append(m.cpu().numpy())
-                parts.setdefault(f"logvar_{i}", []).append(lv.cpu().numpy())
-        else:
-            mu, logvar = model.encode(x)
-        parts.setdefault("mu", []).append(mu.cpu().numpy())
+        with autocast(precision, device):
+            mu, logvar, lower = posterior_of(model, x, all_groups)
+        for i, (m, lv) in enumerate(lower, start=1):
+            parts.setdefault(f"mu_{i}", []).append(m.float().cpu().numpy())
+            parts.setdefault(f"logvar_{i}", []).append(lv.float().cpu().numpy())
+        parts.setdefault("mu", []).append(mu.float().cpu().numpy())
         if hasattr(model, "codes"):
             parts.setdefault("codes", []).append(model.codes(x).cpu().numpy())
         if logvar is not None:
-            parts.setdefault("logvar", []).append(logvar.cpu().numpy())
+            parts.setdefault("logvar", []).append(logvar.float().cpu().numpy())
         if b.labels is not None:
             parts.setdefault("labels", []).append(b.labels.numpy())
         if b.paths is not None:
@@ -60,6 +64,15 @@ def encode_source(
         paths, errors = zip(*source.unreadable.files, strict=True)
         arrays["unreadable"], arrays["unreadable_errors"] = np.array(paths), np.array(errors)
     return arrays
+
+
+def posterior_of(model: LatentModel, x: torch.Tensor, all_groups: bool) -> tuple:
+    """(mu, logvar) of the top group, flat (B, D), and [(mu_i, logvar_i)] of the lower groups
+    (with all_groups, for hierarchical models; else [])."""
+    if all_groups and len(model.latent_shapes) > 1:
+        groups = model.posterior(x)
+        return groups[0][0].flatten(1), groups[0][1].flatten(1), groups[1:]
+    return (*model.encode(x), [])
 
 
 def save(arrays: dict[str, np.ndarray], path: Path, fmt: str) -> Path:

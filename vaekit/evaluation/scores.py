@@ -75,16 +75,19 @@ def score(
     iw_samples: int = 0,
     background: LatentModel | None = None,
     seed: int = 0,
+    precision: str = "fp32",
 ) -> dict[str, np.ndarray]:
     """Every score of uint8 images x (N, C, H, W) as the model sees them (see the module doc),
-    with bits_per_dim of the nll."""
-    nll = nll_bits(model, x, iw_samples, seed)
+    with bits_per_dim of the nll; the models run in precision ("fp32", or "bf16" autocast)."""
+    from ..runtime.precision import autocast
+
+    with autocast(precision, next(model.parameters()).device):
+        nll = nll_bits(model, x, iw_samples, seed)
+        ratio = None if background is None else nll - nll_bits(background, x, iw_samples, seed)
     comp = png_bits(x)
     out = {"nll": nll, "bits_per_dim": nll / x[0].numel(), "png_bits": comp,
            "complexity": nll - comp}  # fmt: skip
-    if background is not None:
-        out["ratio"] = nll - nll_bits(background, x, iw_samples, seed)
-    return out
+    return out if ratio is None else {**out, "ratio": ratio}
 
 
 def ood_metrics(normal: np.ndarray, anomalous: np.ndarray) -> dict[str, float]:

@@ -25,6 +25,7 @@ import json
 import math
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from PIL import Image
@@ -36,6 +37,9 @@ from ..figures.grids import dim_scores
 from ..likelihoods import to_float
 from ..models import LatentModel
 from .projection import cache_key, tsne_map
+
+if TYPE_CHECKING:
+    from ..models.fitted import WithPrior
 
 MAX_UPLOAD = 2 << 20  # bytes of an uploaded image file
 MAX_UPLOAD_PIXELS = 4096 * 4096  # refuse larger images before decoding them
@@ -174,8 +178,10 @@ class Explorer:
         tsne_max: int = 0,
         cache: Path | None = None,
         log=print,
+        fitted: WithPrior | None = None,
     ):
         self.model = model.eval()
+        self.fitted = fitted  # samples from this fitted prior, not from the model's own
         self.device = next(model.parameters()).device
         if y is not None and len(y) and int(y.min()) == int(y.max()):
             y = None  # one class (e.g. a folder without class subfolders): no labels to show
@@ -232,7 +238,8 @@ class Explorer:
             "dataset": self.name,
             "latent_dim": self.model.top_dim,
             "family": cfg.family,
-            "has_prior": self.model.has_prior,
+            "has_prior": self.model.has_prior or self.fitted is not None,
+            "prior": "own" if self.fitted is None else self.fitted.name,
             "groups": len(self.model.latent_shapes),
             "kl_per_group": self.kl_groups,
             "note": self.note(),
@@ -261,6 +268,8 @@ class Explorer:
     def note(self) -> str:
         """What the page should say about the model's latents."""
         m = self.model
+        if self.fitted is not None:
+            return f"Random sample draws from the fitted prior {self.fitted.name}"
         if not m.has_prior:
             return f"a {m.cfg.family} has no prior: random codes are not samples of a model"
         if len(m.latent_shapes) > 1:
@@ -281,7 +290,10 @@ class Explorer:
             g.manual_seed(_int(body, "seed", 0, 2**63 - 1))
         else:
             g.seed()
-        z = torch.randn(n, self.model.top_dim, generator=g) * t  # (n, D), z ~ N(0, T^2 I)
+        if self.fitted is not None:  # (n, D) from the fitted prior, its spread scaled by T
+            z = self.fitted.prior.sample(n, g, t).reshape(n, -1).cpu()
+        else:
+            z = torch.randn(n, self.model.top_dim, generator=g) * t  # (n, D), z ~ N(0, T^2 I)
         return {"z": z.tolist(), "images": self._images(z)}
 
     def encode(self, body: dict) -> dict:

@@ -59,6 +59,11 @@ class LatentModel(nn.Module):
     def has_kl(self) -> bool:
         return True
 
+    @property
+    def conditional(self) -> bool:
+        """Does the model take class labels (its options' `conditional`)?"""
+        return bool(getattr(self.cfg.net, "conditional", False))
+
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 

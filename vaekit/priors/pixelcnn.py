@@ -12,11 +12,18 @@ depend on k only through positions before (i, j) in raster order (tested with gr
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .base import Prior
+
+if TYPE_CHECKING:
+    from ..models import LatentModel
 
 
 def gate(h: torch.Tensor) -> torch.Tensor:
@@ -109,3 +116,31 @@ class PixelCNN(Prior):
                 draw = torch.multinomial(logits.softmax(1), 1, generator=generator)[:, 0]
                 k[:, i, j] = draw.to(device)
         return k
+
+    @classmethod
+    def fit(
+        cls,
+        model: LatentModel,
+        x: torch.Tensor,
+        options,
+        *,
+        work_dir: Path,
+        device: torch.device,
+        seed: int,
+        progress: Callable[[str], None],
+    ) -> PixelCNN:
+        """A PixelCNN of options' size fitted for options.epochs to the code grids of images
+        x (uint8 (N, C, H, W)) of a model with discrete codes (vqvae), in bf16 autocast with
+        options.bf16; resumes from work_dir (vaekit.priors.fit)."""
+        from .codes import code_grids
+        from .fit import fit_prior
+
+        codes = code_grids(model, x)
+        progress(f"fitting a PixelCNN to the code grids {tuple(codes.shape)} of the images")
+        torch.manual_seed(seed)
+        prior = cls(model.cfg.net.codebook_size, codes.shape[1:], options.channels,
+                    options.layers, options.kernel).to(device)  # fmt: skip
+        fit = {"epochs": options.epochs, "batch_size": options.batch_size, "lr": options.lr,
+               "seed": seed}  # fmt: skip
+        fit_prior(prior, codes, work_dir, fit, autocast=options.bf16, progress=progress)
+        return prior

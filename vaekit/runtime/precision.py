@@ -5,6 +5,7 @@ Intel Xeon with AVX-512 but no AVX-512 BF16)."""
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import torch
@@ -55,3 +56,8 @@ def precision_reason(requested: str, device: torch.device) -> str:
     config.json records it): "auto: the CPU has avx512_bf16", "requested (the CPU has ...)"."""
     why = native_bf16(device)[1]
     return f"auto: {why}" if requested == "auto" else f"requested ({why})"
+
+
+def autocast(precision: str, device: torch.device) -> AbstractContextManager:
+    """The autocast context of a chosen precision ("fp32": off, "bf16": bf16 autocast)."""
+    return torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16")

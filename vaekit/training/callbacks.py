@@ -295,8 +295,8 @@ def epoch_line(row: dict, epochs: int) -> str:
     if "test_loss" in row:
         msg += f"  test {row['test_loss']:.2f} (recon {row['test_recon']:.2f}"
         msg += f", kl {row['test_kl']:.2f}" if row["test_kl"] is not None else ", no kl"
-        msg += "".join(f", {k[5:]} {v:.2f}" for k, v in row.items() if k not in TEST_KEYS
-                       and k.startswith("test_")) + ")"  # a model's auxiliary terms
+        aux = [(k[5:], v) for k, v in row.items() if k.startswith("test_") and k not in TEST_KEYS]
+        msg += "".join(f", {name} {v:.2f}" for name, v in aux) + ")"  # a model's auxiliary terms
     if "fid_recon" in row:
         msg += f"  fid {row['fid']:.2f}" if "fid" in row else ""
         msg += f"  fid_recon {row['fid_recon']:.2f}"
