@@ -84,12 +84,18 @@ def samples(
 
 
 @torch.inference_mode()
-def reconstructions(model: LatentModel, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-    """Decoded posterior means of uint8 images x (N, C, H, W), as the model sees them: uint8."""
+def reconstructions(
+    model: LatentModel, x: torch.Tensor, batch_size: int = 500, y: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Decoded posterior means of uint8 images x (N, C, H, W), as the model sees them (given
+    their labels y (N,) for a conditional model): uint8."""
     device = next(model.parameters()).device
-    return torch.cat(
-        [to_uint8(model.reconstruct(to_float(xb.to(device)))) for xb in x.split(batch_size)]
-    )
+    out = []
+    for i in range(0, len(x), batch_size):
+        xb = to_float(x[i : i + batch_size].to(device))
+        yb = {} if y is None else {"y": y[i : i + batch_size].to(device)}
+        out.append(to_uint8(model.reconstruct(xb, **yb)))
+    return torch.cat(out)
 
 
 def timed(seconds: dict, stage: str, fn: Callable, *args):
@@ -110,11 +116,13 @@ def sample_quality(
     seed: int = 0,
     batch_size: int = 500,
     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),
+    y: torch.Tensor | None = None,
 ) -> dict:
     """metrics.compare of n samples (None for a model without a prior) and of the
     reconstructions of min(n, N) test images x_seen (as the model sees them) against the same
     min(n, N) test images x_real (uint8 (N, C, H, W), as stored); with the seconds each stage
-    took. Fewer than N test images are a random subset (subset)."""
+    took. Fewer than N test images are a random subset (subset). y: the test labels (N,), which
+    a conditional model reconstructs with (its samples take the classes in turn)."""
     metrics.torchmetrics_image()  # missing: an error now, not after minutes of sampling
     was_training = model.training
     model.eval()
@@ -133,7 +141,8 @@ def sample_quality(
             seconds, "metrics_samples", metrics.compare, f_real, f_fake, seed, radii
         )
     log(f"vaekit: reconstructions of {m:,} test images")
-    x_rec = timed(seconds, "reconstruction", reconstructions, model, x_seen[idx], batch_size)
+    y_idx = None if y is None else y[idx]
+    x_rec = timed(seconds, "reconstruction", reconstructions, model, x_seen[idx], batch_size, y_idx)
     f_rec = timed(seconds, "features_reconstructions", extract, features, x_rec, batch_size)
     out["reconstructions"] = timed(
         seconds, "metrics_reconstructions", metrics.compare, f_real, f_rec, seed, radii
@@ -155,10 +164,12 @@ class Watch:
         self.idx = subset(WATCH_SAMPLES, len(x_test))
         self.f_real = extract(self.features, x_test[self.idx])
 
-    def __call__(self, model: LatentModel, x_seen: torch.Tensor, seed: int = 0) -> dict:
+    def __call__(
+        self, model: LatentModel, x_seen: torch.Tensor, seed: int = 0, y: torch.Tensor | None = None
+    ) -> dict:
         """{"fid": samples' FID (absent for a model without a prior), "fid_recon": the
-        reconstructions' of x_seen (the test images as the model sees them), "fid_seconds":
-        what measuring both took}."""
+        reconstructions' of x_seen (the test images as the model sees them, labels y for a
+        conditional model), "fid_seconds": what measuring both took}."""
         t0 = time.perf_counter()
         was_training = model.training
         model.eval()
@@ -166,7 +177,8 @@ class Watch:
         if model.has_prior:
             x = samples(model, WATCH_SAMPLES, 1.0, seed)
             out["fid"] = metrics.frechet_distance(self.f_real, extract(self.features, x))
-        x = reconstructions(model, x_seen[self.idx.to(x_seen.device)])
+        idx = self.idx.to(x_seen.device)
+        x = reconstructions(model, x_seen[idx], y=None if y is None else y[idx.to(y.device)])
         out["fid_recon"] = metrics.frechet_distance(self.f_real, extract(self.features, x))
         model.train(was_training)
         return {**out, "fid_seconds": time.perf_counter() - t0}
