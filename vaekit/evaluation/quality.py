@@ -74,13 +74,49 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
 
 @torch.inference_mode()
 def samples(
-    model: LatentModel, n: int, temperature: float, seed: int = 0, batch_size: int = 500
+    model: LatentModel,
+    n: int,
+    temperature: float,
+    seed: int = 0,
+    batch_size: int = 500,
+    label: int | None = None,
 ) -> torch.Tensor:
     """n samples of the model at a temperature as uint8 (n, C, H, W), batch by batch from one
-    CPU generator seeded with seed: the same images for the same seed and batch size."""
+    CPU generator seeded with seed: the same images for the same seed and batch size. label:
+    the class of a conditional model's samples (None: its classes in turn, in each batch)."""
     g = torch.Generator().manual_seed(seed)
     sizes = [min(batch_size, n - i) for i in range(0, n, batch_size)]
-    return torch.cat([to_uint8(model.sample(b, temperature, generator=g)) for b in sizes])
+    kw = {} if label is None else {"labels": label}
+    return torch.cat([to_uint8(model.sample(b, temperature, generator=g, **kw)) for b in sizes])
+
+
+@torch.inference_mode()
+def class_quality(
+    model: LatentModel,
+    features: Features,
+    net: classifier.Classifier,
+    x_real: torch.Tensor,
+    y_real: torch.Tensor,
+    per_class: int = 1000,
+    temperature: float = 1.0,
+    seed: int = 0,
+    batch_size: int = 500,
+) -> dict:
+    """A conditional model's samples, per_class of each class (same seed for each class: the
+    same codes z): {"label_accuracy": the share the dataset's classifier `net` labels as the
+    class asked for, "per_class": [{"label", "label_accuracy", "fid" against the test images
+    x_real of that class (labels y_real), "num_samples", "num_real"}]}."""
+    rows, right = [], 0
+    for k in range(model.num_classes):
+        x = samples(model, per_class, temperature, seed, batch_size, label=k)
+        pred = torch.cat([net(xb).argmax(1) for xb in x.split(batch_size)])
+        real = x_real[y_real == k]
+        fid = metrics.frechet_distance(extract(features, real), extract(features, x))
+        hits = int((pred == k).sum())
+        right += hits
+        rows.append({"label": k, "label_accuracy": hits / per_class, "fid": fid,
+                     "num_samples": per_class, "num_real": len(real)})  # fmt: skip
+    return {"label_accuracy": right / (per_class * model.num_classes), "per_class": rows}
 
 
 @torch.inference_mode()
