@@ -32,9 +32,10 @@ def sample(
     """A grid of n samples z ~ N(0, T^2 I) decoded, as a uint8 image (H, W) or (H, W, C);
     temperatures: one per latent group, top first (hierarchical models), instead of
     temperature. label (a conditional model's): a class, or "all": one row per class of
-    max(1, n // classes) samples each (default: the classes in turn). Written to out when given
+    max(1, n // classes) samples each, from the same codes in every row (default: the classes
+    in turn). Written to out when given
     (as `vaekit sample` writes RUN_DIR/samples.png)."""
-    from ..figures.grids import class_rows, sample_grid
+    from ..figures.grids import class_grid, sample_grid
 
     n, seed = checked("n", n, GRID_N), checked("seed", seed, SEED)
     temperature = checked("temperature", temperature, POSITIVE)
@@ -55,9 +56,7 @@ def sample(
             file=sys.stderr,
         )
     if label == "all":
-        per = max(1, n // model.num_classes)
-        labels = class_rows(model, per)
-        grid = sample_grid(model, len(labels), temperatures or temperature, seed, labels, per)
+        grid = class_grid(model, max(1, n // model.num_classes), temperatures or temperature, seed)
     else:
         grid = sample_grid(model, n, temperatures or temperature, seed, label)
     return write_grid(grid, out)

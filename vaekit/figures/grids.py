@@ -31,15 +31,14 @@ def sample_grid(
     temperature: float | list[float] = 1.0,
     seed: int = 0,
     labels: int | torch.Tensor | None = None,
-    nrow: int | None = None,
 ) -> np.ndarray:
-    """n prior samples (z ~ N(0, T^2 I), fixed seed) as a grid of nrow images a row (default
-    square-ish) with 2 px padding. labels: of a conditional model's samples (Model.sample).
+    """n prior samples (z ~ N(0, T^2 I), fixed seed) as a square-ish grid with 2 px padding.
+    labels: of a conditional model's samples (LatentModel.sample).
 
     For a model without a prior (ae) these are decoded random codes, not samples."""
     g = torch.Generator().manual_seed(seed)
     x = model.eval().sample(n, temperature, generator=g, **labels_kw(labels))
-    return make_grid(x, nrow or _square_nrow(n))
+    return make_grid(x, _square_nrow(n))
 
 
 def labels_kw(labels) -> dict:
@@ -47,11 +46,19 @@ def labels_kw(labels) -> dict:
     return {} if labels is None else {"labels": labels}
 
 
-def class_rows(model: LatentModel, per_row: int) -> torch.Tensor:
-    """Labels (K * per_row,) for a grid of one row per class of a conditional model."""
+@torch.inference_mode()
+def class_grid(
+    model: LatentModel, per_row: int, temperature: float | list[float] = 1.0, seed: int = 0
+) -> np.ndarray:
+    """A conditional model's samples, one row per class of per_row samples; every row decodes
+    the same codes (the same seed), so a column holds one style in every class."""
     if not model.conditional:
         model.check_labels(torch.zeros(1))  # the one-line refusal
-    return torch.arange(model.num_classes).repeat_interleave(per_row)
+    rows = [
+        model.eval().sample(per_row, temperature, torch.Generator().manual_seed(seed), labels=k)
+        for k in range(model.num_classes)
+    ]
+    return make_grid(torch.cat(rows), per_row)
 
 
 @torch.inference_mode()
