@@ -90,7 +90,9 @@ def traverse_grid(
         if not 0 <= d < D:
             raise ValueError(f"latent dim {d} out of range: the model has dims 0..{D - 1}")
     y = fixed_label(model, label, steps * steps)
-    mu, _ = model.eval().encode(to_float(x[None].to(_device(model))), **with_labels(y[:1]))
+    mu, _ = model.eval().encode(
+        to_float(x[None].to(_device(model))), **with_labels(None if y is None else y[:1])
+    )
     offsets = torch.linspace(-span, span, steps, device=mu.device)  # mu: (1, D)
     z = mu.repeat(steps * steps, 1)  # (steps^2, D), row-major: row i, column j
     z[:, dims[0]] += offsets.repeat_interleave(steps)

@@ -93,13 +93,13 @@ class VAE(LatentModel):
         chunk * B samples at once (chunk None: all K). y: labels (B,) of a conditional model."""
         y = self.check_labels(y)
 
-        def log_px(x_rep: torch.Tensor, z: torch.Tensor) -> torch.Tensor:  # (n * B) samples
-            return self.log_px(x_rep, z, None if y is None else y.repeat(len(z) // len(y)))
+        def log_px_given_y(x_rep: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+            return self.log_px(x_rep, z, y.repeat(len(z) // len(y)))  # (n * B) samples
 
         return iw_log_weights(
             x,
             lambda x: self.posterior(x, y)[0],
-            log_px,
+            self.log_px if y is None else log_px_given_y,
             K,
             chunk or K,
             generator,
