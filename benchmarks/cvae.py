@@ -69,10 +69,10 @@ def main() -> None:
     a.out.parent.mkdir(parents=True, exist_ok=True)
     write_json(a.out, res)
     s, t = record["samples"], res["training"]
+    verdict = "met" if res["target_met"] else "missed"
     print(f"mnist-cvae ({t['epochs_done']}/{t['epochs']} epochs): label_accuracy "
-          f"{res['label_accuracy']:.4f} (target {TARGET}: {'met' if res['target_met'] else 'missed'})"
-          f", sample FID {s['fid']:.2f}, FID per class "
-          + " ".join(f"{f:.2f}" for f in res["fid_per_class"]))  # fmt: skip
+          f"{res['label_accuracy']:.4f} (target {TARGET}: {verdict}), sample FID {s['fid']:.2f}, "
+          "FID per class " + " ".join(f"{f:.2f}" for f in res["fid_per_class"]))  # fmt: skip
     print(f"wrote {a.out}")
 
 
