@@ -59,3 +59,15 @@ def tiny_run(data_root, tmp_path_factory) -> Path:
     args = ["train", "--limit", "512", "--epochs", "1", "--out", str(out), *TINY]
     assert main([*args, "--data-dir", str(data_root)]) == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_cvae_run(data_root, tmp_path_factory) -> Path:
+    """A conditional run (preset mnist-cvae, tiny) trained for one epoch on 512 real MNIST
+    images with their labels, shared by read-only tests."""
+    from vaekit.cli import main
+
+    out = tmp_path_factory.mktemp("runs") / "tiny-cvae"
+    args = ["train", "--preset", "mnist-cvae", "--limit", "512", "--epochs", "1", "--out", str(out)]
+    assert main([*args, *TINY, "--data-dir", str(data_root)]) == 0
+    return out

@@ -10,15 +10,26 @@ import pytest
 import torch
 
 from vaekit import checkpoint
-from vaekit.config import FAMILIES, LIKELIHOODS, OBJECTIVES, ObjectiveConfig, build_model_config
+from vaekit.config import (
+    FAMILIES,
+    LIKELIHOODS,
+    OBJECTIVES,
+    ObjectiveConfig,
+    build_model_config,
+    field_names,
+)
 from vaekit.evaluation.bound import evaluate
 from vaekit.losses import iw_bound, log_normal, log_std_normal
 from vaekit.models import create_model, list_models
+from vaekit.models.base import with_labels
 from vaekit.models.hvae import soft_clamp
 from vaekit.objectives import create_objective
 from vaekit.training import TrainModule, train_step
 
-CASES = list(itertools.product(list_models(), OBJECTIVES, LIKELIHOODS))
+# Families whose options take `conditional` are tested both ways (a CVAE given labels).
+CONDITIONAL = [f for f in list_models() if "conditional" in field_names(FAMILIES[f].options)]
+VARIANTS = [(f, False) for f in list_models()] + [(f, True) for f in CONDITIONAL]
+CASES = [(f, c, o, lik) for (f, c), o, lik in itertools.product(VARIANTS, OBJECTIVES, LIKELIHOODS)]
 
 
 # Small options for each family (a family not listed here is tested with its defaults).
@@ -60,24 +71,32 @@ def test_every_model_class_is_registered_and_every_registration_builds_its_class
         and cls.__module__.startswith("vaekit.models.") and not inspect.isabstract(cls)
         and cls.__module__ != "vaekit.models.fitted"  # WithPrior wraps a family's model
     }  # fmt: skip
-    assert classes == {f.model for f in FAMILIES.values()}
+    wrappers = {"vaekit.models.fitted:WithPrior"}  # any family's model under a fitted prior
+    assert classes - wrappers == {f.model for f in FAMILIES.values()}
     for name in list_models():
         model = tiny(name, "bernoulli")
         assert type(model) is resolve(FAMILIES[name].model) and model.cfg.family == name
 
 
-@pytest.mark.parametrize("family,objective,likelihood", CASES)
-def test_contract(family, objective, likelihood, tmp_path):
-    model = tiny(family, likelihood)
+def labels_for(conditional: bool, n: int = 4) -> torch.Tensor | None:
+    """Class labels (n,) for a conditional tiny model (10 classes), None otherwise."""
+    return torch.tensor([3, 0, 9, 3, 5, 1, 7, 2][:n]) if conditional else None
+
+
+@pytest.mark.parametrize("family,conditional,objective,likelihood", CASES)
+def test_contract(family, conditional, objective, likelihood, tmp_path):
+    model = tiny(family, likelihood, **({"conditional": True} if conditional else {}))
+    assert model.conditional == conditional
     obj = create_objective(ObjectiveConfig(objective=objective, iw_k=3))
-    x = images(likelihood)
+    x, y = images(likelihood), labels_for(conditional)
+    kw = with_labels(y)
     if objective == "iwae" and not model.has_kl:  # no posterior density: refused in one line
         with pytest.raises(ValueError, match="needs a model with a posterior density"):
             obj.check(model)
         return
     obj.check(model)
     # forward: shapes and finiteness of every term
-    out = model(x)
+    out = model(x, **kw)
     assert out["recon"].shape == (4,) and torch.isfinite(out["recon"]).all()
     assert [tuple(z.shape[1:]) for z in out["z"]] == model.latent_shapes
     assert len(out["kl"]) == (len(model.latent_shapes) if model.has_kl else 0)
@@ -90,22 +109,25 @@ def test_contract(family, objective, likelihood, tmp_path):
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     before = [p.detach().clone() for p in model.parameters()]
     eps = model.noise(4, obj.samples)
-    res = train_step(TrainModule(model, obj), list(model.parameters()), opt, x, 0, eps=eps)
+    res = train_step(TrainModule(model, obj), list(model.parameters()), opt, x, 0, eps=eps, y=y)
     assert bool(res["ok"]) and math.isfinite(res["loss"].item()) and res["gnorm"] > 0
     assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True))
     # images out: shapes and range
     model.eval()
-    for img in (model.sample(3), model.reconstruct(x), model.decode(model.encode(x)[0])):
+    samples = [model.sample(3)] + ([model.sample(3, labels=7)] if conditional else [])
+    pictures = [model.reconstruct(x, **kw), model.decode(model.encode(x, **kw)[0], **kw)]
+    for img in samples + pictures:
         assert img.shape[1:] == (1, 28, 28) and img.min() >= 0 and img.max() <= 1
     # a checkpoint round trip gives identical outputs
     checkpoint.save({"model": model.state_dict(), "model_config": model.cfg.to_dict(),
                      "objective_config": obj.cfg.to_dict()}, tmp_path / "m.pt")  # fmt: skip
     again = checkpoint.build_model(checkpoint.load(tmp_path / "m.pt")).eval()
-    z = torch.randn(2, model.top_dim)
-    assert torch.equal(again.decode(z), model.decode(z))
-    assert torch.equal(again.encode(x)[0], model.encode(x)[0])
+    z, y2 = torch.randn(2, model.top_dim), labels_for(conditional, 2)
+    assert again.conditional == conditional
+    assert torch.equal(again.decode(z, **with_labels(y2)), model.decode(z, **with_labels(y2)))
+    assert torch.equal(again.encode(x, **kw)[0], model.encode(x, **kw)[0])
     # the test figures: an autoencoder's KL is absent and reported as such
-    ev = evaluate(model, (x * 255).to(torch.uint8))
+    ev = evaluate(model, (x * 255).to(torch.uint8), y=y)
     if model.has_kl:
         assert ev["kl"] > 0 and math.isclose(ev["test_loss"], ev["recon"] + ev["kl"], rel_tol=1e-9)
         assert math.isclose(sum(ev["kl_per_group"]), ev["kl"], rel_tol=1e-9)
@@ -118,14 +140,16 @@ def test_contract(family, objective, likelihood, tmp_path):
                         rel_tol=1e-9)  # fmt: skip
 
 
-@pytest.mark.parametrize("family", [f for f in list_models() if tiny(f, "bernoulli").has_kl])
-def test_importance_weighted_bound_is_at_least_the_elbo_on_average(family):
-    model = tiny(family, "bernoulli").eval()
-    x = images("bernoulli", n=8)
+@pytest.mark.parametrize(
+    "family,conditional", [(f, c) for f, c in VARIANTS if tiny(f, "bernoulli").has_kl]
+)
+def test_importance_weighted_bound_is_at_least_the_elbo_on_average(family, conditional):
+    model = tiny(family, "bernoulli", **({"conditional": True} if conditional else {})).eval()
+    x, kw = images("bernoulli", n=8), with_labels(labels_for(conditional, 8))
     with torch.no_grad():
         gap = []
         for seed in range(20):
-            log_w = model.log_weights(x, 10, torch.Generator().manual_seed(seed))  # (10, 8)
+            log_w = model.log_weights(x, 10, torch.Generator().manual_seed(seed), **kw)  # (10, 8)
             gap.append(iw_bound(log_w) - log_w.mean(0))  # IW bound - mean of 10 ELBO estimates
     assert (torch.stack(gap).mean(0) > 0).all()
 
@@ -304,3 +328,26 @@ def test_free_bits_per_group_floor_each_groups_summed_kl():
     torch.testing.assert_close(terms["loss"], out["recon"].mean() + fb * len(per_group))
     per_dim = create_objective(ObjectiveConfig(free_bits=fb))(model, x, 0, eps)["loss"]
     assert per_dim > terms["loss"]  # per dim, the floor is paid by every dim of every group
+
+
+@pytest.mark.parametrize("family", CONDITIONAL)
+def test_a_conditional_model_decodes_the_label_it_is_given_and_refuses_bad_labels(family):
+    model = tiny(family, "gaussian", conditional=True, num_classes=4).eval()
+    x, z = images("gaussian"), torch.randn(4, model.top_dim)
+    # the label reaches the decoder and the encoder: other labels, other images and codes
+    a, b = torch.zeros(4, dtype=torch.long), torch.ones(4, dtype=torch.long)
+    assert not torch.allclose(model.decode(z, y=a), model.decode(z, y=b))
+    assert not torch.allclose(model.encode(x, y=a)[0], model.encode(x, y=b)[0])
+    # sample(labels=k) decodes the same codes as sample() with k given to decode
+    g = torch.Generator().manual_seed(0)
+    want = model.decode(torch.randn(3, model.top_dim, generator=g), y=torch.full((3,), 2))
+    got = model.sample(3, generator=torch.Generator().manual_seed(0), labels=2)
+    torch.testing.assert_close(got, want)
+    # default labels: the classes in turn
+    assert model.sample_labels(6, None).tolist() == [0, 1, 2, 3, 0, 1]
+    with pytest.raises(ValueError, match="give the class labels"):
+        model(x)
+    with pytest.raises(ValueError, match="label 4 is out of range: the model has classes 0-3"):
+        model.sample(2, labels=4)
+    with pytest.raises(ValueError, match="not conditional"):
+        tiny(family, "gaussian").sample(2, labels=1)

@@ -135,7 +135,8 @@ def loss_and_grads(model, objective, x, eps, dtype, layout, branches, bf16=False
     m = copy.deepcopy(model).to(dtype=dtype, memory_format=layout)
     with branches, torch.autocast("cpu", torch.bfloat16, enabled=bf16):
         xl = x.to(dtype).contiguous(memory_format=layout)
-        loss = objective(m, xl, STEP, [e.to(dtype) for e in eps])["loss"]
+        y = torch.arange(len(x)) % m.num_classes if m.conditional else None  # a CVAE's labels
+        loss = objective(m, xl, STEP, [e.to(dtype) for e in eps], y=y)["loss"]
     loss.backward()
     return loss.detach(), {n: p.grad for n, p in m.named_parameters()}
 

@@ -386,3 +386,22 @@ def test_every_family_samples_finite_images_with_every_prior(family, kind, tmp_p
         return
     images = WithPrior(model, prior, kind).sample(5, 0.7, torch.Generator().manual_seed(1))
     assert images.shape == (5, 1, 28, 28) and torch.isfinite(images).all()
+
+
+def test_a_conditional_run_refuses_a_fitted_prior_in_one_line(tiny_cvae_run, tmp_path, capsys):
+    """A fitted prior is over an unconditional model's codes: `vaekit prior` on a conditional
+    run is refused before anything is written, and so is wrapping its model."""
+    import shutil
+
+    import vaekit
+    from vaekit.cli import main
+    from vaekit.models.fitted import WithPrior
+
+    run = tmp_path / "cvae"
+    shutil.copytree(tiny_cvae_run, run)
+    assert main(["prior", str(run), "--kind", "gmm", "--components", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "conditional" in err and not (run / "priors").exists()
+    model = vaekit.load(run)
+    with pytest.raises(ValueError, match="conditional"):
+        WithPrior(model, StandardNormal((model.top_dim,)))

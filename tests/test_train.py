@@ -37,10 +37,11 @@ def quiet(*a):
 
 def train(mcfg, ocfg, tcfg, out, data_dir, ckpt=None):
     """fit() on the named dataset, as the CLI calls it."""
-    x_train, x_test, stream = load_training_data(
+    d = load_training_data(
         tcfg.dataset, mcfg.image_size, mcfg.in_channels, tcfg.crop, tcfg.limit, data_dir
     )
-    return fit(mcfg, ocfg, tcfg, out, x_train, x_test, stream=stream, ckpt=ckpt, log=quiet)
+    return fit(mcfg, ocfg, tcfg, out, d.x_train, d.x_test, stream=d.stream, ckpt=ckpt,
+               log=quiet, y_train=d.y_train, y_test=d.y_test)  # fmt: skip
 
 
 def run(out, data_root, epochs, **kw):
@@ -112,9 +113,9 @@ def test_without_a_terminal_progress_lines_come_inside_long_epochs(
 
     monkeypatch.setattr(F, "PROGRESS_SECONDS", 0.0)
     mcfg, ocfg, tcfg = configs("mnist", **TINY, epochs=1, limit=256, figures=False, eval_every=0)
-    x_train, x_test, _ = load_training_data("mnist", (28, 28), 1, 0, 256, data_root)
+    d = load_training_data("mnist", (28, 28), 1, 0, 256, data_root)
     lines = []
-    fit(mcfg, ocfg, tcfg, tmp_path, x_train, x_test, log=lines.append)
+    fit(mcfg, ocfg, tcfg, tmp_path, d.x_train, d.x_test, log=lines.append)
     assert "epoch 1: step 1/4" in lines and any(m.startswith("epoch 1/1  train") for m in lines)
 
 

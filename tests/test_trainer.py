@@ -57,8 +57,8 @@ def test_callbacks_that_only_watch_leave_the_weights_alone(tmp_path, data_root):
         figures=True,
         ema=0.9,
     )
-    x_train, x_test, _ = load_training_data("mnist", (28, 28), 1, 0, 256, data_root)
-    fit(mcfg, ocfg, tcfg, tmp_path / "b", x_train, x_test, log=quiet, callbacks=[count])
+    d = load_training_data("mnist", (28, 28), 1, 0, 256, data_root)
+    fit(mcfg, ocfg, tcfg, tmp_path / "b", d.x_train, d.x_test, log=quiet, callbacks=[count])
     assert same(weights(tmp_path / "a"), weights(tmp_path / "b"))
     assert count.calls == {"step": 8, "epoch": 2}
     assert list((tmp_path / "b" / "figures").glob("samples_002.png"))

@@ -1,4 +1,5 @@
-"""Training objectives, one home each: a callable (model, x, step, eps) -> terms.
+"""Training objectives, one home each: a callable (model, x, step, eps, y=None) -> terms (y:
+int64 class labels (B,) of a conditional model's batch, passed on to the model).
 
 terms["loss"] is the scalar the loop backpropagates (a mean over the batch, so the learning
 rate does not depend on the batch size) and nothing else is; terms["per_image"] (B,) is what
@@ -13,6 +14,7 @@ import torch
 
 from .config import OBJECTIVES, ObjectiveConfig, resolve
 from .losses import iw_bound
+from .models.base import with_labels
 
 
 def kl_weight(step: int, beta: float, warmup: int) -> float:
@@ -61,7 +63,14 @@ class Objective:
     def check(self, model) -> None:
         """Refuse, in one line, a model this objective cannot train."""
 
-    def __call__(self, model, x: torch.Tensor, step: int, eps: list | None = None) -> dict:
+    def __call__(
+        self,
+        model,
+        x: torch.Tensor,
+        step: int,
+        eps: list | None = None,
+        y: torch.Tensor | None = None,
+    ) -> dict:
         raise NotImplementedError
 
 
@@ -72,8 +81,15 @@ class ELBO(Objective):
     floored term it optimises. A model without a KL (ae) trains on recon alone. A model's
     auxiliary terms (forward's "aux") are added to both (with_aux)."""
 
-    def __call__(self, model, x: torch.Tensor, step: int, eps: list | None = None) -> dict:
-        out = model(x, None if eps is None else [e[0] for e in eps])
+    def __call__(
+        self,
+        model,
+        x: torch.Tensor,
+        step: int,
+        eps: list | None = None,
+        y: torch.Tensor | None = None,
+    ) -> dict:
+        out = model(x, None if eps is None else [e[0] for e in eps], **with_labels(y))
         recon, kls = out["recon"], out["kl"]  # (B,), [(B, *shape)] per group
         loss = recon.mean()
         if not kls:
@@ -109,8 +125,15 @@ class IWAE(Objective):
                 f"{model.cfg.family} family has none (use --objective elbo)"
             )
 
-    def __call__(self, model, x: torch.Tensor, step: int, eps: list | None = None) -> dict:
-        log_w = model.log_weights(x, self.cfg.iw_k, eps=eps)  # (K, B)
+    def __call__(
+        self,
+        model,
+        x: torch.Tensor,
+        step: int,
+        eps: list | None = None,
+        y: torch.Tensor | None = None,
+    ) -> dict:
+        log_w = model.log_weights(x, self.cfg.iw_k, eps=eps, **with_labels(y))  # (K, B)
         bound = iw_bound(log_w)  # (B,)
         return {"loss": -bound.mean(), "per_image": -bound.detach()}
 

@@ -42,7 +42,8 @@ def evaluate(
     probe (on labelled data) probe_accuracy, a logistic regression's on the latent means; for
     a model with discrete codes (vqvae) codebook (usage) and, once a prior is fitted over the
     codes, prior_bits_per_image; a model's auxiliary loss terms under aux.
-    Written to out (JSON) when given."""
+    A conditional model is given the test labels: its bounds are on log P(x|y). Written to
+    out (JSON) when given."""
     from ..losses import bits_per_dim
 
     batch_size = checked("batch_size", batch_size, POSITIVE_INT)
@@ -60,12 +61,13 @@ def evaluate(
             "likelihood bound; drop --iw-samples"
         )
     x, y_test = x[:n], y_test[:n]
-    res = bound_record(r, x, batch_size, iw_samples)
+    y = y_test if r.model.conditional else None  # a conditional model's bounds are of x given y
+    res = bound_record(r, x, batch_size, iw_samples, y)
     if hasattr(r.model, "codes"):
         res.update(code_record(r, x, batch_size))
     nll = None if res["elbo"] is None else -res["elbo"]
     if iw_samples:
-        nll = add_iw_bound(res, r, x, iw_samples, iw_chunk, iw_batch)
+        nll = add_iw_bound(res, r, x, iw_samples, iw_chunk, iw_batch, y)
     res["bits_per_dim"] = None if nll is None else bits_per_dim(nll, x[0].numel())
     res.update(latent_record(r, x, y_test, batch_size, probe, n))
     if out is not None:
@@ -75,9 +77,11 @@ def evaluate(
     return res
 
 
-def bound_record(r: Run, x: torch.Tensor, batch_size: int, iw_samples: int | None) -> dict:
-    """What the run is and its test loss, recon, KL and ELBO on images x (see
-    vaekit.evaluate.evaluate)."""
+def bound_record(
+    r: Run, x: torch.Tensor, batch_size: int, iw_samples: int | None, y: torch.Tensor | None
+) -> dict:
+    """What the run is and its test loss, recon, KL and ELBO on images x (given labels y, for a
+    conditional model; see vaekit.evaluate.evaluate)."""
     from ..evaluation.bound import evaluate as loss_and_elbo
 
     stage(f"loss and ELBO of {len(x):,} test images")
@@ -91,7 +95,8 @@ def bound_record(r: Run, x: torch.Tensor, batch_size: int, iw_samples: int | Non
         "step": ckpt.get("step"),
         "mid_epoch_steps": ckpt.get("batch", 0),
         "iw_samples": iw_samples,
-        **loss_and_elbo(r.model, x, batch_size=batch_size),
+        "conditional": r.model.conditional,
+        **loss_and_elbo(r.model, x, batch_size=batch_size, y=y),
     }
     res["bits_per_dim_from"] = None if res["elbo"] is None else "elbo"
     return res
@@ -119,7 +124,9 @@ def code_record(r: Run, x: torch.Tensor, batch_size: int) -> dict:
     return res
 
 
-def add_iw_bound(res: dict, r: Run, x: torch.Tensor, K: int, chunk: int, batch: int) -> float:
+def add_iw_bound(
+    res: dict, r: Run, x: torch.Tensor, K: int, chunk: int, batch: int, y: torch.Tensor | None
+) -> float:
     """Add the K-sample importance-weighted bound (nats), its standard error, time and record
     file to res (bits/dim are then taken from it); returns the NLL bound."""
     import torch
@@ -137,7 +144,7 @@ def add_iw_bound(res: dict, r: Run, x: torch.Tensor, K: int, chunk: int, batch: 
     model = r.model.to(memory_format=torch.channels_last)
     keep_freed_memory()
     stage(f"importance-weighted bound, K={K}, of {len(x):,} test images")
-    log_px, info = iw_log_px_saved(model, x, K, stem=stem, chunk=chunk, batch_size=batch)
+    log_px, info = iw_log_px_saved(model, x, K, stem=stem, chunk=chunk, batch_size=batch, y=y)
     nll = res["nll_iw"] = -log_px.mean().item()
     res["nll_iw_sem"] = (log_px.std() / len(x) ** 0.5).item() if len(x) > 1 else None
     res["iw_seconds"], res["iw_record"] = info["seconds"], info["record"]
@@ -155,17 +162,19 @@ def latent_record(
     from ..losses import active_units
 
     stage("active units")
-    mu_test = posterior(r.model, x)[0]
+    y = y_test if r.model.conditional else None
+    mu_test = posterior(r.model, x, y=y)[0]
     res = {
         "active_units": active_units(mu_test)[0],  # of the top group
-        "active_units_per_group": active_units_per_group(r.model, x, batch_size),
+        "active_units_per_group": active_units_per_group(r.model, x, batch_size, y=y),
     }
     if not probe or len(y_test.unique()) < 2:  # an unlabelled folder: nothing to classify
         return res
     x_train, y_train = (t[:n] for t in r.split("train"))
     stage(f"linear probe: encoding {len(x_train):,} training images")
     prepared = r.model.likelihood.prepare_eval(x_train)
-    mu_train = posterior(r.model, prepared, desc="encoding")[0]
+    y = y_train if r.model.conditional else None
+    mu_train = posterior(r.model, prepared, desc="encoding", y=y)[0]
     stage("linear probe: fitting a logistic regression on their latent means (L-BFGS)")
     res["probe_accuracy"] = linear_probe(mu_train, y_train, mu_test, y_test)
     return res

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..config import NONNEG_INT, POSITIVE, POSITIVE_INT, SEED
+from ..config import NONNEG_INT, POSITIVE, POSITIVE_INT, SEED, Number
 from .runs import Run, RunLike, checked, open_run, prior_record, with_prior
 
 if TYPE_CHECKING:
@@ -28,6 +28,7 @@ def metrics(
     inception_weights: str | Path | None = None,
     classifier_limit: int = 0,
     batch_size: int = 500,
+    per_class: int = 1000,
     out: str | Path | None = None,
     device: str = "cpu",
     data_dir: str | Path | None = None,
@@ -39,14 +40,18 @@ def metrics(
     images, in the space of features: the dataset's own classifier (trained on
     classifier_limit images (0: all) and cached on first use; needs labels) or Inception-v3
     (its weights file; vaekit[inception]); with timings in seconds. prior: the samples' codes
-    come from a fitted prior (see sample), named in the record. Written to out (JSON) when
-    given (`vaekit metrics` writes RUN_DIR/quality-FEATURES-tT.json, -tT-PRIOR.json with one)."""
+    come from a fitted prior (see sample), named in the record. A conditional model's
+    record adds label_accuracy, the share of per_class samples of each class that the
+    dataset's classifier labels as the class asked for, and per_class (each class's accuracy
+    and FID against the test images of that class). Written to out (JSON) when given
+    (`vaekit metrics` writes RUN_DIR/quality-FEATURES-tT.json, -tT-PRIOR.json with one)."""
     from ..evaluation.metrics import DC_K, PR_K
 
     n, seed = checked("n", n, POSITIVE_INT), checked("seed", seed, SEED)
     temperature = checked("temperature", temperature, POSITIVE)
     classifier_limit = checked("classifier_limit", classifier_limit, NONNEG_INT)
     batch_size = checked("batch_size", batch_size, POSITIVE_INT)
+    per_class = checked("per_class", per_class, Number(int, 2))
     if features not in FEATURES:
         raise ValueError(f"features must be one of {', '.join(FEATURES)}, got {features!r}")
     if n <= max(PR_K, DC_K):  # before the features model is trained, not after
@@ -62,6 +67,11 @@ def metrics(
     feats = features_model(r, features, inception_weights, classifier_limit)
     t_features = time.perf_counter() - t0
     res = quality_record(r, feats, n, temperature, seed, batch_size)
+    if r.model.conditional:
+        t1 = time.perf_counter()
+        res.update(class_record(r, feats, classifier_limit, per_class, temperature, seed,
+                                batch_size))  # fmt: skip
+        res["seconds"]["per_class"] = time.perf_counter() - t1
     res["seconds"] = {"features_model": t_features, **res["seconds"],
                       "total": time.perf_counter() - t0,
                       "total_cpu": time.process_time() - c0}  # fmt: skip
@@ -77,15 +87,42 @@ def metrics(
 
 def features_model(r: Run, features: str, inception_weights, classifier_limit: int):
     """The feature extractor (vaekit.quality.Features) the distances are measured in."""
-    from ..evaluation.classifier import Spec
     from ..evaluation.quality import classifier_features, inception_features
 
     if features == "inception":
         return inception_features(inception_weights)
+    return classifier_features(classifier_spec(r, classifier_limit), r.data_dir)
+
+
+def classifier_spec(r: Run, classifier_limit: int):
+    """The spec (vaekit.evaluation.classifier.Spec) of the run's dataset classifier."""
+    from ..evaluation.classifier import Spec
+
     tc, cfg = r.train_config, r.model.cfg
-    spec = Spec(tc["dataset"], cfg.image_size, cfg.in_channels, tc.get("crop", 0),
+    return Spec(tc["dataset"], cfg.image_size, cfg.in_channels, tc.get("crop", 0),
                 limit=classifier_limit)  # fmt: skip
-    return classifier_features(spec, r.data_dir)
+
+
+def class_record(
+    r: Run,
+    feats,
+    classifier_limit: int,
+    per_class: int,
+    temperature: float,
+    seed: int,
+    batch_size: int,
+) -> dict:
+    """A conditional run's label_accuracy, per-class accuracy and FID (class_quality), with
+    samples_per_class and the labelling classifier's test accuracy."""
+    from ..evaluation.classifier import load_or_train
+    from ..evaluation.quality import class_quality
+
+    net, record = load_or_train(classifier_spec(r, classifier_limit), r.data_dir)
+    x_real, y_real = r.split("test")
+    res = class_quality(r.model, feats, net, x_real, y_real, per_class, temperature, seed,
+                        batch_size)  # fmt: skip
+    return {**res, "samples_per_class": per_class,
+            "label_classifier_test_accuracy": record["test_accuracy"]}  # fmt: skip
 
 
 def quality_record(r: Run, feats, n: int, temperature: float, seed: int, batch_size: int) -> dict:
@@ -93,15 +130,16 @@ def quality_record(r: Run, feats, n: int, temperature: float, seed: int, batch_s
     from ..evaluation.quality import sample_quality
 
     model, tc = r.model, r.train_config
-    x_real = r.split("test")[0]
+    x_real, y_real = r.split("test")
     if not model.has_prior:
         print(
             f"note: the {model.cfg.family} family has no prior, so no samples to measure; "
             "reconstructions only",
             file=sys.stderr,
         )
+    y = y_real if model.conditional else None  # what a conditional model reconstructs with
     res = sample_quality(model, feats, x_real, model.likelihood.prepare_eval(x_real),
-                         n, temperature, seed, batch_size)  # fmt: skip
+                         n, temperature, seed, batch_size, y=y)  # fmt: skip
     return {
         "run": str(r.path),
         "dataset": tc["dataset"],

@@ -41,6 +41,11 @@ def prior(
     r = open_run(run, device, data_dir, allow_nonfinite, raw_weights)
     if r.ckpt is None or r.folder is None:
         raise ValueError("a prior is fitted into a run directory: give the run dir, not a model")
+    if r.model.conditional:
+        raise ValueError(
+            "a fitted prior is over an unconditional model's codes; a conditional model samples "
+            "its own prior given a class (vaekit sample RUN --label K)"
+        )
     t0 = time.perf_counter()
     with run_lock(r.folder):
         x = r.split("train")[0]

@@ -167,6 +167,37 @@ def prepare_out(out: str | Path | None) -> Path | None:
     return None if out is None else outputs.prepare(out)
 
 
+def checked_label(model: LatentModel, label, all_ok: bool = False) -> int | str | None:
+    """A --label value for model: None, a class number in range (an int, or its digits), or
+    "all" where all_ok; else the one-line ValueError naming it (also for any label given to
+    an unconditional model)."""
+    if label is None:
+        return None
+    if not model.conditional:
+        raise ValueError(
+            f"--label {label}: this {model.cfg.family} model is not conditional (it was trained "
+            "without labels)"
+        )
+    if all_ok and label == "all":
+        return "all"
+    K = model.num_classes
+    text = str(label).strip()
+    if isinstance(label, bool) or not text.lstrip("-").isdigit() or not 0 <= int(text) < K:
+        what = "a class 0-" + str(K - 1) + (" or all" if all_ok else "")
+        raise ValueError(f"--label must be {what}, got {label!r}")
+    return int(text)
+
+
+def image_label(r: Run, label: int | None, index: int, data) -> int | None:
+    """The class a conditional model encodes test image `index` with: label if given, else its
+    own from the test set (images of --data need --label); None for an unconditional model."""
+    if not r.model.conditional or label is not None:
+        return label
+    if data:
+        raise ValueError("--label: give the class of the --data images (the model is conditional)")
+    return int(r.test_set()[1][index])
+
+
 def check_index(i: int, n: int, flag: str, where: str = "the test set") -> None:
     """i must name one of n images, else ValueError "FLAG i is out of range: ..."."""
     if not 0 <= i < n:

@@ -18,6 +18,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--b", type=arg(NONNEG_INT), default=1, help="second image index [1]")
     p.add_argument("--steps", type=arg(STEPS), default=10, help="images in the strip, a to b [10]")
     data_arg(p)
+    p.add_argument(
+        "--label",
+        metavar="K",
+        help="conditional models: the class to encode and decode with [the test image's own]",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,5 +30,5 @@ def run(args: argparse.Namespace) -> int:
 
     out = picture_out(args, "interp.png")
     grid = interpolate(args.run_dir, a=args.a, b=args.b, steps=args.steps, data=args.data,
-                       out=out, **run_options(args))  # fmt: skip
+                       out=out, label=args.label, **run_options(args))  # fmt: skip
     return wrote_picture(out, grid)

@@ -12,7 +12,7 @@ HELP = "sample quality: FID, KID, precision/recall of samples"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..api.metrics import FEATURES
-    from ..config import NONNEG_INT, POSITIVE, POSITIVE_INT, SEED
+    from ..config import NONNEG_INT, POSITIVE, POSITIVE_INT, SEED, Number
 
     add_run_flags(p, None)
     p.add_argument(
@@ -42,6 +42,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--batch-size", type=arg(POSITIVE_INT), default=500, help="images per batch [500]"
     )
     p.add_argument(
+        "--per-class",
+        type=arg(Number(int, 2)),
+        default=1000,
+        help="conditional models: samples of each class for label_accuracy and FID per class "
+        "[1000]",
+    )
+    p.add_argument(
         "--out", type=Path, help="JSON [RUN_DIR/quality-FEATURES-tT.json, -tT-PRIOR.json]"
     )
     p.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -58,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     res = metrics(args.run_dir, n=args.n, temperature=args.temperature, seed=args.seed,
                   prior=args.prior, features=args.features,
                   inception_weights=args.inception_weights,
-                  classifier_limit=args.classifier_limit, batch_size=args.batch_size, out=out,
+                  classifier_limit=args.classifier_limit, batch_size=args.batch_size,
+                  per_class=args.per_class, out=out,
                   **run_options(args))  # fmt: skip
     if args.json:
         print(outputs.dumps(res, indent=2))
@@ -87,3 +95,9 @@ def print_record(res: dict) -> None:
             continue
         shown = "  ".join(f"{label} {m[k]:{fmt}}" for k, (label, fmt) in PRINTED.items())
         print(f"{what:>15}: {shown}  ({m['num_fake']:,} vs {m['num_real']:,} test images)")
+    if "label_accuracy" in res:
+        fids = " ".join(f"{c['fid']:.2f}" for c in res["per_class"])
+        print(
+            f"{'labels':>15}: label_accuracy {res['label_accuracy']:.4f} of "
+            f"{res['samples_per_class']:,} samples per class; FID per class {fids}"
+        )

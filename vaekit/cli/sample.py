@@ -25,6 +25,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", type=arg(SEED), default=0, help="noise seed [0]")
     prior_flag(p)
+    p.add_argument(
+        "--label",
+        metavar="K|all",
+        help="conditional models: samples of class K, or all: one row per class of n // classes "
+        "[the classes in turn]",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,5 +39,6 @@ def run(args: argparse.Namespace) -> int:
     out = picture_out(args, "samples.png")
     grid = sample(args.run_dir, n=args.n, temperature=args.temperature,
                   temperatures=args.temperatures, seed=args.seed, prior=args.prior, out=out,
+                  label=args.label,
                   **run_options(args))  # fmt: skip
     return wrote_picture(out, grid)

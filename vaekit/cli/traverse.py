@@ -20,6 +20,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index", type=arg(NONNEG_INT), default=0, help="image to encode [0]")
     data_arg(p)
     p.add_argument(
+        "--label",
+        metavar="K",
+        help="conditional models: the class to encode and decode with [the test image's own]",
+    )
+    p.add_argument(
         "--steps", type=arg(STEPS), default=13, help="grid side, from -span to span [13]"
     )
     p.add_argument(
@@ -32,5 +37,6 @@ def run(args: argparse.Namespace) -> int:
 
     out = picture_out(args, "traverse.png")
     grid = traverse(args.run_dir, dims=args.dims, index=args.index, data=args.data,
-                    steps=args.steps, span=args.span, out=out, **run_options(args))  # fmt: skip
+                    steps=args.steps, span=args.span, out=out, label=args.label,
+                    **run_options(args))  # fmt: skip
     return wrote_picture(out, grid)

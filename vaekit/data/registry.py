@@ -448,3 +448,19 @@ def load_split(
     x = torch.from_numpy(images if images.flags.writeable else images.copy())  # (N, C, H, W)
     y = torch.from_numpy(labels.astype(np.int64))  # (N,)
     return adapt(x, channels, size), y
+
+
+def num_classes(
+    name: str,
+    data_dir: str | Path | None = None,
+    size: tuple[int, int] | None = None,
+    channels: int | None = None,
+    crop: int = 0,
+) -> int:
+    """How many classes load_split's labels name: 10 for the IDX and CIFAR datasets, a folder's
+    class subfolders (vaekit.data.labels), 0 for data without labels (CelebA, a flat folder,
+    whose labels are all 0)."""
+    spec = get_dataset(name)
+    if not isinstance(spec, ImageDataset):
+        return 10
+    return len(load_cached(spec, "train", data_dir, size, channels, crop)[2].get("classes") or [])

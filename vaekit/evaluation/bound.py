@@ -22,12 +22,19 @@ from .. import checkpoint
 from ..likelihoods import to_float
 from ..losses import iw_bound, kl_normal
 from ..models import LatentModel
+from ..models.base import with_labels
 
 
 @torch.inference_mode()
-def evaluate(model: LatentModel, x: torch.Tensor, batch_size: int = 500, seed: int = 0) -> dict:
-    """Mean per-image loss, recon and KL over uint8 images x (N, C, H, W), the ELBO, KL per dim
-    of the top group and per group.
+def evaluate(
+    model: LatentModel,
+    x: torch.Tensor,
+    batch_size: int = 500,
+    seed: int = 0,
+    y: torch.Tensor | None = None,
+) -> dict:
+    """Mean per-image loss, recon and KL over uint8 images x (N, C, H, W) (given their labels y
+    (N,) for a conditional model), the ELBO, KL per dim of the top group and per group.
 
     recon is in the likelihood's training units (for "gaussian", the seed's); test_loss = recon
     + KL (the true -ELBO in those units, whatever the training objective); elbo = -(-log P(x|z)
@@ -48,7 +55,7 @@ def evaluate(model: LatentModel, x: torch.Tensor, batch_size: int = 500, seed: i
         torch.manual_seed(seed)
         for i in range(0, len(x), batch_size):
             xb = to_float(x[i : i + batch_size].to(device, non_blocking=True))
-            out = model(xb)
+            out = model(xb, **labels_of(y, i, i + batch_size, device))
             recon = out["recon"]
             totals += torch.stack(
                 [recon.sum(), model.likelihood.discrete_nll(recon).sum()]
@@ -79,6 +86,11 @@ def evaluate(model: LatentModel, x: torch.Tensor, batch_size: int = 500, seed: i
     }
 
 
+def labels_of(y: torch.Tensor | None, start: int, stop: int, device) -> dict:
+    """The keyword arguments giving a model the labels of images start:stop (none: no y)."""
+    return with_labels(None if y is None else y[start:stop].to(device))
+
+
 def iw_block(K: int, chunk: int, batch_size: int) -> int:
     """Images per block of the importance-weighted bound: block images of min(chunk, K) samples
     each go through the decoder at once, at most batch_size samples (or one image's chunk)."""
@@ -95,6 +107,7 @@ def iw_log_px(
     seed: int = 0,
     done: torch.Tensor | None = None,
     on_block: Callable[[torch.Tensor], None] | None = None,
+    y: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The importance-weighted bound on log P(x) (Burda et al. 2015) of each uint8 image in x,
     in nats: (N,) float64 on the CPU. A lower bound that rises to log P(x) as K grows.
@@ -104,7 +117,8 @@ def iw_log_px(
     value does not depend on which blocks ran before nor on the device: blocks whose entries in
     `done` (N,) are all numbers are kept, the others (NaN) computed, so a resumed run gives the
     numbers of one that never stopped. on_block(values) is called after each block. Raises
-    ValueError on a non-finite bound. The model should be in eval mode.
+    ValueError on a non-finite bound. The model should be in eval mode. y: the images' labels
+    (N,), for a conditional model (the bound on log P(x|y)).
     """
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
@@ -117,7 +131,9 @@ def iw_log_px(
             continue
         g.manual_seed((seed * len(x) + i) % 2**32)  # the CPU generator keeps 32 bits of a seed
         xb = to_float(x[i : i + n_img].to(device))
-        log_w = model.log_weights(xb, K, g, min(chunk, K))  # (K, b)
+        log_w = model.log_weights(
+            xb, K, g, min(chunk, K), **labels_of(y, i, i + n_img, device)
+        )  # (K, b)
         b = iw_bound(log_w).double().cpu()
         if not b.isfinite().all():
             raise ValueError(f"the IW bound is not finite for test images {i}..{i + len(b) - 1}")
@@ -127,13 +143,16 @@ def iw_log_px(
     return out
 
 
-def fingerprint(model: LatentModel, x: torch.Tensor) -> str:
-    """SHA-256 of a model's config and weights and of the images x: what a saved bound is for."""
+def fingerprint(model: LatentModel, x: torch.Tensor, y: torch.Tensor | None = None) -> str:
+    """SHA-256 of a model's config and weights and of the images x (and labels y, if given):
+    what a saved bound is for."""
     h = hashlib.sha256(json.dumps(asdict(model.cfg), sort_keys=True).encode())
     for name, t in model.state_dict().items():
         h.update(name.encode())
         h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     h.update(x.cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    if y is not None:
+        h.update(y.cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
 
@@ -148,6 +167,7 @@ def iw_log_px_saved(
     seed: int = 0,
     save_every: float = 30.0,
     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),
+    y: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict]:
     """iw_log_px that keeps its progress in a JSON file and picks up from it, so an evaluation
     of hours survives being stopped: (per-image bounds (N,), {"record": the file, "seconds":
@@ -160,7 +180,7 @@ def iw_log_px_saved(
     it and computes nothing). Progress goes to `log` every minute.
     """
     key = {
-        "fingerprint": fingerprint(model, x),
+        "fingerprint": fingerprint(model, x, y),
         "K": K,
         "seed": seed,
         "block": iw_block(K, chunk, batch_size),
@@ -176,7 +196,7 @@ def iw_log_px_saved(
         log(f"iw bound: resuming from {path} ({n_done:,}/{len(x):,} images done)")
     progress = Progress(path, key, spent, n_done, save_every, log)
     try:
-        out = iw_log_px(model, x, K, chunk, batch_size, seed, done, progress.on_block)
+        out = iw_log_px(model, x, K, chunk, batch_size, seed, done, progress.on_block, y)
     except BaseException:  # stopped (a signal, Ctrl-C) or failed: keep the finished blocks
         if progress.latest is not None:
             progress.save(progress.latest)
@@ -261,18 +281,23 @@ class Progress:
 
 @torch.inference_mode()
 def posterior(
-    model: LatentModel, x: torch.Tensor, batch_size: int = 1000, desc: str | None = None
+    model: LatentModel,
+    x: torch.Tensor,
+    batch_size: int = 1000,
+    desc: str | None = None,
+    y: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, list[float] | None]:
     """One encoder pass over uint8 images x: the top group's E_q[z|x] (N, D) on the CPU, and each
     of its dims' average KL(q(z|x) || p(z)) (D,), the dims the model uses most having the
     largest (None for a model without a KL). desc: show a progress bar (stderr, terminals
-    only) with this label."""
+    only) with this label. y: the images' labels (N,), for a conditional model."""
     device = next(model.parameters()).device
     mus, kl = [], torch.zeros(model.top_dim, dtype=torch.float64, device=device)
     bar = tqdm(total=len(x), desc=desc, unit="img", file=sys.stderr, leave=False,
                disable=None if desc else True)  # fmt: skip
     for i in range(0, len(x), batch_size):
-        mu, logvar = model.encode(to_float(x[i : i + batch_size].to(device)))
+        xb = to_float(x[i : i + batch_size].to(device))
+        mu, logvar = model.encode(xb, **labels_of(y, i, i + batch_size, device))
         if logvar is not None:
             kl += kl_normal(mu, logvar).sum(0).double()
         mus.append(mu.cpu())
@@ -285,18 +310,22 @@ def posterior(
 
 @torch.inference_mode()
 def active_units_per_group(
-    model: LatentModel, x: torch.Tensor, batch_size: int = 500, threshold: float = 0.01
+    model: LatentModel,
+    x: torch.Tensor,
+    batch_size: int = 500,
+    threshold: float = 0.01,
+    y: torch.Tensor | None = None,
 ) -> list[int]:
     """Active units of each latent group (Burda et al. 2015): the dims whose posterior mean
     varies over the uint8 images x by more than threshold; lower groups' means are taken along
-    the path of posterior means. Variances accumulate in float64, one batch at a time."""
+    the path of posterior means. Variances accumulate in float64, one batch at a time. y: the
+    images' labels (N,), for a conditional model."""
     device = next(model.parameters()).device
     s1 = s2 = None
     for i in range(0, len(x), batch_size):
-        mus = [
-            m.flatten(1).double()
-            for m, _ in model.posterior(to_float(x[i : i + batch_size].to(device)))
-        ]
+        xb = to_float(x[i : i + batch_size].to(device))
+        q = model.posterior(xb, **labels_of(y, i, i + batch_size, device))
+        mus = [m.flatten(1).double() for m, _ in q]
         if s1 is None:
             s1 = [m.sum(0) for m in mus]
             s2 = [m.pow(2).sum(0) for m in mus]

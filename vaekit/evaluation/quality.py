@@ -74,22 +74,64 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
 
 @torch.inference_mode()
 def samples(
-    model: LatentModel, n: int, temperature: float, seed: int = 0, batch_size: int = 500
+    model: LatentModel,
+    n: int,
+    temperature: float,
+    seed: int = 0,
+    batch_size: int = 500,
+    label: int | None = None,
 ) -> torch.Tensor:
     """n samples of the model at a temperature as uint8 (n, C, H, W), batch by batch from one
-    CPU generator seeded with seed: the same images for the same seed and batch size."""
+    CPU generator seeded with seed: the same images for the same seed and batch size. label:
+    the class of a conditional model's samples (None: its classes in turn, in each batch)."""
     g = torch.Generator().manual_seed(seed)
     sizes = [min(batch_size, n - i) for i in range(0, n, batch_size)]
-    return torch.cat([to_uint8(model.sample(b, temperature, generator=g)) for b in sizes])
+    kw = {} if label is None else {"labels": label}
+    return torch.cat([to_uint8(model.sample(b, temperature, generator=g, **kw)) for b in sizes])
 
 
 @torch.inference_mode()
-def reconstructions(model: LatentModel, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-    """Decoded posterior means of uint8 images x (N, C, H, W), as the model sees them: uint8."""
+def class_quality(
+    model: LatentModel,
+    features: Features,
+    net: classifier.Classifier,
+    x_real: torch.Tensor,
+    y_real: torch.Tensor,
+    per_class: int = 1000,
+    temperature: float = 1.0,
+    seed: int = 0,
+    batch_size: int = 500,
+) -> dict:
+    """A conditional model's samples, per_class of each class (same seed for each class: the
+    same codes z): {"label_accuracy": the share the dataset's classifier `net` labels as the
+    class asked for, "per_class": [{"label", "label_accuracy", "fid" against the test images
+    x_real of that class (labels y_real), "num_samples", "num_real"}]}."""
+    rows, right = [], 0
+    for k in range(model.num_classes):
+        x = samples(model, per_class, temperature, seed, batch_size, label=k)
+        pred = torch.cat([net(xb).argmax(1) for xb in x.split(batch_size)])
+        real = x_real[y_real == k]
+        fid = metrics.frechet_distance(extract(features, real), extract(features, x))
+        hits = int((pred == k).sum())
+        right += hits
+        rows.append({"label": k, "label_accuracy": hits / per_class, "fid": fid,
+                     "num_samples": per_class, "num_real": len(real)})  # fmt: skip
+    return {"label_accuracy": right / (per_class * model.num_classes), "per_class": rows}
+
+
+@torch.inference_mode()
+def reconstructions(
+    model: LatentModel, x: torch.Tensor, batch_size: int = 500, y: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Decoded posterior means of uint8 images x (N, C, H, W), as the model sees them (given
+    their labels y (N,) for a conditional model): uint8."""
     device = next(model.parameters()).device
-    return torch.cat(
-        [to_uint8(model.reconstruct(to_float(xb.to(device)))) for xb in x.split(batch_size)]
-    )
+    out = []
+    for i in range(0, len(x), batch_size):
+        xb = to_float(x[i : i + batch_size].to(device))
+        yb = {} if y is None else {"y": y[i : i + batch_size].to(device)}
+        out.append(to_uint8(model.reconstruct(xb, **yb)))
+    return torch.cat(out)
 
 
 def timed(seconds: dict, stage: str, fn: Callable, *args):
@@ -110,11 +152,13 @@ def sample_quality(
     seed: int = 0,
     batch_size: int = 500,
     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),
+    y: torch.Tensor | None = None,
 ) -> dict:
     """metrics.compare of n samples (None for a model without a prior) and of the
     reconstructions of min(n, N) test images x_seen (as the model sees them) against the same
     min(n, N) test images x_real (uint8 (N, C, H, W), as stored); with the seconds each stage
-    took. Fewer than N test images are a random subset (subset)."""
+    took. Fewer than N test images are a random subset (subset). y: the test labels (N,), which
+    a conditional model reconstructs with (its samples take the classes in turn)."""
     metrics.torchmetrics_image()  # missing: an error now, not after minutes of sampling
     was_training = model.training
     model.eval()
@@ -133,7 +177,8 @@ def sample_quality(
             seconds, "metrics_samples", metrics.compare, f_real, f_fake, seed, radii
         )
     log(f"vaekit: reconstructions of {m:,} test images")
-    x_rec = timed(seconds, "reconstruction", reconstructions, model, x_seen[idx], batch_size)
+    y_idx = None if y is None else y[idx]
+    x_rec = timed(seconds, "reconstruction", reconstructions, model, x_seen[idx], batch_size, y_idx)
     f_rec = timed(seconds, "features_reconstructions", extract, features, x_rec, batch_size)
     out["reconstructions"] = timed(
         seconds, "metrics_reconstructions", metrics.compare, f_real, f_rec, seed, radii
@@ -155,10 +200,12 @@ class Watch:
         self.idx = subset(WATCH_SAMPLES, len(x_test))
         self.f_real = extract(self.features, x_test[self.idx])
 
-    def __call__(self, model: LatentModel, x_seen: torch.Tensor, seed: int = 0) -> dict:
+    def __call__(
+        self, model: LatentModel, x_seen: torch.Tensor, seed: int = 0, y: torch.Tensor | None = None
+    ) -> dict:
         """{"fid": samples' FID (absent for a model without a prior), "fid_recon": the
-        reconstructions' of x_seen (the test images as the model sees them), "fid_seconds":
-        what measuring both took}."""
+        reconstructions' of x_seen (the test images as the model sees them, labels y for a
+        conditional model), "fid_seconds": what measuring both took}."""
         t0 = time.perf_counter()
         was_training = model.training
         model.eval()
@@ -166,7 +213,8 @@ class Watch:
         if model.has_prior:
             x = samples(model, WATCH_SAMPLES, 1.0, seed)
             out["fid"] = metrics.frechet_distance(self.f_real, extract(self.features, x))
-        x = reconstructions(model, x_seen[self.idx.to(x_seen.device)])
+        idx = self.idx.to(x_seen.device)
+        x = reconstructions(model, x_seen[idx], y=None if y is None else y[idx.to(y.device)])
         out["fid_recon"] = metrics.frechet_distance(self.f_real, extract(self.features, x))
         model.train(was_training)
         return {**out, "fid_seconds": time.perf_counter() - t0}

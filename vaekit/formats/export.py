@@ -56,18 +56,20 @@ def load_safetensors(path: str | Path, *, allow_nonfinite: bool = False) -> Late
 
 
 class _Decoder(torch.nn.Module):
-    """z (N, D) -> images (N, C, H, W) in [0, 1]: what a sampler elsewhere needs."""
+    """z (N, D) (and int64 labels (N,) of a conditional model) -> images (N, C, H, W) in
+    [0, 1]: what a sampler elsewhere needs."""
 
     def __init__(self, model: LatentModel):
         super().__init__()
         self.model = model
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.model.decode(z)
+    def forward(self, z: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+        return self.model.decode(z) if label is None else self.model.decode(z, y=label)
 
 
 def save_onnx(model: LatentModel, path: str | Path) -> Path:
-    """The decoder as ONNX with a dynamic batch: input "z" (N, D), output "x" (N, C, H, W).
+    """The decoder as ONNX with a dynamic batch: input "z" (N, D), output "x" (N, C, H, W); a
+    conditional model's takes (z, label), label int64 (N,) in [0, num_classes).
 
     One self-contained file, weights included, written atomically. A model too large for one
     protobuf (torch's exporter switches at 1.5 GB) gets its weights in PATH.data beside it:
@@ -76,6 +78,11 @@ def save_onnx(model: LatentModel, path: str | Path) -> Path:
     _need("onnxscript")  # torch's ONNX exporter builds the graph with it
     path = Path(path)
     z = torch.randn(2, model.top_dim)
+    args, names, dynamic = (z,), ["z"], {"z": {0: torch.export.Dim("batch")}}
+    if model.conditional:
+        batch = dynamic["z"][0]
+        args, names = (z, torch.tensor([0, 1])), ["z", "label"]
+        dynamic = {"z": {0: batch}, "label": {0: batch}}
     decoder = _Decoder(model.cpu().eval()).eval()
     # export into a private folder beside path (.NAME.tmpPID, removed if this process is
     # killed, by the next train of the run) under path's own name (an external data file
@@ -87,11 +94,11 @@ def save_onnx(model: LatentModel, path: str | Path) -> Path:
         with quiet_onnx_export():
             torch.onnx.export(
                 decoder,
-                (z,),
+                args,
                 str(tmp / path.name),
-                input_names=["z"],
+                input_names=names,
                 output_names=["x"],
-                dynamic_shapes={"z": {0: torch.export.Dim("batch")}},
+                dynamic_shapes=dynamic,
                 dynamo=True,
                 external_data=False,  # weights inside the .onnx unless it would pass 2 GB
                 verbose=False,
@@ -120,6 +127,9 @@ def save_onnx(model: LatentModel, path: str | Path) -> Path:
 # pytree specs through a constructor it has deprecated (torch's internals, not our call).
 ONNX_REGISTRY_LOGGER = "torch.onnx._internal.exporter._registration"
 LEAFSPEC_DEPRECATED = r"`isinstance\(treespec, LeafSpec\)` is deprecated"  # a FutureWarning
+# A conditional decoder's z and label share their batch axis: the exporter notes that it names
+# it once (a UserWarning about its naming, not the model).
+SHARED_AXIS = r"The axis name: .* will not be used"
 
 
 class _NoTorchvisionNotes(logging.Filter):
@@ -136,6 +146,7 @@ def quiet_onnx_export() -> Iterator[None]:
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", LEAFSPEC_DEPRECATED, FutureWarning)
+            warnings.filterwarnings("ignore", SHARED_AXIS, UserWarning)
             yield
     finally:
         logger.removeFilter(notes)

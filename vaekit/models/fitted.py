@@ -26,6 +26,11 @@ class WithPrior(LatentModel):
                 f"a fitted prior replaces the prior of a one-group model (vae, ae); the "
                 f"{model.cfg.family} model has {len(model.latent_shapes)} latent groups"
             )
+        if model.conditional:
+            raise ValueError(
+                "a fitted prior is over an unconditional model's codes; a conditional model "
+                "samples its own prior given a class (--label)"
+            )
         super().__init__(model.cfg)
         self.model, self.prior, self.name, self.meta = model, prior, name, meta
         self.likelihood = model.likelihood

@@ -87,7 +87,7 @@ def seed_encoder(cfg: ModelConfig, out_dim: int) -> nn.Sequential:
 
 def seed_decoder(cfg: ModelConfig, out_channels: int) -> nn.Sequential:
     return nn.Sequential(
-        seed_tblock(cfg.net.latent_dim, 64),  # (B, 64, 3, 3)
+        seed_tblock(code_width(cfg), 64),  # (B, 64, 3, 3)
         nn.Upsample(scale_factor=2, mode="nearest"),  # 6x6
         seed_tblock(64, 64),  # 8x8
         seed_tblock(64, 64),  # 10x10
@@ -147,7 +147,7 @@ class ResNetDecoder(nn.Module):
         super().__init__()
         ch = cfg.net.channels[::-1]  # bottom (smallest) stage first
         sizes = stage_sizes(cfg.image_size, len(ch))[::-1]  # [(h, w) at the bottom, ..., (H, W)]
-        self.head = nn.ConvTranspose2d(cfg.net.latent_dim, ch[0], sizes[0])  # (B, c, h, w)
+        self.head = nn.ConvTranspose2d(code_width(cfg), ch[0], sizes[0])  # (B, c, h, w)
         self.ups = nn.ModuleList(nn.Upsample(size=s, mode="nearest") for s in sizes[1:])
         self.blocks = nn.ModuleList(ResBlock(ch[max(i - 1, 0)], c, True) for i, c in enumerate(ch))
         self.out = nn.ConvTranspose2d(ch[-1], out_channels, 3, padding=1)  # (B, out, H, W)
@@ -157,6 +157,37 @@ class ResNetDecoder(nn.Module):
         for block, up in zip(self.blocks, self.ups, strict=True):
             h = up(block(h))
         return self.out(F.relu(h))
+
+
+# ---------------------------------------------------------------------------------------------
+# Class labels (conditional models, Sohn et al. 2015).
+
+LABEL_DIM = 16  # width of the learned label embedding e(y)
+
+
+def code_width(cfg: ModelConfig) -> int:
+    """What a decoder takes: z (D), with the label embedding e(y) concatenated (D + LABEL_DIM)
+    for a conditional model."""
+    return cfg.net.latent_dim + (LABEL_DIM if cfg.net.conditional else 0)
+
+
+class LabelConditioning(nn.Module):
+    """A learned embedding e(y) (B, LABEL_DIM) of int64 labels y (B,), fed to the encoder and
+    the decoder: the encoder's output gets W e(y) added (the label concatenated into its last
+    linear layer's input), the decoder takes [z, e(y)]."""
+
+    def __init__(self, num_classes: int, encoder_out: int):
+        super().__init__()
+        self.embedding = nn.Embedding(num_classes, LABEL_DIM)
+        self.to_encoder = nn.Linear(LABEL_DIM, encoder_out, bias=False)
+
+    def encoder_shift(self, y: torch.Tensor) -> torch.Tensor:
+        """(B,) -> (B, encoder_out): what the label adds to the encoder's output."""
+        return self.to_encoder(self.embedding(y))
+
+    def code(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """z (B, D), y (B,) -> the decoder's input [z, e(y)] (B, D + LABEL_DIM)."""
+        return torch.cat([z, self.embedding(y).to(z.dtype)], dim=1)
 
 
 ARCHS = {"seed": (seed_encoder, seed_decoder), "resnet": (ResNetEncoder, ResNetDecoder)}

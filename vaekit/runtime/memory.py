@@ -33,7 +33,8 @@ def step_bytes(cfg: ModelConfig, batch_size: int, samples: int = 1) -> tuple[int
     hooks = [m.register_forward_hook(count) for m in model.modules()]
     try:
         x = torch.zeros(1, cfg.in_channels, *cfg.image_size, device="meta")
-        model(x)
+        y = torch.zeros(1, dtype=torch.long, device="meta")
+        model(x, **({"y": y} if model.conditional else {}))
     finally:
         for h in hooks:
             h.remove()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ..errors import TrainError
 from ..runtime.device import resolve_device
-from .batches import BatchSource, load_training_data
+from .batches import Batch, BatchSource, TrainingData, load_training_data
 from .callbacks import Callback
 from .checkpoints import CheckpointManager
 from .loop import fit, resume_configs
@@ -14,12 +14,14 @@ from .step import TrainModule, lr_at, train_step
 from .trainer import Trainer
 
 __all__ = [
+    "Batch",
     "BatchSource",
     "Callback",
     "CheckpointManager",
     "TrainError",
     "TrainModule",
     "Trainer",
+    "TrainingData",
     "fit",
     "load_training_data",
     "lr_at",

@@ -6,6 +6,8 @@ stays on the host and each batch is gathered from it and sent over. Both feed id
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 MAX_RESIDENT_BYTES = 4 << 30  # larger training sets are streamed from host memory or disk
@@ -22,8 +24,18 @@ def gather(x: torch.Tensor, idx: torch.Tensor, device: torch.device) -> torch.Te
     return xb.to(device)
 
 
+@dataclass
+class Batch:
+    """A training batch: uint8 images x (B, C, H, W) and their int64 class labels y (B,), or
+    None where the data have no labels."""
+
+    x: torch.Tensor
+    y: torch.Tensor | None = None
+
+
 class BatchSource:
-    """uint8 images (N, C, H, W) -> shuffled global batches of batch_size on the device.
+    """uint8 images (N, C, H, W), with int64 labels (N,) or None -> shuffled global batches of
+    batch_size on the device.
 
     Every rank of a DDP run draws the same order from the same generator and takes its own
     share of each batch (shard), so N processes see what one process would."""
@@ -35,9 +47,11 @@ class BatchSource:
         device: torch.device,
         shuffle: torch.Generator,
         stream: bool = False,
+        y: torch.Tensor | None = None,
     ):
         self.stream = stream or x.nbytes > MAX_RESIDENT_BYTES
         self.x = x if self.stream else x.to(device)
+        self.y = None if y is None else y.to(device)  # (N,) int64: small, always resident
         self.batch_size, self.device, self.shuffle = batch_size, device, shuffle
 
     def __len__(self) -> int:
@@ -48,10 +62,12 @@ class BatchSource:
         perm = torch.randperm(len(self.x), generator=self.shuffle)
         return perm if self.stream else perm.to(self.device)
 
-    def batch(self, perm: torch.Tensor, i: int) -> torch.Tensor:
-        """Batch i of an epoch's order: uint8 (Bg, C, H, W) on the device."""
+    def batch(self, perm: torch.Tensor, i: int) -> Batch:
+        """Batch i of an epoch's order: uint8 images (Bg, C, H, W) and labels (Bg,) or None, on
+        the device."""
         idx = perm[i * self.batch_size : (i + 1) * self.batch_size]
-        return gather(self.x, idx, self.device) if self.stream else self.x[idx]
+        x = gather(self.x, idx, self.device) if self.stream else self.x[idx]
+        return Batch(x, None if self.y is None else self.y[idx.to(self.device)])
 
 
 def shard(t: torch.Tensor, world: int, rank: int, dim: int = 0) -> torch.Tensor:
@@ -59,15 +75,34 @@ def shard(t: torch.Tensor, world: int, rank: int, dim: int = 0) -> torch.Tensor:
     return t.tensor_split(world, dim=dim)[rank] if world > 1 else t
 
 
+@dataclass
+class TrainingData:
+    """A dataset's splits as training takes them: uint8 images (N, C, H, W), int64 labels (N,)
+    (None: the data have no labels), stream (batches gathered from a memory-mapped cache) and
+    num_classes (0 without labels)."""
+
+    x_train: torch.Tensor
+    x_test: torch.Tensor
+    stream: bool
+    y_train: torch.Tensor | None = None
+    y_test: torch.Tensor | None = None
+    num_classes: int = 0
+
+
 def load_training_data(
     dataset: str, image_size: tuple[int, int], channels: int, crop: int, limit: int, data_dir=None
-) -> tuple[torch.Tensor, torch.Tensor, bool]:
-    """(train images, test images, stream) of a named dataset at the model's size and channels:
-    uint8 (N, C, H, W); the first `limit` training images if limit > 0; stream is True for a
+) -> TrainingData:
+    """The splits of a named dataset at the model's size and channels, with their labels where
+    the data have classes; the first `limit` training images if limit > 0; stream is True for a
     memory-mapped cache (folders, CelebA), whose batches are gathered from the host."""
-    from ..data import is_cached, load_split
+    from ..data import is_cached, load_split, num_classes
 
     fmt = dict(size=image_size, channels=channels, crop=crop)
-    x_train, _ = load_split(dataset, "train", data_dir, **fmt)
-    x_test, _ = load_split(dataset, "test", data_dir, **fmt)
-    return (x_train[:limit] if limit else x_train), x_test, is_cached(dataset)
+    x_train, y_train = load_split(dataset, "train", data_dir, **fmt)
+    x_test, y_test = load_split(dataset, "test", data_dir, **fmt)
+    k = num_classes(dataset, data_dir, **fmt)
+    if limit:
+        x_train, y_train = x_train[:limit], y_train[:limit]
+    if not k:
+        y_train = y_test = None
+    return TrainingData(x_train, x_test, is_cached(dataset), y_train, y_test, k)

@@ -176,12 +176,12 @@ class Evaluation(Callback):
     """Test loss, recon, KL and a model's auxiliary terms (test_NAME) every `every` epochs and
     after the last."""
 
-    def __init__(self, x_test: torch.Tensor, every: int):
-        self.x_test, self.every = x_test, every
+    def __init__(self, x_test: torch.Tensor, every: int, y_test: torch.Tensor | None = None):
+        self.x_test, self.every, self.y_test = x_test, every, y_test
 
     def on_epoch_end(self, t: Trainer, row: dict) -> None:
         if row["epoch"] % self.every == 0 or row["epoch"] == t.tcfg.epochs:
-            ev = evaluate(t.eval_model, self.x_test)
+            ev = evaluate(t.eval_model, self.x_test, y=self.y_test)
             row.update(test_loss=ev["test_loss"], test_recon=ev["recon"], test_kl=ev["kl"])
             row.update((f"test_{k}", v) for k, v in ev.get("aux", {}).items())
 
@@ -202,7 +202,7 @@ class FidWatch(Callback):
 
     def on_epoch_end(self, t: Trainer, row: dict) -> None:
         if row["epoch"] % self.every == 0 or row["epoch"] == t.tcfg.epochs:
-            row.update(self.watch(t.eval_model, self.x_test, t.tcfg.seed))
+            row.update(self.watch(t.eval_model, self.x_test, t.tcfg.seed, t.y_test))
 
 
 def drop_rows_after(path: Path, epoch: int) -> None:
@@ -238,17 +238,19 @@ class MetricsLog(Callback):
 
 
 class Figures(Callback):
-    """The epoch's reconstructions of 64 fixed test images, and samples from fixed codes."""
+    """The epoch's reconstructions of 64 fixed test images, and samples from fixed codes (a
+    conditional model's: of the classes in turn)."""
 
-    def __init__(self, x_test: torch.Tensor):
-        self.x_fig = x_test[:64]
+    def __init__(self, x_test: torch.Tensor, y_test: torch.Tensor | None = None):
+        self.x_fig, self.y_fig = x_test[:64], None if y_test is None else y_test[:64]
 
     def on_epoch_end(self, t: Trainer, row: dict) -> None:
         t.ckpts.write("figures", t.out / "figures", self.draw, t, row["epoch"])
 
     def draw(self, t: Trainer, epoch: int) -> None:
         figs = t.out / "figures"
-        save_png(reconstruction_grid(t.eval_model, self.x_fig), figs / f"recon_{epoch:03d}.png")
+        recon = reconstruction_grid(t.eval_model, self.x_fig, self.y_fig)
+        save_png(recon, figs / f"recon_{epoch:03d}.png")
         save_png(sample_grid(t.eval_model, 64, seed=t.tcfg.seed), figs / f"samples_{epoch:03d}.png")
 
 

@@ -71,6 +71,8 @@ def fit(
     data_dir: str | None = None,
     log=say,
     callbacks: tuple[Callback, ...] = (),
+    y_train: torch.Tensor | None = None,
+    y_test: torch.Tensor | None = None,
 ) -> dict:
     """Train the model mcfg describes on uint8 images x_train (N, C, H, W) into run directory
     `out`, evaluating on x_test; returns the last epoch's metrics row (vaekit.training.Trainer).
@@ -79,6 +81,8 @@ def fit(
     stream: keep x_train on the host (memory-mapped) and send each batch over. Under torchrun,
     each process takes its share of every global batch; rank 0 alone logs, evaluates, writes.
     callbacks: the caller's (vaekit.training.Callback), run after the trainer's own.
+    y_train, y_test: int64 class labels (N,) of the images, which a conditional model needs
+    (None: the data have none).
     """
     out = Path(out)
     if ckpt is None and (out / "last.pt").exists():
@@ -89,4 +93,4 @@ def fit(
     except OSError as e:
         raise TrainError(f"cannot create run dir {out}: {e.strerror}") from None
     args = (mcfg, ocfg, tcfg, out, x_train, x_test, stream, ckpt, data_dir, log, callbacks)
-    return Trainer(*args).fit()
+    return Trainer(*args, labels=(y_train, y_test)).fit()

@@ -4,6 +4,7 @@ starts one."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from ..config import (
@@ -14,6 +15,7 @@ from ..config import (
     read_config_file,
     train_config,
 )
+from ..errors import ConfigError
 from ..runtime.device import resolve_device
 from ..runtime.memory import check_memory
 from .batches import load_training_data
@@ -27,7 +29,7 @@ def new_run_configs(
     """(preset name, configs) of a new run: the preset, then the config file, then values (flat
     field values); the model's image size, channels and normalisation from the dataset unless
     given. The preset is the argument's, else the file's, else mnist."""
-    from ..data import describe
+    from ..data import describe, num_classes
 
     file = read_config_file(config) if config else {}
     preset = preset or file.pop("preset", None) or "mnist"
@@ -37,7 +39,17 @@ def new_run_configs(
     size, ch = values.get("image_size"), values.get("in_channels")
     info = describe(tcfg.dataset, data_dir, size, ch, tcfg.crop)
     data = dict(mean=info.mean, std=info.std, in_channels=info.channels, image_size=info.size)
-    return (preset, *configs(preset, **{**data, **values}))
+    mcfg, ocfg, tcfg = configs(preset, **{**data, **values})
+    if getattr(mcfg.net, "conditional", False):
+        k = num_classes(tcfg.dataset, data_dir, info.size, info.channels, tcfg.crop)
+        if not k:
+            raise ConfigError(
+                f"--conditional needs class labels, and {tcfg.dataset} has none (a folder's "
+                "classes are its subfolders)"
+            )
+        if "num_classes" not in values:  # the data's, unless given
+            mcfg = replace(mcfg, net=replace(mcfg.net, num_classes=k))
+    return preset, mcfg, ocfg, tcfg
 
 
 def train_run(
@@ -60,12 +72,12 @@ def train_run(
     # before the data are loaded (and resized) for a step that cannot fit
     check_memory(mcfg, tcfg.batch_size, resolve_device(tcfg.device), samples, log=lambda _: None)
     with run_lock(out):
-        x_train, x_test, stream = load_training_data(
+        d = load_training_data(
             tcfg.dataset, mcfg.image_size, mcfg.in_channels, tcfg.crop, tcfg.limit, data_dir
         )
         where = data_location(data_dir, tcfg.dataset)
-        return fit(mcfg, ocfg, tcfg, out, x_train, x_test, stream=stream, ckpt=ckpt,
-                   data_dir=where, log=log)  # fmt: skip
+        return fit(mcfg, ocfg, tcfg, out, d.x_train, d.x_test, stream=d.stream, ckpt=ckpt,
+                   data_dir=where, log=log, y_train=d.y_train, y_test=d.y_test)  # fmt: skip
 
 
 def data_location(data_dir: str | Path | None, dataset: str) -> str | None:

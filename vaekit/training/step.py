@@ -22,14 +22,17 @@ def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
 
 class TrainModule(nn.Module):
     """The model and its objective as one module, so DDP and torch.compile wrap the whole
-    training computation: forward(x, step, eps) -> the objective's terms."""
+    training computation: forward(x, step, eps, y) -> the objective's terms (y: int64 class
+    labels (B,) for a conditional model, else None)."""
 
     def __init__(self, model: nn.Module, objective: Callable):
         super().__init__()
         self.model, self.objective = model, objective
 
-    def forward(self, x: torch.Tensor, step: int, eps: list | None = None) -> dict:
-        return self.objective(self.model, x, step, eps)
+    def forward(
+        self, x: torch.Tensor, step: int, eps: list | None = None, y: torch.Tensor | None = None
+    ) -> dict:
+        return self.objective(self.model, x, step, eps, y=y)
 
 
 def train_step(
@@ -40,6 +43,7 @@ def train_step(
     step: int,
     *,
     eps: list | None = None,
+    y: torch.Tensor | None = None,
     lr: float | None = None,
     grad_clip: float = 0.0,
     share: float = 1.0,
@@ -50,7 +54,8 @@ def train_step(
     """Forward, backward and (if all is finite) an update. Returns the terms, the gradient norm
     and ok (a 0-dim bool tensor: was the update taken).
 
-    loss_fn(x, step, eps) -> terms with a scalar "loss" (e.g. a TrainModule). share scales the
+    loss_fn(x, step, eps) -> terms with a scalar "loss" (e.g. a TrainModule), called with y=y
+    too where labels y (B,) are given (a conditional model's). share scales the
     loss so that DDP's average over ranks is the mean over the global batch (1 in one process).
     agree(bad) -> the number of ranks that found a non-finite value (one collective; None in
     one process): every rank then takes the same decision. max_gnorm: also skip the update when
@@ -61,7 +66,7 @@ def train_step(
         for group in optimizer.param_groups:
             group["lr"] = lr
     with autocast or nullcontext():
-        terms = loss_fn(x, step, eps)
+        terms = loss_fn(x, step, eps) if y is None else loss_fn(x, step, eps, y=y)
     loss = terms["loss"] * share
     optimizer.zero_grad(set_to_none=True)
     loss.backward()

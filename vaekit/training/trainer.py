@@ -36,7 +36,8 @@ from .trackers import open_trackers
 
 class Trainer:
     """Trains the model mcfg describes on uint8 images x_train (N, C, H, W) into run directory
-    out, evaluating on x_test. ckpt (from resume_configs): continue that run exactly. extra:
+    out, evaluating on x_test. labels: int64 (y_train (N,), y_test) or None each, which a
+    conditional model needs. ckpt (from resume_configs): continue that run exactly. extra:
     callbacks of the caller's, called after the trainer's own on every rank."""
 
     def __init__(
@@ -52,6 +53,7 @@ class Trainer:
         data_dir: str | None,
         log,
         extra: tuple[cb.Callback, ...] = (),
+        labels: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None),
     ) -> None:
         self.mcfg, self.ocfg, self.out, self.data_dir = mcfg, ocfg, Path(out), data_dir
         self.rank, self.world, local_rank = dist.setup()
@@ -64,8 +66,11 @@ class Trainer:
             tcfg, precision=choose_precision(tcfg.precision, self.device, self.log)
         )
         self.build(ckpt)
+        y_train, self.y_test = self.check_labels(tcfg, labels)
         self.shuffle = torch.Generator().manual_seed(tcfg.seed)
-        self.batches = BatchSource(x_train, tcfg.batch_size, self.device, self.shuffle, stream)
+        self.batches = BatchSource(
+            x_train, tcfg.batch_size, self.device, self.shuffle, stream, y_train
+        )
         self.x_test = self.model.likelihood.prepare_eval(x_test)
         self.N, self.steps_per_epoch = len(x_train), len(self.batches)
         self.total_steps = tcfg.epochs * self.steps_per_epoch
@@ -126,13 +131,15 @@ class Trainer:
     def train_step(self, perm: torch.Tensor, i: int) -> dict:
         """Step i of the epoch on this rank's share of global batch perm[i * B:(i + 1) * B]."""
         lik, K = self.model.likelihood, self.objective.samples
-        xb = lik.prepare(self.batches.batch(perm, i))  # (Bg, C, H, W), fresh bits for bernoulli
+        batch = self.batches.batch(perm, i)  # labels (Bg,) only for a conditional model
+        xb = lik.prepare(batch.x)  # (Bg, C, H, W), fresh bits for bernoulli
         eps = self.model.noise(len(xb), K, self.device)  # [(K, Bg, *shape)]: the global batch's
         n_global = len(xb)
         xb, eps = (
             shard(xb, self.world, self.rank),
             [shard(e, self.world, self.rank, 1) for e in eps],
         )
+        y = None if batch.y is None else shard(batch.y, self.world, self.rank)
         x = xb.float().div_(255.0).contiguous(memory_format=self.layout)  # (b, C, H, W) in [0, 1]
         return train_step(
             self.net,
@@ -141,6 +148,7 @@ class Trainer:
             x,
             self.step,
             eps=eps,
+            y=y,
             lr=lr_at(self.step, self.total_steps, self.tcfg),
             grad_clip=self.tcfg.grad_clip,
             share=len(x) * self.world / n_global,
@@ -254,6 +262,25 @@ class Trainer:
                 f"expects {shape}; set the model's in_channels/image_size to match"
             )
 
+    def check_labels(self, tcfg: TrainConfig, labels: tuple) -> tuple:
+        """(y_train, y_test) as the model takes them: both for a conditional model (refused,
+        in one line, when missing or out of its classes), neither for another."""
+        if not self.model.conditional:
+            return None, None
+        K = self.model.num_classes
+        for split, y in zip(("training", "test"), labels, strict=True):
+            if y is None:
+                raise TrainError(
+                    f"the model is conditional but the {split} images of {tcfg.dataset} have no "
+                    "class labels (use a labelled dataset, or drop --conditional)"
+                )
+            if len(y) and not 0 <= int(y.min()) <= int(y.max()) < K:
+                raise TrainError(
+                    f"the {split} labels of {tcfg.dataset} run {int(y.min())}-{int(y.max())} but "
+                    f"the model has {K} classes (--num-classes)"
+                )
+        return labels
+
     def build(self, ckpt: dict | None) -> None:
         """Model, objective, the module the loop calls (DDP, compiled), AdamW; room checked."""
         tcfg, device, world = self.tcfg, self.device, self.world
@@ -325,9 +352,10 @@ class Trainer:
         self.ema = cb.EMA(self.model, t.ema) if t.ema else None
         found = [self.guard, cb.ModelState(), self.ema]
         if self.main:
-            found += [cb.Progress(), t.eval_every and cb.Evaluation(self.x_test, t.eval_every)]
+            evaluation = t.eval_every and cb.Evaluation(self.x_test, t.eval_every, self.y_test)
+            found += [cb.Progress(), evaluation]
             found += [t.fid_every and cb.FidWatch(self, self.x_test, self.data_dir)]
-            found += [cb.MetricsLog(), t.figures and cb.Figures(self.x_test)]
+            found += [cb.MetricsLog(), t.figures and cb.Figures(self.x_test, self.y_test)]
             found += [self.trackers and cb.Tracking(self.trackers, t.log_every, self.guard)]
             found += [cb.Checkpoints()]
         return [c for c in found if c]
