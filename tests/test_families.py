@@ -37,6 +37,7 @@ TINY = {
     "vae": dict(latent_dim=3, channels=(8, 8)),
     "ae": dict(latent_dim=3, channels=(8, 8)),
     "hvae": dict(width=8, z_channels=2, resolutions=(1, 7, 14), groups=(1, 2, 1), enc_blocks=1),
+    "vqvae": dict(widths=(4, 8), res_blocks=1, codebook_size=8, code_dim=3),
 }
 
 
@@ -68,6 +69,7 @@ def test_every_model_class_is_registered_and_every_registration_builds_its_class
         for _, cls in inspect.getmembers(importlib.import_module(f"vaekit.models.{info.name}"))
         if inspect.isclass(cls) and issubclass(cls, LatentModel) and cls is not LatentModel
         and cls.__module__.startswith("vaekit.models.") and not inspect.isabstract(cls)
+        and cls.__module__ != "vaekit.models.fitted"  # WithPrior wraps a family's model
     }  # fmt: skip
     wrappers = {"vaekit.models.fitted:WithPrior"}  # any family's model under a fitted prior
     assert classes - wrappers == {f.model for f in FAMILIES.values()}
@@ -99,6 +101,10 @@ def test_contract(family, conditional, objective, likelihood, tmp_path):
     assert [tuple(z.shape[1:]) for z in out["z"]] == model.latent_shapes
     assert len(out["kl"]) == (len(model.latent_shapes) if model.has_kl else 0)
     assert all(k.shape[0] == 4 and (k >= 0).all() for k in out["kl"])
+    aux = out.get("aux", {})  # extra named loss terms: (B,) or scalars, finite
+    assert all(v.shape in ((4,), ()) and torch.isfinite(v).all() for v in aux.values())
+    if family == "vqvae":
+        assert set(aux) == {"commitment"} and (aux["commitment"] > 0).all()
     # one training step: finite loss, gradient and an update
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     before = [p.detach().clone() for p in model.parameters()]
@@ -126,7 +132,12 @@ def test_contract(family, conditional, objective, likelihood, tmp_path):
         assert ev["kl"] > 0 and math.isclose(ev["test_loss"], ev["recon"] + ev["kl"], rel_tol=1e-9)
         assert math.isclose(sum(ev["kl_per_group"]), ev["kl"], rel_tol=1e-9)
     else:
-        assert ev["kl"] is None and ev["elbo"] is None and ev["test_loss"] == ev["recon"]
+        assert ev["kl"] is None and ev["elbo"] is None
+    # a model's auxiliary terms are reported by name and are part of the test loss
+    assert set(ev.get("aux", {})) == set(aux)
+    kl = ev["kl"] or 0.0
+    assert math.isclose(ev["test_loss"], ev["recon"] + kl + sum(ev.get("aux", {}).values()),
+                        rel_tol=1e-9)  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -38,6 +38,20 @@ def kl_units(kl: torch.Tensor, per: str) -> torch.Tensor:
     return k if per == "dim" else k.sum(1, keepdim=True)
 
 
+def with_aux(terms: dict, aux: dict[str, torch.Tensor] | None) -> dict:
+    """Add a model's auxiliary loss terms (forward's "aux": name -> (B,) or scalar, e.g. a
+    VQ-VAE's commitment loss) to the loss (their batch means) and to the reported per-image
+    loss; terms["aux"] keeps them, detached, for reporting by name. No aux: terms unchanged."""
+    if not aux:
+        return terms
+    loss, per_image = terms["loss"], terms["per_image"]
+    for v in aux.values():
+        loss = loss + v.mean()
+        per_image = per_image + v.detach()
+    return {**terms, "loss": loss, "per_image": per_image,
+            "aux": {k: v.detach() for k, v in aux.items()}}  # fmt: skip
+
+
 class Objective:
     """Base: K noise samples per image (the loop draws them for the global batch)."""
 
@@ -64,7 +78,8 @@ class ELBO(Objective):
     """-ELBO with beta (Higgins et al. 2017), KL warm-up and free bits: recon + w * KL.
 
     Reports recon + beta * KL per image (the true -ELBO at beta = 1), not the warmed-up or
-    floored term it optimises. A model without a KL (ae) trains on recon alone."""
+    floored term it optimises. A model without a KL (ae) trains on recon alone. A model's
+    auxiliary terms (forward's "aux") are added to both (with_aux)."""
 
     def __call__(
         self,
@@ -78,7 +93,8 @@ class ELBO(Objective):
         recon, kls = out["recon"], out["kl"]  # (B,), [(B, *shape)] per group
         loss = recon.mean()
         if not kls:
-            return {"loss": loss, "per_image": recon.detach(), "recon": recon, "kl": None}
+            terms = {"loss": loss, "per_image": recon.detach(), "recon": recon, "kl": None}
+            return with_aux(terms, out.get("aux"))
         c = self.cfg
         w = kl_weight(step, c.beta, c.kl_warmup)
         kl_term = kl_objective(kl_units(kls[0], c.free_bits_per), c.free_bits)
@@ -88,7 +104,9 @@ class ELBO(Objective):
         for k in kls[1:]:
             kl = kl + k.flatten(1).sum(1)
         loss = loss + w * kl_term
-        return {"loss": loss, "per_image": (recon + c.beta * kl).detach(), "recon": recon, "kl": kl}
+        per_image = (recon + c.beta * kl).detach()
+        terms = {"loss": loss, "per_image": per_image, "recon": recon, "kl": kl}
+        return with_aux(terms, out.get("aux"))
 
 
 class IWAE(Objective):

@@ -39,7 +39,9 @@ def evaluate(
     importance-weighted bound nll_iw (nats) and its standard error nll_iw_sem (its progress
     kept beside the checkpoint, so a stopped evaluation resumes), bits_per_dim (of the best
     bound) and bits_per_dim_from, active_units (top group) and active_units_per_group, and with
-    probe (on labelled data) probe_accuracy, a logistic regression's on the latent means.
+    probe (on labelled data) probe_accuracy, a logistic regression's on the latent means; for
+    a model with discrete codes (vqvae) codebook (usage) and, once a prior is fitted over the
+    codes, prior_bits_per_image; a model's auxiliary loss terms under aux.
     A conditional model is given the test labels: its bounds are on log P(x|y). Written to
     out (JSON) when given."""
     from ..losses import bits_per_dim
@@ -61,6 +63,8 @@ def evaluate(
     x, y_test = x[:n], y_test[:n]
     y = y_test if r.model.conditional else None  # a conditional model's bounds are of x given y
     res = bound_record(r, x, batch_size, iw_samples, y)
+    if hasattr(r.model, "codes"):
+        res.update(code_record(r, x, batch_size))
     nll = None if res["elbo"] is None else -res["elbo"]
     if iw_samples:
         nll = add_iw_bound(res, r, x, iw_samples, iw_chunk, iw_batch, y)
@@ -95,6 +99,28 @@ def bound_record(
         **loss_and_elbo(r.model, x, batch_size=batch_size, y=y),
     }
     res["bits_per_dim_from"] = None if res["elbo"] is None else "elbo"
+    return res
+
+
+def code_record(r: Run, x: torch.Tensor, batch_size: int) -> dict:
+    """A model with discrete codes (vqvae): the codebook's usage by images x (perplexity,
+    codes used, dead codes) and, with its PixelCNN prior fitted (`vaekit prior RUN --kind
+    pixelcnn`), that prior's -log p of their code grids in bits per image
+    (prior_bits_per_image) and nats."""
+    import math
+
+    from ..evaluation.codes import codebook_usage
+    from ..priors.codes import code_grids
+    from ..priors.fit import mean_nll
+
+    stage(f"codebook usage of {len(x):,} test images")
+    k = code_grids(r.model, x, batch_size)
+    res = {"codebook": codebook_usage(k, r.model.cfg.net.codebook_size)}
+    fitted = getattr(r.model, "prior", None)
+    if fitted is not None:
+        stage("the PixelCNN prior's likelihood of the test codes")
+        nats = mean_nll(fitted, k, batch_size)
+        res.update(prior_nats_per_image=nats, prior_bits_per_image=nats / math.log(2))
     return res
 
 

@@ -122,7 +122,19 @@ def open_run(
     path = Path(run)
     ckpt = checkpoint.load(path, allow_nonfinite=allow_nonfinite)
     model = checkpoint.build_model(ckpt, path, raw_weights).to(resolve_device(device)).eval()
+    attach_learned_prior(model, run_folder(path))
     return Run(model, ckpt, path, run_data_dir(data_dir, ckpt))
+
+
+def attach_learned_prior(model: LatentModel, folder: Path) -> None:
+    """A model with discrete codes (vqvae) samples from the PixelCNN fitted over them in the
+    run (RUN/priors/pixelcnn.pt, by `vaekit prior RUN --kind pixelcnn`) when there is one: its
+    own prior."""
+    from ..priors import store
+
+    if hasattr(model, "set_prior") and store.prior_path(folder, "pixelcnn").is_file():
+        fitted, _ = store.load(folder, "pixelcnn")
+        model.set_prior(fitted.to(next(model.parameters()).device))
 
 
 def run_data_dir(data_dir: str | Path | None, ckpt: dict) -> Path | None:

@@ -39,8 +39,10 @@ def evaluate(
     recon is in the likelihood's training units (for "gaussian", the seed's); test_loss = recon
     + KL (the true -ELBO in those units, whatever the training objective); elbo = -(-log P(x|z)
     + KL) in nats of the 8-bit data, a lower bound on log P(x). A model without a KL (ae) gets
-    kl, elbo and the KL lists as None. Runs in eval mode with z sampled from q(z|x) under a
-    fixed seed; restores the model's mode and the global RNG.
+    kl, elbo and the KL lists as None. A model's auxiliary loss terms (forward's "aux", e.g. a
+    VQ-VAE's commitment loss) come as "aux": {name: mean per image} and are part of test_loss
+    (the key is absent for a model without them). Runs in eval mode with z sampled from q(z|x)
+    under a fixed seed; restores the model's mode and the global RNG.
     """
     was_training = model.training
     model.eval()
@@ -48,6 +50,7 @@ def evaluate(
     totals = torch.zeros(2, dtype=torch.float64, device=device)  # recon, -log P(x|z)
     kl_groups = torch.zeros(len(model.latent_shapes), dtype=torch.float64, device=device)
     kl_dims = torch.zeros(model.top_dim, dtype=torch.float64, device=device)
+    aux: dict[str, torch.Tensor] = {}  # name -> summed over the images
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         for i in range(0, len(x), batch_size):
@@ -57,18 +60,23 @@ def evaluate(
             totals += torch.stack(
                 [recon.sum(), model.likelihood.discrete_nll(recon).sum()]
             ).double()
+            for k, v in out.get("aux", {}).items():
+                aux[k] = aux.get(k, 0) + v.double().expand(len(xb)).sum()
             if out["kl"]:
                 kl_groups += torch.stack([k.flatten(1).sum() for k in out["kl"]]).double()
                 kl_dims += out["kl"][0].flatten(1).sum(0).double()
     model.train(was_training)
     n = len(x)
     recon, nll_x_z = (totals / n).tolist()
+    extra = {"aux": {k: float(v) / n for k, v in aux.items()}} if aux else {}
+    aux_loss = sum(extra["aux"].values()) if aux else 0.0
     if not model.has_kl:
-        return {"test_loss": recon, "recon": recon, "kl": None, "elbo": None, "num_images": n,
-                "kl_per_dim": None, "kl_per_group": None}  # fmt: skip
+        return {"test_loss": recon + aux_loss, "recon": recon, "kl": None, "elbo": None,
+                "num_images": n, "kl_per_dim": None, "kl_per_group": None, **extra}  # fmt: skip
     kl = float(kl_groups.sum()) / n
     return {
-        "test_loss": recon + kl,
+        **extra,
+        "test_loss": recon + kl + aux_loss,
         "recon": recon,
         "kl": kl,
         "elbo": -(nll_x_z + kl),

@@ -3,6 +3,8 @@
 mu, logvar    (N, D) the top latent group's posterior mean and log-variance (flat)
 mu_1, ...     (N, *shape) the lower groups' (hierarchical models, with all_groups), along the
               path of posterior means
+codes         (N, h, w) int64, the code indices of a model with discrete codes (vqvae; mu is
+              then their vectors, flat, and there is no logvar)
 labels        (N,) int64, where the data have them
 paths         (N,) str, for folders and files
 unreadable    (K,) str, the files that could not be read (left out of the arrays above), and
@@ -47,6 +49,8 @@ def encode_source(
             parts.setdefault(f"mu_{i}", []).append(m.float().cpu().numpy())
             parts.setdefault(f"logvar_{i}", []).append(lv.float().cpu().numpy())
         parts.setdefault("mu", []).append(mu.float().cpu().numpy())
+        if hasattr(model, "codes"):
+            parts.setdefault("codes", []).append(model.codes(x).cpu().numpy())
         if logvar is not None:
             parts.setdefault("logvar", []).append(logvar.float().cpu().numpy())
         if b.labels is not None:

@@ -18,6 +18,10 @@ groups, top first; each group has a per-image shape (latent_shapes). Families wi
   forward, posterior, encode, decode, log_weights and reconstruct then take int64 labels
   y=(B,) in [0, num_classes) and whose sample takes labels=; an unconditional model takes no
   labels (y=None).
+forward's output may also carry "aux": {name: (B,) or scalar} extra loss terms (a VQ-VAE's
+commitment loss) that the objectives add to the loss and the trainer and evaluate report by
+name; after_step(accepted) updates state outside the gradient (an EMA codebook) after each
+training step (vaekit.training.callbacks.ModelState).
 """
 
 from __future__ import annotations
@@ -128,6 +132,10 @@ class LatentModel(nn.Module):
         raise NotImplementedError(
             f"the {self.cfg.family} family has no importance weights (no posterior density)"
         )
+
+    def after_step(self, accepted: bool) -> None:
+        """After a training step: update state outside the gradient from what the step's
+        forward saw (accepted: was the step's update taken; else forget it). Default: none."""
 
     # Derived.
     def noise(self, n: int, k: int = 1, device: torch.device | str = "cpu") -> list[torch.Tensor]:

@@ -70,6 +70,9 @@ class WithPrior(LatentModel):
         )
 
     def draw(self, n: int, temps: list[float], generator: torch.Generator | None) -> torch.Tensor:
-        """decode z ~ prior at temperature temps[0], (n, C, H, W)."""
+        """decode z ~ prior at temperature temps[0], (n, C, H, W); a prior over discrete
+        codes (pixelcnn) gives code indices, decoded by the model's decode_codes (vqvae)."""
         z = self.prior.sample(n, generator, temps[0])
+        if not z.is_floating_point():
+            return self.model.decode_codes(z)
         return self.decode(z.reshape(n, self.top_dim))

@@ -27,3 +27,23 @@ def posterior_means(model: LatentModel, x: torch.Tensor, batch_size: int = 500) 
     finally:
         model.train(was_training)
     return torch.cat(mus)
+
+
+@torch.no_grad()
+def code_grids(model: LatentModel, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """uint8 images (N, C, H, W) -> a discrete-code model's (vqvae's) code indices (N, h, w),
+    int64 on the CPU, as the model sees the images; ValueError for a model without codes."""
+    if not hasattr(model, "codes"):
+        raise ValueError(
+            f"a prior over discrete codes needs a model that has them (vqvae); the "
+            f"{model.cfg.family} family has none"
+        )
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        k = [model.codes(to_float(model.likelihood.prepare_eval(b).to(device))).cpu()
+             for b in x.split(batch_size)]  # fmt: skip
+    finally:
+        model.train(was_training)
+    return torch.cat(k)

@@ -1,6 +1,7 @@
 """The training loop's concerns, one small object each: the loop (trainer.py) calls their hooks
 at fixed points, in the order they are attached. Only the guard and the EMA change what is
-trained; the others watch, log and write (rank 0 only)."""
+trained (and ModelState, which lets a model update its state outside the gradient); the
+others watch, log and write (rank 0 only)."""
 
 from __future__ import annotations
 
@@ -119,6 +120,15 @@ class Guard(Callback):
         self.level = ckpt.get("gnorm_level")
 
 
+class ModelState(Callback):
+    """After each step, the model's after_step(accepted): state a family updates outside the
+    gradient from what its last forward saw (a VQ-VAE's EMA codebook), applied only when the
+    step's update was taken. A family without such state does nothing."""
+
+    def on_step_end(self, t: Trainer, res: dict) -> None:
+        t.model.after_step(t.accepted)
+
+
 class EMA(Callback):
     """An exponential moving average of the weights, w_ema <- decay w_ema + (1 - decay) w, after
     each update taken (buffers copied); evaluation, figures and the run commands use it."""
@@ -163,7 +173,8 @@ class Progress(Callback):
 
 
 class Evaluation(Callback):
-    """Test loss, recon and KL every `every` epochs and after the last."""
+    """Test loss, recon, KL and a model's auxiliary terms (test_NAME) every `every` epochs and
+    after the last."""
 
     def __init__(self, x_test: torch.Tensor, every: int, y_test: torch.Tensor | None = None):
         self.x_test, self.every, self.y_test = x_test, every, y_test
@@ -172,6 +183,7 @@ class Evaluation(Callback):
         if row["epoch"] % self.every == 0 or row["epoch"] == t.tcfg.epochs:
             ev = evaluate(t.eval_model, self.x_test, y=self.y_test)
             row.update(test_loss=ev["test_loss"], test_recon=ev["recon"], test_kl=ev["kl"])
+            row.update((f"test_{k}", v) for k, v in ev.get("aux", {}).items())
 
 
 class FidWatch(Callback):
@@ -276,12 +288,17 @@ class Checkpoints(Callback):
         self.best = ckpt.get("best_test_loss", math.inf)
 
 
+TEST_KEYS = {"test_loss", "test_recon", "test_kl"}  # the test figures every row has
+
+
 def epoch_line(row: dict, epochs: int) -> str:
     """The log's line for a metrics row: losses, FIDs, skipped steps, time and speed."""
     msg = f"epoch {row['epoch']}/{epochs}  train {row['train_loss']:.2f}"
     if "test_loss" in row:
         msg += f"  test {row['test_loss']:.2f} (recon {row['test_recon']:.2f}"
-        msg += f", kl {row['test_kl']:.2f})" if row["test_kl"] is not None else ", no kl)"
+        msg += f", kl {row['test_kl']:.2f}" if row["test_kl"] is not None else ", no kl"
+        aux = [(k[5:], v) for k, v in row.items() if k.startswith("test_") and k not in TEST_KEYS]
+        msg += "".join(f", {name} {v:.2f}" for name, v in aux) + ")"  # a model's auxiliary terms
     if "fid_recon" in row:
         msg += f"  fid {row['fid']:.2f}" if "fid" in row else ""
         msg += f"  fid_recon {row['fid_recon']:.2f}"

@@ -188,11 +188,12 @@ class MLflow:
 def step_scalars(res: dict) -> dict[str, float]:
     """A train_step result as tracker scalars: the per-image terms averaged over the batch
     (train/loss is the training loss metrics.jsonl reports, recon + beta * KL; train/objective
-    the loss backpropagated, with KL warm-up and free bits), and the gradient norm before
-    clipping. One host sync for all of them."""
+    the loss backpropagated, with KL warm-up and free bits), the gradient norm before
+    clipping, and a model's auxiliary loss terms by name. One host sync for all of them."""
     named = {"loss": res["per_image"], "objective": res["loss"], "grad_norm": res["gnorm"]}
     skip = {"loss", "per_image", "gnorm", "ok"}
     named.update((k, v) for k, v in res.items() if k not in skip and torch.is_tensor(v))
+    named.update(res.get("aux", {}))  # a model's auxiliary loss terms, by name
     values = torch.stack([v.detach().float().mean() for v in named.values()]).tolist()
     return {f"train/{k}": v for k, v in zip(named, values, strict=True)}
 

@@ -344,12 +344,13 @@ class Trainer:
         )
 
     def attach(self) -> list[cb.Callback]:
-        """The callbacks, in the order their hooks run: the guard and the EMA on every rank,
-        then rank 0's evaluation, FID, metrics, figures, trackers and checkpoints."""
+        """The callbacks, in the order their hooks run: the guard, the model's own state and the
+        EMA on every rank, then rank 0's evaluation, FID, metrics, figures, trackers and
+        checkpoints."""
         t = self.tcfg
         self.guard = cb.Guard(t.skip_spikes, t.max_bad_steps, self.out)
         self.ema = cb.EMA(self.model, t.ema) if t.ema else None
-        found = [self.guard, self.ema]
+        found = [self.guard, cb.ModelState(), self.ema]
         if self.main:
             evaluation = t.eval_every and cb.Evaluation(self.x_test, t.eval_every, self.y_test)
             found += [cb.Progress(), evaluation]
