@@ -83,6 +83,12 @@ def finished(run: Path) -> bool:
     return bool(rows) and json.loads(rows[-1]).get("epoch") == epochs
 
 
+def trained_seconds(run: Path) -> float:
+    """The seconds the run's epochs took (metrics.jsonl's epoch_seconds, summed)."""
+    rows = (run / "metrics.jsonl").read_text().splitlines()
+    return sum(json.loads(r).get("epoch_seconds", 0.0) for r in rows if r.strip())
+
+
 def model_record(source: Path, name: str, work: Path, a) -> dict:
     """Copy, look, fit, measure one run (as NAME); its part of the record."""
     done = finished(source)
@@ -111,7 +117,7 @@ def model_record(source: Path, name: str, work: Path, a) -> dict:
         "epochs_planned": config["train"]["epochs"],
         "status": "done" if done else f"partial: epoch {own['epoch']} of a run still training",
         "ema": config["train"].get("ema", 0.0),
-        "trained_seconds": (source / "DONE").read_text().strip() if done else None,
+        "trained_seconds": trained_seconds(source),
         "look": chosen,
         "fit": {
             "command": command("prior", run, **options),
