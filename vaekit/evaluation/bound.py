@@ -27,7 +27,8 @@ from ..models import LatentModel
 @torch.inference_mode()
 def evaluate(model: LatentModel, x: torch.Tensor, batch_size: int = 500, seed: int = 0) -> dict:
     """Mean per-image loss, recon and KL over uint8 images x (N, C, H, W), the ELBO, KL per dim
-    of the top group and per group.
+    of the top group (None where the model's KL is a Monte Carlo estimate of the whole group)
+    and per group.
 
     recon is in the likelihood's training units (for "gaussian", the seed's); test_loss = recon
     + KL (the true -ELBO in those units, whatever the training objective); elbo = -(-log P(x|z)
@@ -52,7 +53,8 @@ def evaluate(model: LatentModel, x: torch.Tensor, batch_size: int = 500, seed: i
             ).double()
             if out["kl"]:
                 kl_groups += torch.stack([k.flatten(1).sum() for k in out["kl"]]).double()
-                kl_dims += out["kl"][0].flatten(1).sum(0).double()
+                top = out["kl"][0].flatten(1)  # (B, D), or (B, 1): a Monte Carlo KL
+                kl_dims = kl_dims + top.sum(0).double() if top.shape[1] == model.top_dim else None
     model.train(was_training)
     n = len(x)
     recon, nll_x_z = (totals / n).tolist()
@@ -66,7 +68,7 @@ def evaluate(model: LatentModel, x: torch.Tensor, batch_size: int = 500, seed: i
         "kl": kl,
         "elbo": -(nll_x_z + kl),
         "num_images": n,
-        "kl_per_dim": (kl_dims / n).tolist(),
+        "kl_per_dim": None if kl_dims is None else (kl_dims / n).tolist(),
         "kl_per_group": (kl_groups / n).tolist(),
     }
 
