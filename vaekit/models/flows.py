@@ -21,7 +21,7 @@ GATE_BIAS = 2.0  # initial s: sigma = sigmoid(2) = 0.88, so each step starts nea
 
 
 class MaskedLinear(nn.Linear):
-    """A linear layer whose weight is multiplied by a fixed 0/1 mask (out, in): y = x (W * M)^T + b."""
+    """A linear layer with a fixed 0/1 mask (out, in) on its weight: y = x (W * M)^T + b."""
 
     def __init__(self, mask: torch.Tensor):
         super().__init__(mask.shape[1], mask.shape[0])
