@@ -119,6 +119,8 @@ def test_memory_estimate_counts_the_pseudo_inputs_once_a_step():
     grow = [step_bytes(c, 256)[1] - step_bytes(c, 128)[1] for c in (vamp, plain)]
     assert grow[0] == grow[1]  # per image: the same model
     assert step_bytes(vamp, 128)[1] > step_bytes(plain, 128)[1]  # plus 50 images once
+    iaf = build_model_config({**SMALL, "posterior": "iaf"})
+    assert step_bytes(iaf, 128)[1] > step_bytes(plain, 128)[1]  # the flow runs on meta too
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,8 @@ exp(logvar)) - sum over steps of log|det|.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -82,8 +84,10 @@ class IAF(nn.Module):
     def forward(self, z0: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """z0 (..., D), h (..., C) (broadcast to z0's leading dims) -> (z (..., D), log|det
         dz/dz0| (...,)) in nats. Runs in the weights' precision, outside autocast: the flow is
-        small and its log-determinant enters the KL estimate."""
-        with torch.autocast(z0.device.type, enabled=False):
+        small and its log-determinant enters the KL estimate (the meta device, for shapes only,
+        has no autocast)."""
+        device = z0.device.type
+        with torch.autocast(device, enabled=False) if device != "meta" else nullcontext():
             z, h = full_precision(z0), full_precision(h).expand(*z0.shape[:-1], h.shape[-1])
             log_det = torch.zeros(z.shape[:-1], dtype=z.dtype, device=z.device)
             for step in self.steps:
