@@ -259,8 +259,8 @@ def posterior(
 ) -> tuple[torch.Tensor, list[float] | None]:
     """One encoder pass over uint8 images x: the top group's E_q[z|x] (N, D) on the CPU, and each
     of its dims' average KL(q(z|x) || p(z)) (D,), the dims the model uses most having the
-    largest (None for a model without a KL). desc: show a progress bar (stderr, terminals
-    only) with this label."""
+    largest (None for a model without a KL, or whose KL has no closed form per dim). desc:
+    show a progress bar (stderr, terminals only) with this label."""
     device = next(model.parameters()).device
     mus, kl = [], torch.zeros(model.top_dim, dtype=torch.float64, device=device)
     bar = tqdm(total=len(x), desc=desc, unit="img", file=sys.stderr, leave=False,
@@ -272,7 +272,7 @@ def posterior(
         mus.append(mu.cpu())
         bar.update(len(mu))
     bar.close()
-    if not model.has_kl:
+    if not model.has_kl or model.monte_carlo_kl:  # no closed-form KL per dim
         return torch.cat(mus), None
     return torch.cat(mus), (kl / max(len(x), 1)).tolist()
 
