@@ -12,6 +12,10 @@ better) are met. A benchmark, not a test: the runs are trained first, e.g.
         iaf=runs/iaf-e10 --iw-samples 1000 --eval-limit 2000 \\
         --out benchmarks/results/nll-vamp-iaf-cpu.json
 
+With --interim, nothing is evaluated: the record compares the test -ELBO that training wrote
+to each run's metrics.jsonl (the whole test set, one z per image) at the epochs every run has
+reached, for runs still training.
+
 The bound keeps its progress beside each run's checkpoint (`vaekit evaluate`'s progress file):
 stopped and run again, it goes on where it was, and a run already evaluated is read back.
 """
@@ -43,14 +47,38 @@ def training(run: Path) -> dict:
     }
 
 
+def test_loss(run: Path) -> dict[int, float]:
+    """epoch -> the test -ELBO (nats; a Monte Carlo KL for vamp and iaf) training wrote."""
+    rows = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines() if ln]
+    return {r["epoch"]: r["test_loss"] for r in rows if r.get("test_loss") is not None}
+
+
+def interim(runs: dict[str, str]) -> dict:
+    """The per-epoch test -ELBO of runs still training, at the epochs all have reached."""
+    losses = {name: test_loss(Path(run)) for name, run in runs.items()}
+    epochs = sorted(set.intersection(*(set(v) for v in losses.values())))
+    record = {"epochs": epochs, "neg_elbo": {n: [v[e] for e in epochs] for n, v in losses.items()}}
+    record["runs"] = {name: {"run": run, **training(Path(run))} for name, run in runs.items()}
+    if epochs and "baseline" in losses:
+        last = epochs[-1]
+        record["nats_better_elbo_at_last_epoch"] = {
+            n: losses["baseline"][last] - v[last] for n, v in losses.items() if n != "baseline"
+        }
+    return record
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", nargs="+", required=True, help="NAME=RUN_DIR; baseline= first")
     p.add_argument("--iw-samples", type=int, default=1000, help="importance samples K [1000]")
     p.add_argument("--eval-limit", type=int, default=2000, help="first N test images [2000]")
     p.add_argument("--out", type=Path, required=True, help="the record (JSON)")
+    p.add_argument("--interim", action="store_true", help="compare training's test -ELBO only")
     a = p.parse_args()
     runs = dict(spec.split("=", 1) for spec in a.runs)
+    if a.interim:
+        write_json(a.out, {**provenance("cpu"), "interim": True, **interim(runs)})
+        return
     record = {**provenance("cpu"), "iw_samples": a.iw_samples, "eval_limit": a.eval_limit}
     record["models"] = {}
     for name, run in runs.items():
