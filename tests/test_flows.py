@@ -80,6 +80,8 @@ def test_vamp_samples_come_from_the_components():
     mu, logvar = model.prior.mixture()
     z = model.prior.sample(50, torch.Generator().manual_seed(0), temperature=0.0)
     assert all(any(torch.equal(zi, m) for m in mu) for zi in z)  # T = 0: component means
+    drawn = model.sample(5, 0.0, torch.Generator().manual_seed(0))  # the model samples its prior
+    assert torch.equal(drawn, model.decode(z[:5]))
     z = model.prior.sample(20000, torch.Generator().manual_seed(0))
     # the mixture's mean: each component's mean, equally weighted
     torch.testing.assert_close(z.mean(0), mu.mean(0), atol=0.05, rtol=0)
