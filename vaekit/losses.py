@@ -163,11 +163,16 @@ def iw_log_weights(
     chunk: int,
     generator: torch.Generator | None = None,
     eps: torch.Tensor | None = None,
+    log_prior: Callable[[torch.Tensor], torch.Tensor] = log_std_normal,
 ) -> torch.Tensor:
     """log w = log p(x|z) + log p(z) - log q(z|x) for K samples z ~ q(z|x): (K, B).
 
-    encode(x) -> (mu, logvar), each (B, D); decode_log_prob(x, z) -> log p(x|z), (N,) for x
-    (N, ...) and z (N, D). The decoder sees at most chunk * B samples at once. Each sample's
+    encode(x) -> (mu, logvar), each (B, D), for a diagonal Gaussian q; or (mu, logvar, flow)
+    for a Gaussian followed by an invertible map (an inverse autoregressive flow): flow(z0)
+    -> (z, log|det dz/dz0|) for z0 (n, B, D), log q(z|x) = log N(z0; mu, logvar) - log-det,
+    exact. log_prior(z) -> log p(z), (...) for z (..., D): N(0, I) unless given (a learned
+    prior). decode_log_prob(x, z) -> log p(x|z), (N,) for x (N, ...) and z (N, D). The
+    decoder sees at most chunk * B samples at once. Each sample's
     noise is drawn from the generator (on its own device, then moved) in turn, so the result
     does not depend on chunk, nor, with a CPU generator, on the model's device.
     eps (K, B, D), if given, is the noise itself (e.g. drawn for a global batch and shared out
@@ -176,7 +181,7 @@ def iw_log_weights(
     """
     if K < 1 or chunk < 1:
         raise ValueError(f"K and chunk must be >= 1, got K={K}, chunk={chunk}")
-    mu, logvar = encode(x)  # (B, D) each
+    mu, logvar, *flow = encode(x)  # (B, D) each, and the flow if q has one
     std = torch.exp(0.5 * logvar)
     B, D = mu.shape
     noise_device = generator.device if generator is not None else mu.device
@@ -192,9 +197,13 @@ def iw_log_weights(
             ]
             e = torch.stack(draws).to(mu.device)  # (n, B, D)
         z = mu + e * std  # (n, B, D)
+        log_q = log_normal(z, mu, logvar)  # (n, B)
+        if flow:
+            z, log_det = flow[0](z)
+            log_q = log_q - log_det
         x_rep = x.unsqueeze(0).expand(n, *x.shape).reshape(n * B, *x.shape[1:])  # (n * B, ...)
         log_px = decode_log_prob(x_rep, z.reshape(n * B, D)).reshape(n, B)
-        log_w.append(log_px + log_std_normal(z) - log_normal(z, mu, logvar))  # (n, B)
+        log_w.append(log_px + log_prior(z) - log_q)  # (n, B)
     return torch.cat(log_w)  # (K, B)
 
 

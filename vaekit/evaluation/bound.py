@@ -34,7 +34,8 @@ def evaluate(
     y: torch.Tensor | None = None,
 ) -> dict:
     """Mean per-image loss, recon and KL over uint8 images x (N, C, H, W) (given their labels y
-    (N,) for a conditional model), the ELBO, KL per dim of the top group and per group.
+    (N,) for a conditional model), the ELBO, KL per dim of the top group (None where the
+    model's KL is a Monte Carlo estimate of the whole group) and per group.
 
     recon is in the likelihood's training units (for "gaussian", the seed's); test_loss = recon
     + KL (the true -ELBO in those units, whatever the training objective); elbo = -(-log P(x|z)
@@ -64,7 +65,8 @@ def evaluate(
                 aux[k] = aux.get(k, 0) + v.double().expand(len(xb)).sum()
             if out["kl"]:
                 kl_groups += torch.stack([k.flatten(1).sum() for k in out["kl"]]).double()
-                kl_dims += out["kl"][0].flatten(1).sum(0).double()
+                top = out["kl"][0].flatten(1)  # (B, D), or (B, 1): a Monte Carlo KL
+                kl_dims = kl_dims + top.sum(0).double() if top.shape[1] == model.top_dim else None
     model.train(was_training)
     n = len(x)
     recon, nll_x_z = (totals / n).tolist()
@@ -81,7 +83,7 @@ def evaluate(
         "kl": kl,
         "elbo": -(nll_x_z + kl),
         "num_images": n,
-        "kl_per_dim": (kl_dims / n).tolist(),
+        "kl_per_dim": None if kl_dims is None else (kl_dims / n).tolist(),
         "kl_per_group": (kl_groups / n).tolist(),
     }
 
@@ -289,8 +291,9 @@ def posterior(
 ) -> tuple[torch.Tensor, list[float] | None]:
     """One encoder pass over uint8 images x: the top group's E_q[z|x] (N, D) on the CPU, and each
     of its dims' average KL(q(z|x) || p(z)) (D,), the dims the model uses most having the
-    largest (None for a model without a KL). desc: show a progress bar (stderr, terminals
-    only) with this label. y: the images' labels (N,), for a conditional model."""
+    largest (None for a model without a KL, or whose KL has no closed form per dim). desc:
+    show a progress bar (stderr, terminals only) with this label. y: the images' labels (N,),
+    for a conditional model."""
     device = next(model.parameters()).device
     mus, kl = [], torch.zeros(model.top_dim, dtype=torch.float64, device=device)
     bar = tqdm(total=len(x), desc=desc, unit="img", file=sys.stderr, leave=False,
@@ -303,7 +306,7 @@ def posterior(
         mus.append(mu.cpu())
         bar.update(len(mu))
     bar.close()
-    if not model.has_kl:
+    if not model.has_kl or model.monte_carlo_kl:  # no closed-form KL per dim
         return torch.cat(mus), None
     return torch.cat(mus), (kl / max(len(x), 1)).tolist()
 

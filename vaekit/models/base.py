@@ -111,6 +111,12 @@ class LatentModel(nn.Module):
             )
         return y
 
+    @property
+    def monte_carlo_kl(self) -> bool:
+        """Is forward's KL a one-sample estimate of each group's whole KL, (B, 1), rather than
+        the closed form per element (a learned prior or a flow posterior)?"""
+        return False
+
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 

@@ -19,7 +19,9 @@ LARGE_MODEL = 50_000_000  # parameters: a checkpoint of ~600 MB; say so
 
 def step_bytes(cfg: ModelConfig, batch_size: int, samples: int = 1) -> tuple[int, int]:
     """(parameters, estimated bytes of one training step at batch_size, with `samples` noise
-    draws per image): parameter state plus every module's output, times ACTIVATION_FACTOR."""
+    draws per image): parameter state plus every module's output, times ACTIVATION_FACTOR.
+    Outputs are counted for batches of one and two images: what grows with the batch is per
+    image, the rest once a step (a VampPrior's pseudo-inputs)."""
     with torch.device("meta"):
         model = create_model(cfg)
     outputs = [0]
@@ -31,15 +33,20 @@ def step_bytes(cfg: ModelConfig, batch_size: int, samples: int = 1) -> tuple[int
                     outputs[0] += t.numel() * t.element_size()
 
     hooks = [m.register_forward_hook(count) for m in model.modules()]
+    totals = []
     try:
-        x = torch.zeros(1, cfg.in_channels, *cfg.image_size, device="meta")
-        y = torch.zeros(1, dtype=torch.long, device="meta")
-        model(x, **({"y": y} if model.conditional else {}))
+        for n in (1, 2):
+            outputs[0] = 0
+            x = torch.zeros(n, cfg.in_channels, *cfg.image_size, device="meta")
+            y = torch.zeros(n, dtype=torch.long, device="meta")
+            model(x, **({"y": y} if model.conditional else {}))
+            totals.append(outputs[0])
     finally:
         for h in hooks:
             h.remove()
     params = sum(p.numel() for p in model.parameters())
-    return params, 16 * params + ACTIVATION_FACTOR * outputs[0] * batch_size * samples
+    per_image, per_step = totals[1] - totals[0], 2 * totals[0] - totals[1]
+    return params, 16 * params + ACTIVATION_FACTOR * (per_step + per_image * batch_size * samples)
 
 
 def available_bytes(device: torch.device) -> int:
