@@ -204,3 +204,30 @@ def test_metrics_of_a_conditional_run_record_label_accuracy_and_fid_per_class(
     assert [r["label"] for r in res["per_class"]] == list(range(10))
     mean = sum(r["label_accuracy"] for r in res["per_class"]) / 10
     assert res["label_accuracy"] == pytest.approx(mean)
+
+
+def test_the_explorer_decodes_a_conditional_model_given_the_picked_class(tiny_cvae_run, tiny_run):
+    from vaekit.explorer import Explorer
+    from vaekit.explorer.api import ApiError
+
+    x, y = load_split("mnist", "test")
+    model = vaekit.load(tiny_cvae_run)
+    ex = Explorer(model, x[:200], y[:200], "mnist", log=lambda *a: None)
+    info = ex.info()
+    assert info["conditional"] is True and info["num_classes"] == 10
+    z = [[0.5] * model.top_dim]
+    three, four = ex.decode({"z": z, "label": 3}), ex.decode({"z": z, "label": 4})
+    assert three["images"] != four["images"]
+    assert ex.decode({"z": z})["images"] == ex.decode({"z": z, "label": 0})["images"]
+    # a test image is encoded with its own label unless another is asked for
+    own = ex.encode({"index": 0})
+    assert own["label"] == own["decoded_label"] == int(y[0])
+    mu, _ = model.encode(x[:1].float() / 255, y=y[:1])
+    assert own["mu"] == pytest.approx(mu[0].tolist(), abs=1e-5)
+    assert ex.encode({"index": 0, "label": 2})["decoded_label"] == 2
+    with pytest.raises(ApiError, match="'label' must be an integer in \\[0, 9\\], got 10"):
+        ex.sample({"n": 1, "label": 10})
+    plain = Explorer(vaekit.load(tiny_run), x[:50], y[:50], "mnist", log=lambda *a: None)
+    assert plain.info()["conditional"] is False
+    with pytest.raises(ApiError, match="not conditional"):
+        plain.decode({"z": [[0.0] * 4], "label": 1})
