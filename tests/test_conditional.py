@@ -231,3 +231,21 @@ def test_the_explorer_decodes_a_conditional_model_given_the_picked_class(tiny_cv
     assert plain.info()["conditional"] is False
     with pytest.raises(ApiError, match="not conditional"):
         plain.decode({"z": [[0.0] * 4], "label": 1})
+
+
+def test_encode_and_reconstruct_give_a_conditional_model_the_labels_score_refuses_it(
+    tiny_cvae_run, tmp_path, capsys
+):
+    model = vaekit.load(tiny_cvae_run)
+    x, y = load_split("mnist", "test")
+    z = vaekit.encode(model, "mnist:test")
+    mu = model.encode(x[:5].float() / 255, y=y[:5])[0]
+    np.testing.assert_allclose(z["mu"][:5], mu.detach().numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match="a conditional model encodes images given their class"):
+        vaekit.encode(model, x[:3])  # a tensor of images carries no labels
+    out = tmp_path / "r.png"
+    assert main(["reconstruct", str(tiny_cvae_run), "--n", "4", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["score", str(tiny_cvae_run), "--data", "mnist:test", "--out",
+                 str(tmp_path / "s.csv")]) == 2  # fmt: skip
+    assert "given its class" in capsys.readouterr().err

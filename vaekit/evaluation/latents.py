@@ -28,12 +28,19 @@ from ..models import LatentModel
 def encode_source(
     model: LatentModel, source: Source, batch_size: int = 1000, all_groups: bool = False
 ) -> dict[str, np.ndarray]:
-    """The posterior of every image of a source, in the source's order (see the module doc)."""
+    """The posterior of every image of a source, in the source's order (see the module doc); a
+    conditional model's given each image's label (the source must have labels)."""
+    if model.conditional and not source.labelled:
+        raise ValueError(
+            f"a conditional model encodes images given their class: {source.name} has no labels "
+            "(use a labelled dataset split, e.g. mnist:test, or class subfolders)"
+        )
     device = next(model.parameters()).device
     parts: dict[str, list] = {}
     bar = tqdm(total=source.count, desc="encoding", unit="img", file=sys.stderr, disable=None)
     for b in source.batches(batch_size):
         x = to_float(model.likelihood.prepare_eval(b.x).to(device))
+        y = {"y": b.labels.to(device)} if model.conditional else {}
         if all_groups and len(model.latent_shapes) > 1:
             groups = model.posterior(x)
             mu, logvar = groups[0][0].flatten(1), groups[0][1].flatten(1)
@@ -41,7 +48,7 @@ def encode_source(
                 parts.setdefault(f"mu_{i}", []).append(m.cpu().numpy())
                 parts.setdefault(f"logvar_{i}", []).append(lv.cpu().numpy())
         else:
-            mu, logvar = model.encode(x)
+            mu, logvar = model.encode(x, **y)
         parts.setdefault("mu", []).append(mu.cpu().numpy())
         if logvar is not None:
             parts.setdefault("logvar", []).append(logvar.cpu().numpy())
