@@ -29,6 +29,10 @@ def test_training_data_carry_the_labels_of_their_images(data_root):
     batch = src.batch(perm, 2)
     idx = perm[128:192]
     assert torch.equal(batch.x, x[idx]) and torch.equal(batch.y, y[idx])
+    # gathered from the host (memory-mapped data): the same images and labels
+    streamed = BatchSource(d.x_train, 64, torch.device("cpu"), torch.Generator(), stream=True,
+                           y=d.y_train).batch(perm, 2)  # fmt: skip
+    assert torch.equal(streamed.x, batch.x) and torch.equal(streamed.y, batch.y)
     # without labels, batches carry none
     plain = BatchSource(d.x_train, 64, torch.device("cpu"), torch.Generator().manual_seed(0))
     assert plain.batch(perm, 2).y is None
