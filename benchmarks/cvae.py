@@ -43,11 +43,14 @@ def main() -> None:
     p.add_argument("--n", type=int, default=10_000, help="samples and test images [10000]")
     p.add_argument("--per-class", type=int, default=1000, help="samples of each class [1000]")
     p.add_argument("--seed", type=int, default=0, help="noise seed [0]")
+    p.add_argument(
+        "--temperature", type=float, default=1.0, help="T of the samples (the target: T=1) [1.0]"
+    )
     p.add_argument("--grid", type=Path, help="also write the --label all grid (10 a row) here")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/cvae-cpu.json"))
     a = p.parse_args()
 
-    options = dict(n=a.n, per_class=a.per_class, seed=a.seed, temperature=1.0)
+    options = dict(n=a.n, per_class=a.per_class, seed=a.seed, temperature=a.temperature)
     record, seconds = run_vaekit("cvae", "metrics", a.run, **options)
     res = {
         **provenance("cpu"),
@@ -58,18 +61,18 @@ def main() -> None:
         "metrics_wall_seconds": seconds,
         "label_accuracy": record["label_accuracy"],
         "target_label_accuracy": TARGET,
-        "target_met": record["label_accuracy"] >= TARGET,
+        "target_met": record["label_accuracy"] >= TARGET if a.temperature == 1.0 else None,
         "fid_per_class": [c["fid"] for c in record["per_class"]],
         "metrics": record,
     }
     if a.grid is not None:
-        grid_options = dict(label="all", n=100, seed=a.seed, out=a.grid)
+        grid_options = dict(label="all", n=100, temperature=a.temperature, seed=a.seed, out=a.grid)
         run_vaekit("cvae", "sample", a.run, **grid_options)
         res["grid"] = {"path": str(a.grid), "command": command("sample", a.run, **grid_options)}
     a.out.parent.mkdir(parents=True, exist_ok=True)
     write_json(a.out, res)
     s, t = record["samples"], res["training"]
-    verdict = "met" if res["target_met"] else "missed"
+    verdict = {True: "met", False: "missed", None: "set at T=1"}[res["target_met"]]
     print(f"mnist-cvae ({t['epochs_done']}/{t['epochs']} epochs): label_accuracy "
           f"{res['label_accuracy']:.4f} (target {TARGET}: {verdict}), sample FID {s['fid']:.2f}, "
           "FID per class " + " ".join(f"{f:.2f}" for f in res["fid_per_class"]))  # fmt: skip

@@ -289,8 +289,9 @@ def test_a_yaml_config_then_flags_override_the_preset(tmp_path, data_root):
     argv = ["train", "--config", str(tmp_path / "c.yaml"), "--latent-dim", "5", "--out", str(out)]
     assert main([*argv, "--data-dir", str(data_root)]) == 0
     cfg = json.loads((out / "config.json").read_text())
-    net = {k: cfg["model"]["net"][k] for k in ("arch", "latent_dim", "channels")}
-    assert net == {"arch": "resnet", "latent_dim": 5, "channels": [8, 16]}
+    net = {"arch": "resnet", "latent_dim": 5, "channels": [8, 16]}
+    assert {k: cfg["model"]["net"][k] for k in net} == net
+    assert cfg["model"]["net"]["conditional"] is False  # the preset's (mnist)
     assert cfg["objective"]["beta"] == 0.5 and cfg["train"]["limit"] == 64  # file over preset
     assert cfg["train"]["lr"] == 2e-3  # the preset's, untouched by the file
 

@@ -29,6 +29,10 @@ def test_training_data_carry_the_labels_of_their_images(data_root):
     batch = src.batch(perm, 2)
     idx = perm[128:192]
     assert torch.equal(batch.x, x[idx]) and torch.equal(batch.y, y[idx])
+    # gathered from the host (memory-mapped data): the same images and labels
+    streamed = BatchSource(d.x_train, 64, torch.device("cpu"), torch.Generator(), stream=True,
+                           y=d.y_train).batch(perm, 2)  # fmt: skip
+    assert torch.equal(streamed.x, batch.x) and torch.equal(streamed.y, batch.y)
     # without labels, batches carry none
     plain = BatchSource(d.x_train, 64, torch.device("cpu"), torch.Generator().manual_seed(0))
     assert plain.batch(perm, 2).y is None
@@ -204,3 +208,48 @@ def test_metrics_of_a_conditional_run_record_label_accuracy_and_fid_per_class(
     assert [r["label"] for r in res["per_class"]] == list(range(10))
     mean = sum(r["label_accuracy"] for r in res["per_class"]) / 10
     assert res["label_accuracy"] == pytest.approx(mean)
+
+
+def test_the_explorer_decodes_a_conditional_model_given_the_picked_class(tiny_cvae_run, tiny_run):
+    from vaekit.explorer import Explorer
+    from vaekit.explorer.api import ApiError
+
+    x, y = load_split("mnist", "test")
+    model = vaekit.load(tiny_cvae_run)
+    ex = Explorer(model, x[:200], y[:200], "mnist", log=lambda *a: None)
+    info = ex.info()
+    assert info["conditional"] is True and info["num_classes"] == 10
+    z = [[0.5] * model.top_dim]
+    three, four = ex.decode({"z": z, "label": 3}), ex.decode({"z": z, "label": 4})
+    assert three["images"] != four["images"]
+    assert ex.decode({"z": z})["images"] == ex.decode({"z": z, "label": 0})["images"]
+    # a test image is encoded with its own label unless another is asked for
+    own = ex.encode({"index": 0})
+    assert own["label"] == own["decoded_label"] == int(y[0])
+    mu, _ = model.encode(x[:1].float() / 255, y=y[:1])
+    assert own["mu"] == pytest.approx(mu[0].tolist(), abs=1e-5)
+    assert ex.encode({"index": 0, "label": 2})["decoded_label"] == 2
+    with pytest.raises(ApiError, match="'label' must be an integer in \\[0, 9\\], got 10"):
+        ex.sample({"n": 1, "label": 10})
+    plain = Explorer(vaekit.load(tiny_run), x[:50], y[:50], "mnist", log=lambda *a: None)
+    assert plain.info()["conditional"] is False
+    with pytest.raises(ApiError, match="not conditional"):
+        plain.decode({"z": [[0.0] * 4], "label": 1})
+
+
+def test_encode_and_reconstruct_give_a_conditional_model_the_labels_score_refuses_it(
+    tiny_cvae_run, tmp_path, capsys
+):
+    model = vaekit.load(tiny_cvae_run)
+    x, y = load_split("mnist", "test")
+    z = vaekit.encode(model, "mnist:test", precision="fp32")
+    mu = model.encode(x[:5].float() / 255, y=y[:5])[0]
+    np.testing.assert_allclose(z["mu"][:5], mu.detach().numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match="a conditional model encodes images given their class"):
+        vaekit.encode(model, x[:3])  # a tensor of images carries no labels
+    out = tmp_path / "r.png"
+    assert main(["reconstruct", str(tiny_cvae_run), "--n", "4", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["score", str(tiny_cvae_run), "--data", "mnist:test", "--out",
+                 str(tmp_path / "s.csv")]) == 2  # fmt: skip
+    assert "given its class" in capsys.readouterr().err

@@ -401,3 +401,29 @@ def test_strip_and_grid_have_axes_mark_the_current_code_and_download(browser, se
             path = tmp_path / name
             d.value.save_as(path)
             assert Image.open(path).format == "PNG" and Image.open(path).size[0] == width
+
+
+def test_a_conditional_models_class_picker_decodes_the_code_as_that_class(
+    browser, tiny_cvae_run, data_root
+):
+    import vaekit
+
+    x, y = load_split("mnist", "test", data_root)
+    explorer = Explorer(vaekit.load(tiny_cvae_run), x[:300], y[:300], "mnist", log=lambda *a: 0)
+    server = make_server(explorer, "127.0.0.1", 0, quiet=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with open_page(browser, server) as page:
+            assert page.is_visible("#label-row")
+            assert page.eval_on_selector_all("#label option", "os => os.length") == 10
+            before = src(page, "#decoded")
+            page.select_option("#label", "3")
+            after = wait_changed(page, "#decoded", before)
+            z = [js_z(page).tolist()]
+            assert after == explorer.decode({"z": z, "label": 3})["images"][0]
+            page.fill("#index", "0")  # test image 0, a 7: encoded with its own label
+            page.click("#encode")
+            page.wait_for_function("() => document.getElementById('label').value === '7'")
+    finally:
+        server.shutdown()
+        server.server_close()

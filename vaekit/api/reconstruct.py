@@ -24,13 +24,15 @@ def reconstruct(
     raw_weights: bool = False,
 ) -> np.ndarray:
     """The first n images (data's: DATASET:SPLIT, folder:PATH or image files; else the run's
-    test set) beside their reconstructions, as a uint8 image grid; written to out when given."""
+    test set) beside their reconstructions, as a uint8 image grid; written to out when given.
+    A conditional model reconstructs each image given its label."""
     from ..figures.grids import reconstruction_grid
 
     n = checked("n", n, GRID_N)
     r = open_run(run, device, data_dir, allow_nonfinite, raw_weights)
     out = prepare_out(out)
     x, where = r.picture_images(data, n)
+    y = r.model_labels(data, n)
     if n > len(x):
         print(f"note: --n {n} but {where} has {len(x)} images; showing {len(x)}")
-    return write_grid(reconstruction_grid(r.model, x[:n]), out)
+    return write_grid(reconstruction_grid(r.model, x[:n], None if y is None else y[:n]), out)

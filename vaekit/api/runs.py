@@ -92,6 +92,21 @@ class Run:
             return self.test_set()[0], "the test set"
         return self.images(data, limit)[0], "--data"
 
+    def model_labels(self, data, limit: int | None = None) -> torch.Tensor | None:
+        """The labels a conditional model takes with picture_images(data, limit): the test
+        set's, or data's (a one-line ValueError when they have none); None for another model."""
+        import torch
+
+        if not self.model.conditional:
+            return None
+        labels = self.images(data, limit)[1] if data else self.test_set()[1][:limit]
+        if labels is None:
+            raise ValueError(
+                "the model is conditional: --data needs class labels (a dataset split such as "
+                "mnist:test, or class subfolders)"
+            )
+        return torch.as_tensor(labels)
+
 
 RunLike = Union[str, Path, Run, "LatentModel"]
 

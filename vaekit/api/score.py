@@ -63,6 +63,9 @@ def score(
     out = prepare_out(out)
     if not r.model.has_kl:
         raise ValueError(f"a {r.model.cfg.family} model has no likelihood to score with; use a vae")
+    if r.model.conditional:  # log p(x|y) needs a class that anomalous images do not have
+        raise ValueError("a conditional model's likelihood is of an image given its class: "
+                         "score with an unconditional run")  # fmt: skip
     precision = inference_precision(precision, r.model)
     bg = None if background is None else background_model(r, background, device, allow_nonfinite)
     where = None if out is None else f"{out} (rows with an error)"

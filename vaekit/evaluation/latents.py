@@ -35,16 +35,23 @@ def encode_source(
     precision: str = "fp32",
 ) -> dict[str, np.ndarray]:
     """The posterior of every image of a source, in the source's order (see the module doc),
-    computed in precision ("fp32", or "bf16" autocast: the arrays are float32 either way)."""
+    computed in precision ("fp32", or "bf16" autocast: the arrays are float32 either way); a
+    conditional model's given each image's label (the source must have labels)."""
     from ..runtime.precision import autocast
 
+    if model.conditional and not source.labelled:
+        raise ValueError(
+            f"a conditional model encodes images given their class: {source.name} has no labels "
+            "(use a labelled dataset split, e.g. mnist:test, or class subfolders)"
+        )
     device = next(model.parameters()).device
     parts: dict[str, list] = {}
     bar = tqdm(total=source.count, desc="encoding", unit="img", file=sys.stderr, disable=None)
     for b in source.batches(batch_size):
         x = to_float(model.likelihood.prepare_eval(b.x).to(device))
+        y = {"y": b.labels.to(device)} if model.conditional else {}
         with autocast(precision, device):
-            mu, logvar, lower = posterior_of(model, x, all_groups)
+            mu, logvar, lower = posterior_of(model, x, all_groups, y)
         for i, (m, lv) in enumerate(lower, start=1):
             parts.setdefault(f"mu_{i}", []).append(m.float().cpu().numpy())
             parts.setdefault(f"logvar_{i}", []).append(lv.float().cpu().numpy())
@@ -66,13 +73,14 @@ def encode_source(
     return arrays
 
 
-def posterior_of(model: LatentModel, x: torch.Tensor, all_groups: bool) -> tuple:
+def posterior_of(model: LatentModel, x: torch.Tensor, all_groups: bool, y: dict) -> tuple:
     """(mu, logvar) of the top group, flat (B, D), and [(mu_i, logvar_i)] of the lower groups
-    (with all_groups, for hierarchical models; else [])."""
+    (with all_groups, for hierarchical models; else []); y: {"y": labels} of a conditional
+    model, else {}."""
     if all_groups and len(model.latent_shapes) > 1:
-        groups = model.posterior(x)
+        groups = model.posterior(x, **y)
         return groups[0][0].flatten(1), groups[0][1].flatten(1), groups[1:]
-    return (*model.encode(x), [])
+    return (*model.encode(x, **y), [])
 
 
 def save(arrays: dict[str, np.ndarray], path: Path, fmt: str) -> Path:

@@ -36,6 +36,7 @@ from ..evaluation.scores import score
 from ..figures.grids import dim_scores
 from ..likelihoods import to_float
 from ..models import LatentModel
+from ..models.base import with_labels
 from .projection import cache_key, tsne_map
 
 if TYPE_CHECKING:
@@ -186,19 +187,23 @@ class Explorer:
         if y is not None and len(y) and int(y.min()) == int(y.max()):
             y = None  # one class (e.g. a folder without class subfolders): no labels to show
         self.x, self.y, self.name = x, y, name  # uint8 (N, C, H, W), int64 (N,) or None
+        if model.conditional and y is None:
+            raise ValueError("a conditional model needs the images' class labels to explore them")
+        self.y_model = y if model.conditional else None  # the labels the model takes
         self.lock = threading.Lock()  # one model call at a time
-        self.mu, self.kl = posterior(model, x)  # (N, D), (D,) or None (no KL: an autoencoder)
+        self.mu, self.kl = posterior(model, x, y=self.y_model)  # (N, D), (D,) or None (no KL)
         bad = int((~torch.isfinite(self.mu)).any(1).sum())
         if bad:  # NaN/Inf weights loaded on purpose (--allow-nonfinite): no map to draw
             raise ValueError(f"the latent means of {bad} of {len(x)} images are not finite: no map")
         used = dim_scores(self.mu, self.kl)  # how much each dim is used
         self.order = sorted(range(len(used)), key=lambda d: -used[d])
         n = min(len(x), NUM_REFERENCE)  # the KL of each latent group, on the first 1000
-        self.kl_groups = evaluate(model, x[:n])["kl_per_group"] if n else None
+        y_n = None if self.y_model is None else self.y_model[:n]
+        self.kl_groups = evaluate(model, x[:n], y=y_n)["kl_per_group"] if n else None
         self.z_max = float(self.mu.abs().max()) if len(self.mu) else 0.0  # the codes' reach
         self.border = border_mean(x[:n]) if n else None  # the data's background, 0..255
         self.bpd = None  # the first n test images' bits/dim, sorted (vaekit.evaluation.scores)
-        if model.has_kl and n:
+        if model.has_kl and n and not model.conditional:  # (scores are of unconditional models)
             s = score(model, model.likelihood.prepare_eval(x[:n]))["bits_per_dim"]
             self.bpd = torch.from_numpy(s).sort().values
         key = cache_key(model, x, tsne_max) if tsne_max > 0 and cache is not None else ""
@@ -228,9 +233,21 @@ class Explorer:
             "kl": self.mu[:, [i, j]].round(decimals=3).tolist(),
         }
 
-    def _images(self, z: torch.Tensor) -> list[str]:
+    def _images(self, z: torch.Tensor, label: int | None = None) -> list[str]:
+        """z (N, D) decoded (given a conditional model's class label) as PNG data URLs."""
+        y = None if label is None else torch.full((len(z),), label, device=self.device)
         with self.lock, torch.inference_mode():
-            return [png_data_url(img) for img in self.model.decode(z.to(self.device))]
+            x = self.model.decode(z.to(self.device), **with_labels(y))
+            return [png_data_url(img) for img in x]
+
+    def _label(self, body: dict, default: int = 0) -> int | None:
+        """The class a conditional model decodes with: body's 'label', else default; None for
+        an unconditional model (which refuses one)."""
+        if not self.model.conditional:
+            if "label" in body:
+                raise ApiError(400, "'label': this model is not conditional")
+            return None
+        return _int(body, "label", 0, self.model.num_classes - 1, default=default)
 
     def info(self) -> dict:
         cfg = self.model.cfg
@@ -249,6 +266,8 @@ class Explorer:
             "order": self.order,
             "num_test": len(self.x),
             "labelled": self.y is not None,
+            "conditional": self.model.conditional,
+            "num_classes": self.model.num_classes,
             "z_max": self.z_max,
             "border_mean": self.border,
             "test_bits_per_dim": None if self.bpd is None else reference_bits_per_dim(self.bpd),
@@ -280,7 +299,8 @@ class Explorer:
         return ""
 
     def decode(self, body: dict) -> dict:
-        return {"images": self._images(parse_z(body.get("z"), self.model.top_dim))}
+        z = parse_z(body.get("z"), self.model.top_dim)
+        return {"images": self._images(z, self._label(body))}
 
     def sample(self, body: dict) -> dict:
         n = _int(body, "n", 1, MAX_ROWS, default=1)
@@ -294,7 +314,7 @@ class Explorer:
             z = self.fitted.prior.sample(n, g, t).reshape(n, -1).cpu()
         else:
             z = torch.randn(n, self.model.top_dim, generator=g) * t  # (n, D), z ~ N(0, T^2 I)
-        return {"z": z.tolist(), "images": self._images(z)}
+        return {"z": z.tolist(), "images": self._images(z, self._label(body))}
 
     def encode(self, body: dict) -> dict:
         cfg = self.model.cfg
@@ -303,6 +323,7 @@ class Explorer:
             x, out = self.x[i], {"index": i}
             if self.y is not None:
                 out["label"] = int(self.y[i])
+            label = self._label(body, out.get("label", 0))  # default: the image's own
         elif "image" in body:
             invert = body.get("invert", False)
             if not isinstance(invert, bool) and invert != "auto":
@@ -313,19 +334,23 @@ class Explorer:
             flip = flip and wrong_polarity(border_mean(x[None]), self.border)
             x = 255 - x if flip else x
             out = {"inverted": invert is True or flip, "auto_inverted": flip}
+            label = self._label(body)
         else:
             raise ApiError(400, "send {'index': i} or {'image': data URL}")
         xf = to_float(x[None].to(self.device))  # (1, C, H, W)
+        y = with_labels(None if label is None else torch.tensor([label], device=self.device))
         with self.lock, torch.inference_mode():
-            mu, logvar = self.model.encode(xf)
-            recon = self.model.decode(mu)
+            mu, logvar = self.model.encode(xf, **y)
+            recon = self.model.decode(mu, **y)
+        if label is not None:
+            out["decoded_label"] = label
         out.update(
             mu=mu[0].tolist(),
             logvar=None if logvar is None else logvar[0].tolist(),
             input=png_data_url(xf[0]),
             image=png_data_url(recon[0]),
         )
-        if self.model.has_kl:  # its anomaly scores (vaekit.evaluation.scores), in bits
+        if self.model.has_kl and label is None:  # its anomaly scores (evaluation.scores), bits
             with self.lock:
                 s = score(self.model, self.model.likelihood.prepare_eval(x[None]))
             out["scores"] = {k: round(float(v[0]), 4) for k, v in s.items()}

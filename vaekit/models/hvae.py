@@ -149,6 +149,8 @@ class HVAE(LatentModel):
         )
         self.out = nn.Conv2d(W, likelihood.channels(cfg), 3, padding=1)
         self.likelihood = likelihood
+        if self.conditional:  # e(y) added to the top state: every prior and posterior sees it
+            self.label_embedding = nn.Embedding(o.num_classes, W)
 
     @property
     def latent_shapes(self) -> list[tuple[int, ...]]:
@@ -173,14 +175,15 @@ class HVAE(LatentModel):
         eps: list[torch.Tensor] | None = None,
         z_given: dict[int, torch.Tensor] | None = None,
         temperature: list[float] | None = None,
+        y: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, list[dict]]:
         """The top-down pass for n rows: decoder output (n, channels, H, W) and per group
         {pm, plogv, z} (+ qm, qlogv with acts). acts: the features of B images, n a multiple of
         B (row j is a path for image j % B: K samples without K copies of the features). Each
         group's z: z_given[l] if given; else from the posterior (with acts) or the prior, mean +
         std * eps[l] (eps None: the mean); temperature[l] scales the prior's std (sampling
-        only)."""
-        h = self.h_top.expand(n, -1, -1, -1)
+        only); y: a conditional model's labels of the n rows."""
+        h = self.h_start(n, y)
         if acts is not None:
             pa = [g.posterior_input(acts[r]) for g, r in zip(self.groups, self.sizes, strict=True)]
         stats = []
@@ -210,6 +213,12 @@ class HVAE(LatentModel):
         # the GELU before the upsampling, which it commutes with: on the small map
         return full_precision(self.output(F.gelu(h))), stats
 
+    def h_start(self, n: int, y: torch.Tensor | None) -> torch.Tensor:
+        """The top-down pass's first state (n, width, r0, r0): the learned h_top, plus the
+        label embedding e(y) over the map for a conditional model (labels y (n,))."""
+        h = self.h_top.expand(n, -1, -1, -1)
+        return h if y is None else h + self.label_embedding(y)[:, :, None, None].to(h.dtype)
+
     def output(self, h: torch.Tensor) -> torch.Tensor:
         """GELU of the last state (B, width, r, r) -> the likelihood's parameters (B, channels,
         H, W), nearest-upsampled to the image size."""
@@ -222,53 +231,59 @@ class HVAE(LatentModel):
         return self.out(F.interpolate(h, size=(H, W), mode="nearest"))
 
     # The interface.
-    def forward(self, x: torch.Tensor, eps: list[torch.Tensor] | None = None) -> dict:
-        """recon (B,) in the likelihood's units, kl [(B, zc, r, r)] per group (nats), z."""
+    def forward(self, x: torch.Tensor, eps: list[torch.Tensor] | None = None, y=None) -> dict:
+        """recon (B,) in the likelihood's units, kl [(B, zc, r, r)] per group (nats), z; y:
+        labels (B,) of a conditional model."""
+        y = self.check_labels(y)
         if eps is None:
             eps = [torch.randn(len(x), *s, device=x.device) for s in self.latent_shapes]
-        out, stats = self.top_down(len(x), self.features(x), eps)
+        out, stats = self.top_down(len(x), self.features(x), eps, y=y)
         kl = [gaussian_kl(s["qm"], s["qlogv"], s["pm"], s["plogv"]) for s in stats]
         return {"recon": self.likelihood.nll(x, out), "kl": kl, "z": [s["z"] for s in stats]}
 
-    def posterior(self, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def posterior(self, x: torch.Tensor, y=None) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """q of each group along the path of posterior means (the top group's depends on x
-        alone; a lower group's on the means above it)."""
-        _, stats = self.top_down(len(x), self.features(x))
+        alone, and y; a lower group's on the means above it)."""
+        _, stats = self.top_down(len(x), self.features(x), y=self.check_labels(y))
         return [(s["qm"], s["qlogv"]) for s in stats]
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, x: torch.Tensor, y=None) -> tuple[torch.Tensor, torch.Tensor]:
         """The top group's (mu, logvar), flat (N, z_channels * r0 * r0): one group, no more."""
         g, a = self.groups[0], self.features(x)[self.sizes[0]]
-        gh = F.gelu(self.h_top).expand(len(x), -1, -1, -1)
+        gh = F.gelu(self.h_start(len(x), self.check_labels(y)))
         qm, qlogv = g.posterior_of(gh, g.posterior_input(a))
         return qm.flatten(1), qlogv.flatten(1)
 
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+    def reconstruct(self, x: torch.Tensor, y=None) -> torch.Tensor:
         """Every group at its posterior mean, each given the means above it: (N, C, H, W) mean
         images. Not decode(encode(x)), which keeps the top group's code alone and takes every
         lower group from its prior (on MNIST: the same few blurry digits for every image)."""
-        out, _ = self.top_down(len(x), self.features(x))
+        out, _ = self.top_down(len(x), self.features(x), y=self.check_labels(y))
         return self.likelihood.mean(out)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, y=None) -> torch.Tensor:
         """Top-group codes (N, D_top) -> mean images; the lower groups take their prior means."""
         n = z.shape[0]  # not len(z): an int, which would fix the batch size of an export
-        out, _ = self.top_down(n, z_given={0: z.reshape(n, *self.latent_shapes[0])})
+        z_top = {0: z.reshape(n, *self.latent_shapes[0])}
+        out, _ = self.top_down(n, z_given=z_top, y=self.check_labels(y))
         return self.likelihood.mean(out)
 
-    def draw(self, n: int, temps: list[float], generator: torch.Generator | None) -> torch.Tensor:
-        """sample()'s work: every group from its prior at its temperature."""
+    def draw(
+        self, n: int, temps: list[float], generator: torch.Generator | None, y=None
+    ) -> torch.Tensor:
+        """sample()'s work: every group from its prior at its temperature (given labels y)."""
         device = next(self.parameters()).device
         eps = [torch.randn(n, *s, generator=generator).to(device) for s in self.latent_shapes]
-        out, _ = self.top_down(n, eps=eps, temperature=temps)
+        out, _ = self.top_down(n, eps=eps, temperature=temps, y=y)
         return self.likelihood.mean(out)
 
-    def log_weights(self, x, K, generator=None, chunk=None, eps=None) -> torch.Tensor:
+    def log_weights(self, x, K, generator=None, chunk=None, eps=None, y=None) -> torch.Tensor:
         """log p(x|z) + sum_l [log p(z_l|z_<l) - log q(z_l|x,z_<l)] for K posterior paths:
         (K, B) nats. eps: [(K, B, zc, r, r)] per group, else drawn from generator (one draw per
-        sample and group, so chunking changes nothing); chunk: samples per decoder pass."""
-        B, chunk = len(x), chunk or K
+        sample and group, so chunking changes nothing); chunk: samples per decoder pass; y:
+        labels (B,) of a conditional model."""
+        B, chunk, y = len(x), chunk or K, self.check_labels(y)
         acts = self.features(x)
         noise_device = generator.device if generator is not None else x.device
         out = []
@@ -281,7 +296,8 @@ class HVAE(LatentModel):
                           for s in self.latent_shapes] for _ in range(n)]  # fmt: skip
                 e = [torch.cat([d[i] for d in draws]).to(x.device) for i in range(len(draws[0]))]
             xr = x.repeat(n, 1, 1, 1)
-            h, stats = self.top_down(n * B, acts, e)  # row j: a path for image j % B
+            yr = None if y is None else y.repeat(n)  # row j: a path for image j % B
+            h, stats = self.top_down(n * B, acts, e, y=yr)
             lw = self.likelihood.log_px(xr, h)
             for s in stats:
                 lw = lw + gaussian_log_density(s["z"], s["pm"], s["plogv"])

@@ -30,7 +30,15 @@ let nextEndpoint = "a"; // which interpolation endpoint the next shift-click set
 const thumbs = new Map(); // test image index -> its /api/encode answer (the hover preview)
 let decoding = false, again = false, timer = null, hashTimer = null, tipTimer = null;
 
+// A conditional model decodes given a class: the picker's, sent with every decode, sample and
+// upload (a test image is encoded with its own label, which the picker then shows).
+const LABELLED_CALLS = ["/api/decode", "/api/sample", "/api/encode"];
+
 async function api(path, body) {
+  if (info && info.conditional && body && LABELLED_CALLS.includes(path) &&
+      body.label === undefined && body.index === undefined) {
+    body = {...body, label: +$("label").value};
+  }
   const opts = body === undefined ? {} : {
     method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body),
   };
@@ -225,6 +233,7 @@ function showEncoded(r, caption) {
 async function encodeIndex(i) {
   const r = await api("/api/encode", {index: i});
   thumbs.set(i, r);
+  if (r.decoded_label !== undefined) $("label").value = r.decoded_label;
   showEncoded(r, `test #${i}` + (r.label !== undefined ? ` (label ${r.label})` : ""));
   $("upload-note").hidden = true;
   loaded = i;
@@ -823,6 +832,12 @@ async function main() {
   for (const id of ["index", "interp-a", "interp-b"]) $(id).max = info.num_test - 1;
   buildSliders();
   buildLegend();
+  if (info.conditional) { // the class picker: every class, decoding the current code again
+    $("label").innerHTML = [...Array(info.num_classes).keys()]
+      .map((k) => `<option value="${k}">${k}</option>`).join("");
+    $("label-row").hidden = false;
+    $("label").addEventListener("change", scheduleDecode);
+  }
   z = new Array(info.latent_dim).fill(0);
   for (const el of document.querySelectorAll("input[type=number]")) { // checked as typed
     el.addEventListener("input", () => {
