@@ -126,7 +126,7 @@ def cuda_paths(device: torch.device, tmp: Path) -> dict:
     perm = torch.randperm(64, generator=torch.Generator().manual_seed(0))
     g = torch.Generator().manual_seed(0)
     resident, streamed = (BatchSource(x, 16, device, g, stream=s) for s in (False, True))
-    same_batch = torch.equal(resident.batch(perm.to(device), 1), streamed.batch(perm, 1))
+    same_batch = torch.equal(resident.batch(perm.to(device), 1).x, streamed.batch(perm, 1).x)
     ckpt = checkpoint.load(tmp / "hvae" / "last.pt")  # trained on the device, loaded to the CPU
     x_test = load_split("mnist", "test")[0][:500]
     elbo = {d: evaluate(checkpoint.build_model(ckpt).to(d).eval(), x_test)["elbo"]

@@ -221,15 +221,20 @@ def check_index(i: int, n: int, flag: str, where: str = "the test set") -> None:
 
 def inference_precision(precision: str, model) -> str:
     """The precision an inference command runs the model in: "auto" -> bf16 where the model's
-    device computes it natively, else fp32 (the choice said on stderr); fp32 and bf16 as
-    asked. ValueError for any other name."""
+    device computes it natively, else fp32; fp32 and bf16 as asked (a warning on stderr for
+    bf16 where it is not native). ValueError for any other name."""
     from ..config import PRECISIONS
     from ..runtime.precision import choose_precision
 
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     device = next(model.parameters()).device
-    return choose_precision(precision, device, log=lambda s: print(s, file=sys.stderr))
+
+    def warn(line: str) -> None:  # the choice itself is not said: stderr stays for errors
+        if line.startswith("warning"):
+            print(line, file=sys.stderr)
+
+    return choose_precision(precision, device, log=warn)
 
 
 def with_prior(r: Run, prior: str | Prior | None) -> Run:

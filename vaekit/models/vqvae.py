@@ -78,13 +78,13 @@ class EMACodebook(nn.Module):
         """(N, D) vectors -> (N,) index of the nearest code (squared Euclidean distance, in
         float32 under autocast too)."""
         with fp32(z_flat):
-            z, c = z_flat.float(), self.codebook
+            z, c = full_precision(z_flat), self.codebook  # float64 in a float64 model
             d = z.pow(2).sum(1, keepdim=True) - 2 * z @ c.t() + c.pow(2).sum(1)[None]  # (N, K)
         return d.argmin(1)
 
     def remember(self, z_flat: torch.Tensor, k: torch.Tensor) -> None:
         """Keep a training step's counts (K,), sums (K, D) and outputs (N, D) for update()."""
-        z = z_flat.detach().float()
+        z = full_precision(z_flat.detach())
         counts = z.new_zeros(self.K).index_add_(0, k, z.new_ones(len(z)))
         self.pending = (counts, z.new_zeros(self.K, z.shape[1]).index_add_(0, k, z), z)
 
