@@ -341,6 +341,30 @@ def results_priors() -> str:
     return _table(header, rows) + "\n\n" + verdicts + "\n\n" + provenance("priors-gmm-cpu.json", r)
 
 
+def results_flows() -> str:
+    """Test NLL (IW bound) of the vae with a learned prior (VampPrior) or a flow posterior (IAF)
+    against mnist-nll at the same epochs and seed (benchmarks/nll_flows.py), and the targets."""
+    r = load("nll-vamp-iaf-cpu.json")
+    header = ["run", "epochs", "NLL (nats)", "-ELBO", "train s"]
+    rows = [[name, str(m["epochs"]), f"{m['nll_iw']:.2f} ± {m['nll_iw_sem']:.2f}",
+             f"{m['neg_elbo']:.2f}", _num(m.get("train_seconds"))]
+            for name, m in r["models"].items()]  # fmt: skip
+    verdicts = "\n".join(
+        f"- {name}: {c['nats_better']:.2f} ± {c['sem']:.2f} nats better than the baseline "
+        f"(target {c['target']}): **{'met' if c['met'] else 'missed'}**"
+        for name, c in r["comparisons"].items()
+    )
+    head = f"K = {r['iw_samples']}, the first {r['eval_limit']:,} test images.\n\n"
+    return (
+        head
+        + _table(header, rows)
+        + "\n\n"
+        + verdicts
+        + "\n\n"
+        + provenance("nll-vamp-iaf-cpu.json", r)
+    )
+
+
 def results_ood() -> str:
     """AUROC / FPR@95 of each score for each (trained on, scored) pair."""
     r = load("ood-cpu.json")
@@ -610,6 +634,7 @@ RESULTS: dict[str, Callable[[], str]] = {
     "quality-short": lambda: results_quality("metrics-cpu.json"),
     "ood": results_ood,
     "priors": results_priors,
+    "flows": results_flows,
     "objectives": results_objectives,
     "speed": results_speed,
     "roofline": results_roofline,
