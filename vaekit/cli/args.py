@@ -144,6 +144,15 @@ def precision_flag(p: argparse.ArgumentParser) -> None:
     )
 
 
+def image_label_flag(p: argparse.ArgumentParser) -> None:
+    """--label of the commands that encode a test image (traverse, interpolate)."""
+    p.add_argument(
+        "--label",
+        metavar="K",
+        help="conditional models: the class to encode and decode with [the test image's own]",
+    )
+
+
 def data_arg(p: argparse.ArgumentParser) -> None:
     """--data of the picture commands: other images than the run's test set."""
     p.add_argument(

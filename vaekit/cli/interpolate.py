@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from .args import add_run_flags, arg, data_arg, picture_out, run_options, wrote_picture
+from .args import (
+    add_run_flags,
+    arg,
+    data_arg,
+    image_label_flag,
+    picture_out,
+    run_options,
+    wrote_picture,
+)
 
 HELP = "walk between two test images' latent means"
 
@@ -18,11 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--b", type=arg(NONNEG_INT), default=1, help="second image index [1]")
     p.add_argument("--steps", type=arg(STEPS), default=10, help="images in the strip, a to b [10]")
     data_arg(p)
-    p.add_argument(
-        "--label",
-        metavar="K",
-        help="conditional models: the class to encode and decode with [the test image's own]",
-    )
+    image_label_flag(p)
 
 
 def run(args: argparse.Namespace) -> int:

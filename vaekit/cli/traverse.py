@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from .args import add_run_flags, arg, data_arg, picture_out, run_options, wrote_picture
+from .args import (
+    add_run_flags,
+    arg,
+    data_arg,
+    image_label_flag,
+    picture_out,
+    run_options,
+    wrote_picture,
+)
 
 HELP = "vary two latent dims around a test image's code"
 
@@ -19,11 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--index", type=arg(NONNEG_INT), default=0, help="image to encode [0]")
     data_arg(p)
-    p.add_argument(
-        "--label",
-        metavar="K",
-        help="conditional models: the class to encode and decode with [the test image's own]",
-    )
+    image_label_flag(p)
     p.add_argument(
         "--steps", type=arg(STEPS), default=13, help="grid side, from -span to span [13]"
     )
