@@ -36,7 +36,7 @@ VARIANTS = {
 }
 CONDITIONAL = [f for f in list_models() if "conditional" in field_names(FAMILIES[f].options)]
 FAMILY_VARIANTS = [(f, "") for f in list_models()] + [(f, "cond") for f in CONDITIONAL]
-FAMILY_VARIANTS += [("vae", "vamp"), ("vae", "iaf"), ("vae", "iaf+cond")]
+FAMILY_VARIANTS += [("vae", "vamp"), ("vae", "iaf"), ("vae", "iaf+cond"), ("vae", "vamp+iaf")]
 CASES = [(f, v, o, lik) for (f, v), o, lik in
          itertools.product(FAMILY_VARIANTS, OBJECTIVES, LIKELIHOODS)]  # fmt: skip
 

@@ -72,7 +72,19 @@ def test_vamp_log_prob_is_the_mixture_density_of_torch_distributions():
     # the pseudo-inputs are images in [0, 1] that the model's own encoder maps
     u = model.prior.pseudo_inputs()
     assert u.shape == (6, 1, 28, 28) and 0 <= u.min() and u.max() <= 1
-    torch.testing.assert_close(mu, model.gaussian(u)[0])
+    torch.testing.assert_close(mu, model.encoder_output(u)[0])
+
+
+def test_vamp_with_a_flow_puts_each_component_where_the_flow_sends_its_pseudo_input():
+    """With an IAF posterior the components are Gaussians at flow(mu0(u_k)) with q(z0|u_k)'s
+    variances (a mixture of Gaussians: a density, checked above against torch.distributions)."""
+    model = small(prior="vamp", pseudo_inputs=6, posterior="iaf", flow_hidden=16)
+    u = model.prior.pseudo_inputs()
+    mu0, logvar0, h = model.encoder_output(u)
+    mu, logvar = model.prior.mixture()
+    torch.testing.assert_close(mu, model.flow(mu0, h)[0])
+    torch.testing.assert_close(logvar, logvar0)
+    assert not torch.allclose(mu, mu0)  # the flow is not the identity at initialisation
 
 
 def test_vamp_samples_come_from_the_components():
@@ -90,7 +102,11 @@ def test_vamp_samples_come_from_the_components():
     assert torch.equal(rebuilt.pseudo_inputs(), model.prior.pseudo_inputs())
 
 
-@pytest.mark.parametrize("variant", [dict(prior="vamp", pseudo_inputs=5), dict(posterior="iaf")])
+@pytest.mark.parametrize(
+    "variant",
+    [dict(prior="vamp", pseudo_inputs=5), dict(posterior="iaf"),
+     dict(prior="vamp", pseudo_inputs=5, posterior="iaf")],
+)  # fmt: skip
 def test_monte_carlo_kl_is_log_q_minus_log_p_of_the_importance_weight(variant):
     """forward's KL and log_weights' log q - log p are the same estimate for the same noise."""
     model = small(**variant, flow_hidden=16).eval()
@@ -134,7 +150,7 @@ def test_memory_estimate_counts_the_pseudo_inputs_once_a_step():
         (["--flow-steps", "0"], "--flow-steps: must be an integer >= 1, got 0"),
         (["--family", "ae", "--posterior", "iaf"], "posterior 'iaf' needs the vae family"),
         (["--family", "ae", "--prior", "vamp"], "prior 'vamp' needs the vae family"),
-        (["--prior", "vamp", "--posterior", "iaf"], "prior 'vamp' needs posterior 'gaussian'"),
+        (["--prior", "vamp", "--conditional"], "prior 'vamp' is not for a conditional model"),
     ],
 )
 def test_bad_options_exit_2_with_one_line(argv, expect, capsys, tmp_path, monkeypatch):

@@ -242,18 +242,13 @@ class ConvNet:
 
     def check_latent_options(self, family: str) -> None:
         """Refuse a prior or posterior other than the default where it has no meaning: the ae
-        has neither, and a VampPrior is a mixture of Gaussian posteriors."""
+        has neither, and a VampPrior's pseudo-inputs have no label."""
         for name, default in (("prior", "normal"), ("posterior", "gaussian")):
             if family != "vae" and getattr(self, name) != default:
                 raise ConfigError(
                     f"{name} {getattr(self, name)!r} needs the vae family (the {family} family "
                     f"has no {name}); use --family vae or drop --{name}"
                 )
-        if self.prior == "vamp" and self.posterior != "gaussian":
-            raise ConfigError(
-                f"prior 'vamp' needs posterior 'gaussian' (its components are Gaussian "
-                f"posteriors), got posterior {self.posterior!r}"
-            )
         if self.prior == "vamp" and self.conditional:
             raise ConfigError(
                 "prior 'vamp' is not for a conditional model (its pseudo-inputs have no label); "

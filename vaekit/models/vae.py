@@ -2,7 +2,7 @@
 (Kingma & Welling 2013). One flat group z of ConvNet.latent_dim dims; the seed's network or the
 resnet body (vaekit.models.nets). Options: a learned VampPrior as p(z) (prior "vamp",
 vaekit.priors.vamp) and an inverse autoregressive flow after the Gaussian q (posterior "iaf",
-vaekit.models.flows); with either, the KL is the one-sample Monte Carlo estimate
+vaekit.models.flows), alone or together; with either, the KL is the one-sample Monte Carlo estimate
 log q(z|x) - log p(z) of the sampled z, as both papers do.
 
 conditional (a CVAE, Sohn et al. 2015): q(z|x, y) and p(x|z, y) through a learned embedding of
@@ -36,7 +36,7 @@ class VAE(LatentModel):
         self.prior = None
         if net.prior == "vamp":
             self.prior = VampPrior(net.pseudo_inputs, (cfg.in_channels, *cfg.image_size))
-            self.prior.bind(self.gaussian)
+            self.prior.bind(self.prior_component)
 
     @property
     def monte_carlo_kl(self) -> bool:
@@ -68,10 +68,12 @@ class VAE(LatentModel):
             return tuple(h.chunk(2, dim=1))
         return tuple(h.split(self.cfg.net.latent_dim, dim=1))
 
-    def gaussian(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mu, logvar) (B, D) of the Gaussian part of q: all of it without a flow."""
-        mu, logvar, *_ = self.encoder_output(x)
-        return mu, logvar
+    def prior_component(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A VampPrior's component at pseudo-input x: (mu, logvar) (B, D), q(z|x) itself without
+        a flow; with one, a Gaussian at the flow's image of q(z0|x)'s mean with q(z0|x)'s
+        variances (q(z|x) has no closed form; any Gaussian keeps p(z) a density, and this one
+        sits where the flow puts the pseudo-input's codes)."""
+        return self.posterior(x)[0]
 
     def posterior(self, x: torch.Tensor, y=None) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """[(mu, logvar)] of q(z|x). With a flow, mu is the flow's image of the Gaussian's mean
