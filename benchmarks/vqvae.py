@@ -4,8 +4,8 @@ reconstruction quality (vaekit metrics: 10,000 samples at T = 1, MNIST classifie
 The run is trained beforehand by the command given with --train-command (its wall time from
 --train-seconds); the record is rewritten after every stage.
 
-    python benchmarks/vqvae.py --run runs/mnist-vqvae --prior-epochs 4 \\
-        --out benchmarks/results/vqvae-mnist-cpu.json
+    python benchmarks/vqvae.py --run runs/mnist-vqvae --prior-epochs 10 --prior-channels 96 \\
+        --prior-layers 8 --out benchmarks/results/vqvae-mnist-cpu.json
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run", type=Path, required=True, help="the trained mnist-vqvae run dir")
     p.add_argument("--prior-epochs", type=int, default=4)
+    p.add_argument("--prior-channels", type=int, default=48, help="the PixelCNN's width [48]")
+    p.add_argument("--prior-layers", type=int, default=6, help="its gated layers [6]")
     p.add_argument("--n", type=int, default=10_000, help="samples for vaekit metrics")
     p.add_argument("--temperature", type=float, default=1.0, help="the samples' (target: 1)")
     p.add_argument("--train-command", default="", help="how the run was trained")
@@ -48,7 +50,8 @@ def main() -> None:
         "targets": {},
     }  # fmt: skip
     record["commit"] = a.commit or record["commit"]
-    stage(record, a, "prior", a.run, kind="pixelcnn", epochs=a.prior_epochs)
+    stage(record, a, "prior", a.run, kind="pixelcnn", epochs=a.prior_epochs,
+          channels=a.prior_channels, layers=a.prior_layers)  # fmt: skip
     stage(record, a, "evaluate", a.run, probe=False)
     stage(record, a, "metrics", a.run, n=a.n, temperature=a.temperature, seed=0, prior="pixelcnn")
     print(json.dumps(record["targets"], indent=2))
