@@ -127,3 +127,33 @@ def test_only_the_exporters_known_notes_are_silenced():
     finally:
         logger.removeHandler(handler)
     assert [str(w.message) for w in caught] == ["another deprecation"] and seen == ["another note"]
+
+
+def test_a_safetensors_export_is_a_run_for_evaluate_and_sample(tiny_run, tmp_path, capsys):
+    """The file alone (the weights a record ships with) gives the run's own evaluation, its
+    importance-weighted bound included, and its samples."""
+    path = vaekit.export(tiny_run, format="safetensors", out=tmp_path / "m.safetensors")
+    got = vaekit.evaluate(path, limit=40, iw_samples=5, probe=False)
+    want = vaekit.evaluate(tiny_run, limit=40, iw_samples=5, probe=False)
+    for key in ("dataset", "epoch", "step", "test_loss", "elbo", "nll_iw", "nll_iw_sem"):
+        assert got[key] == want[key], key
+    np.testing.assert_array_equal(
+        vaekit.sample(path, n=4, seed=3), vaekit.sample(tiny_run, n=4, seed=3)
+    )
+
+
+def test_a_safetensors_file_without_the_record_evaluates_only_with_a_clear_error(
+    tiny_run, tmp_path, capsys
+):
+    from vaekit.formats.export import save_safetensors
+
+    path = save_safetensors(vaekit.load(tiny_run), tmp_path / "bare.safetensors")  # no record
+    assert main(["evaluate", str(path), "--limit", "10"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("has no dataset (a model without its run's record): give its run "
+                        "directory, or data") and len(err.splitlines()) == 1  # fmt: skip
+    bad = tmp_path / "junk.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    assert main(["evaluate", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not a readable safetensors file" in err and len(err.splitlines()) == 1

@@ -91,7 +91,7 @@ def bound_record(
         "split": "test",
         "family": r.model.cfg.family,
         "likelihood": r.model.cfg.likelihood,
-        "epoch": ckpt["epoch"],
+        "epoch": ckpt.get("epoch"),
         "step": ckpt.get("step"),
         "mid_epoch_steps": ckpt.get("batch", 0),
         "iw_samples": iw_samples,

@@ -17,8 +17,10 @@ def export(
     allow_nonfinite: bool = False,
     raw_weights: bool = False,
 ) -> Path:
-    """Write the run's weights (format "safetensors") or its decoder z -> image ("onnx") to
-    out (default: RUN_DIR/model.safetensors or RUN_DIR/decoder.onnx); returns the path."""
+    """Write the run's weights (format "safetensors", with the run's dataset, objective and
+    epoch, so that the file alone is a run for evaluate, sample, ...) or its decoder z -> image
+    ("onnx") to out (default: RUN_DIR/model.safetensors or RUN_DIR/decoder.onnx); returns the
+    path."""
     from ..formats.export import save_onnx, save_safetensors
 
     if format not in FORMATS:
@@ -29,5 +31,6 @@ def export(
         if r.folder is None:
             raise ValueError("out is needed to export a model that has no run directory")
         out = r.folder / FORMATS[format]
-    save = save_safetensors if format == "safetensors" else save_onnx
-    return save(r.model, out)
+    if format == "safetensors":  # with the run's record: evaluate and sample open the file
+        return save_safetensors(r.model, out, r.ckpt)
+    return save_onnx(r.model, out)

@@ -145,7 +145,7 @@ def quality_record(r: Run, feats, n: int, temperature: float, seed: int, batch_s
         "dataset": tc["dataset"],
         "family": model.cfg.family,
         "likelihood": model.cfg.likelihood,
-        "epoch": r.ckpt["epoch"],
+        "epoch": r.ckpt.get("epoch"),
         "mid_epoch_steps": r.ckpt.get("batch", 0),
         "features": feats.info,
         "num_samples": n if model.has_prior else 0,

@@ -43,8 +43,11 @@ class Run:
     @property
     def train_config(self) -> dict:
         """The run's training config (dataset, crop, ...) as its checkpoint records it."""
-        if self.ckpt is None:
-            raise ValueError("a bare model has no dataset: give its run directory, or data")
+        if self.ckpt is None or "dataset" not in self.ckpt.get("train_config", {}):
+            raise ValueError(
+                f"{self.path or 'a bare model'} has no dataset (a model without its run's "
+                "record): give its run directory, or data"
+            )
         return self.ckpt["train_config"]
 
     def split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -118,7 +121,8 @@ def open_run(
     allow_nonfinite: bool = False,
     raw_weights: bool = False,
 ) -> Run:
-    """A Run from a run directory or checkpoint file (its model on device, in eval mode;
+    """A Run from a run directory, checkpoint file or `vaekit export` safetensors file (its
+    model on device, in eval mode;
     weights holding NaN or Inf refused unless allow_nonfinite; the moving average of the weights
     when the run kept one, unless raw_weights), a Run (as it is), or a model
     (as it is: its device and mode)."""
@@ -135,7 +139,12 @@ def open_run(
     from ..runtime.device import resolve_device
 
     path = Path(run)
-    ckpt = checkpoint.load(path, allow_nonfinite=allow_nonfinite)
+    if path.suffix == ".safetensors":  # a `vaekit export` file: weights and the run's record
+        from ..formats.export import read_safetensors
+
+        ckpt = read_safetensors(path, allow_nonfinite=allow_nonfinite)
+    else:
+        ckpt = checkpoint.load(path, allow_nonfinite=allow_nonfinite)
     model = checkpoint.build_model(ckpt, path, raw_weights).to(resolve_device(device)).eval()
     attach_learned_prior(model, run_folder(path))
     return Run(model, ckpt, path, run_data_dir(data_dir, ckpt))

@@ -30,29 +30,51 @@ def _need(module: str):
         ) from None
 
 
-def save_safetensors(model: LatentModel, path: str | Path) -> Path:
-    """All weights as one safetensors file; the model config rides along as JSON metadata."""
+# A run's checkpoint fields a weights file carries, so that evaluate, sample and the other
+# commands open the file as they open the run: its data and objective, how far it trained.
+RECORD_FIELDS = ("train_config", "objective_config", "epoch", "step", "batch")
+
+
+def save_safetensors(model: LatentModel, path: str | Path, record: dict | None = None) -> Path:
+    """All weights as one safetensors file; the model config rides along as JSON metadata, and
+    so do record's RECORD_FIELDS (record: the run's checkpoint, when there is one)."""
     st = _need("safetensors.torch")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {"model_config": outputs.dumps(model.cfg.to_dict()), "vaekit_version": __version__}
+    meta |= {k: outputs.dumps(record[k]) for k in RECORD_FIELDS if k in (record or {})}
     return outputs.write_bytes(path, st.save(state, metadata=meta))
 
 
-def load_safetensors(path: str | Path, *, allow_nonfinite: bool = False) -> LatentModel:
-    """A model from save_safetensors' file, in eval mode (files of vaekit 0.1 included); weights
-    holding NaN or Inf are refused unless allow_nonfinite."""
+def read_safetensors(path: str | Path, *, allow_nonfinite: bool = False) -> dict:
+    """save_safetensors' file as a checkpoint dict (vaekit.checkpoint's layout): the weights
+    under "model", model_config, and the record fields it carries (files of vaekit 0.1
+    included); weights holding NaN or Inf are refused unless allow_nonfinite."""
     st = _need("safetensors")
-    with st.safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-        if "model_config" not in meta:
-            raise ValueError(f"{path}: no model_config in its metadata; not a vaekit export")
-        state = {k: f.get_tensor(k) for k in f.keys()}
-    from ..checkpoint import build_model, refuse_nonfinite, upgrade
+    from ..checkpoint import CheckpointError, refuse_nonfinite, upgrade
 
-    ckpt = upgrade({"model": state, "model_config": json.loads(meta["model_config"])})
+    if not Path(path).is_file():
+        raise CheckpointError(f"{path}: no such file")
+    try:
+        with st.safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # the library's own error types differ across its versions
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise CheckpointError(f"{path}: not a readable safetensors file ({first})") from None
+    if "model_config" not in meta:
+        raise ValueError(f"{path}: no model_config in its metadata; not a vaekit export")
+    record = {k: json.loads(meta[k]) for k in RECORD_FIELDS if k in meta}
+    ckpt = upgrade({"model": state, "model_config": json.loads(meta["model_config"]), **record})
     if not allow_nonfinite:
         refuse_nonfinite(ckpt["model"], path)
-    return build_model(ckpt, path).eval()
+    return ckpt
+
+
+def load_safetensors(path: str | Path, *, allow_nonfinite: bool = False) -> LatentModel:
+    """A model from save_safetensors' file, in eval mode."""
+    from ..checkpoint import build_model
+
+    return build_model(read_safetensors(path, allow_nonfinite=allow_nonfinite), path).eval()
 
 
 class _Decoder(torch.nn.Module):
