@@ -10,7 +10,7 @@ ARGS    ?=
 # Absolute: the notebook and wheel tests run vaekit from other directories.
 export VAEKIT_DATA := $(abspath $(DATA))
 
-.PHONY: install test lint docs dist train figures explore results-nll results-nll-hvae results-grids bench bench-ttq bench-scaling bench-roofline bench-gpu bench-encode bench-ood bench-metrics explorer-bench clean
+.PHONY: install test lint docs dist train figures explore results-nll results-nll-hvae results-grids bench bench-ttq bench-scaling bench-roofline bench-loop bench-gpu bench-encode bench-ood bench-metrics explorer-bench clean
 
 install: $(STAMP)
 
@@ -75,6 +75,11 @@ bench-scaling: install
 # all cores), and where its time goes (torch.profiler): benchmarks/results/roofline-cpu.json.
 bench-roofline: install
 	$(BIN)/python benchmarks/roofline.py --profile $(ARGS)
+
+# `vaekit train` itself (a fresh process, an epoch as a 2-epoch run minus a 1-epoch run)
+# against the same peak: benchmarks/results/loop-{CPU model}-cpu.json.
+bench-loop: install
+	$(BIN)/python benchmarks/loop.py $(ARGS)
 
 # A lent GPU's record (benchmarks/gpu.py; offline, under 8 minutes): the python3 there holds
 # PyTorch with CUDA, so no venv is made. benchmarks/README.md gives the device command.

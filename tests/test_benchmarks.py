@@ -1,5 +1,6 @@
 """The benchmark scripts that no test run would otherwise reach until a machine is lent: the GPU
-record (benchmarks/gpu.py, checked on the CPU at tiny sizes) and the encode timing."""
+record (benchmarks/gpu.py, checked on the CPU at tiny sizes), the encode timing and the training
+loop's timing."""
 
 from __future__ import annotations
 
@@ -64,3 +65,15 @@ def test_the_encode_timing_records_each_precision_and_their_agreement(
     rec = json.loads(out.read_text())
     assert rec["images"] == 10000 and set(rec["seconds"]) == {"fp32", "bf16"}
     assert 0 < rec["bf16_vs_fp32"]["mu_err_mean_in_spread"] < 0.02
+
+
+def test_the_loop_timing_counts_an_epoch_against_the_peak(tmp_path, data_root):
+    out = tmp_path / "loop.json"
+    r = bench("loop.py", "--presets", "seed", "--limit", "512", "--rounds", "1", "--train-args",
+              "--precision fp32", "--out", str(out), data_root=data_root)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    row = json.loads(out.read_text())["presets"]["seed"]
+    assert row["precision"] == "fp32" and row["seconds_2_epochs"] > row["seconds_1_epoch"]
+    assert row["img_s"] == pytest.approx(512 / (row["seconds_2_epochs"] - row["seconds_1_epoch"]))
+    peak = json.loads(out.read_text())["peak"]["fp32"]["wall_gflops"]
+    assert row["fraction_of_peak"] == pytest.approx(row["img_s"] * row["gflop_per_image"] / peak)
