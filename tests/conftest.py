@@ -71,3 +71,20 @@ def tiny_cvae_run(data_root, tmp_path_factory) -> Path:
     args = ["train", "--preset", "mnist-cvae", "--limit", "512", "--epochs", "1", "--out", str(out)]
     assert main([*args, *TINY, "--data-dir", str(data_root)]) == 0
     return out
+
+
+# A VQ-VAE small enough for seconds: a 7x7 grid of codes from a codebook of 8, 3-dim codes.
+TINY_VQ = ["--family", "vqvae", "--widths", "4", "8", "--res-blocks", "1", "--codebook-size", "8",
+           "--code-dim", "3", "--batch-size", "64", "--precision", "fp32"]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def tiny_vq_run(data_root, tmp_path_factory) -> Path:
+    """A vqvae run dir trained for one epoch on 512 real MNIST images (no prior over its codes),
+    shared by read-only tests."""
+    from vaekit.cli import main
+
+    out = tmp_path_factory.mktemp("runs") / "tiny-vq"
+    args = ["train", "--limit", "512", "--epochs", "1", "--no-figures", "--out", str(out)]
+    assert main([*args, *TINY_VQ, "--data-dir", str(data_root)]) == 0
+    return out

@@ -8,6 +8,7 @@ import base64
 import http.client
 import io
 import json
+import shutil
 import socket
 import struct
 import threading
@@ -18,12 +19,26 @@ import pytest
 import torch
 from PIL import Image
 
+import vaekit
 from vaekit import checkpoint
+from vaekit.api.runs import open_run
 from vaekit.cli import main
 from vaekit.data import load_split, to_float
-from vaekit.explorer import Explorer, host_warning, make_server, parse_z, read_image
+from vaekit.explorer import (
+    ApiError,
+    Explorer,
+    host_warning,
+    make_server,
+    parse_z,
+    png_data_url,
+    read_image,
+)
 from vaekit.explorer.api import MAX_ROWS, border_mean, wrong_polarity
 from vaekit.explorer.server import MAX_BODY, split_host
+from vaekit.models.fitted import WithPrior
+from vaekit.priors import store
+from vaekit.priors.normal import StandardNormal
+from vaekit.priors.pixelcnn import PixelCNN
 
 from .browser import launch, open_page, src, wait_changed
 
@@ -864,3 +879,122 @@ def test_browser_map_shows_tsne_first_and_says_which_projection(browser, tsne_se
         assert page.text_content("#map-caption").startswith("PCA of all 400 latent means")
         page.select_option("#map-method", "kl")
         assert "with the largest average KL" in page.text_content("#map-caption")
+
+
+# --- a model with discrete codes (vqvae): its grid of code indices instead of a continuous z ----
+
+
+@pytest.fixture(scope="module")
+def vq_served(tiny_vq_run, data_root):
+    """(explorer, server) over the tiny vqvae run (7x7 codes from 8; no prior fitted over them)
+    and the first 300 MNIST test images."""
+    x, y = load_split("mnist", "test", data_root)
+    explorer = Explorer(vaekit.load(tiny_vq_run), x[:300], y[:300], "mnist")
+    server = start(explorer)
+    yield explorer, server
+    server.shutdown()
+    server.server_close()
+
+
+def farthest_code(model, k: int) -> int:
+    """The code whose vector is farthest from code k's: an edit to it must show."""
+    c = model.quantizer.codebook
+    return int((c - c[k]).norm(dim=1).argmax())
+
+
+def test_a_vqvae_is_explored_by_its_code_grid_not_by_a_map(vq_served, served, tmp_path):
+    explorer, server = vq_served
+    status, info, _ = request(server, "GET", "/api/info")
+    assert status == 200 and info["codes"] == {"grid": [7, 7], "codebook_size": 8}
+    assert not info["has_prior"] and "`vaekit prior RUN --kind pixelcnn`" in info["note"]
+    assert request(server, "GET", "/api/map")[1] is None  # no map of code vectors to steer
+    assert request(served[1], "GET", "/api/info")[1]["codes"] is None  # a vae: continuous z
+    cache = tmp_path / "tsne.npz"  # nor a t-SNE of them computed and cached
+    vq = Explorer(explorer.model, explorer.x[:60], None, "mnist", tsne_max=60, cache=cache)
+    assert vq.map is None and not cache.exists()
+
+
+def test_the_code_grid_round_trips_to_the_reconstruction(vq_served):
+    explorer, server = vq_served
+    model, x = explorer.model, to_float(explorer.x[3:4])
+    status, out, _ = request(server, "POST", "/api/encode", {"index": 3})
+    with torch.inference_mode():
+        k, want = model.codes(x), png_data_url(model.reconstruct(x)[0])
+    assert status == 200 and out["codes"] == k[0].tolist()
+    assert np.array(out["codes"]).shape == (7, 7) and out["image"] == want
+    status, decoded, _ = request(server, "POST", "/api/decode", {"codes": [out["codes"]]})
+    assert status == 200 and decoded["images"] == [want]  # encode -> grid -> decode
+    upload = {"image": data_url(png_bytes(explorer.x[3, 0].numpy()))}
+    assert request(server, "POST", "/api/encode", upload)[1]["codes"] == out["codes"]
+
+
+def test_an_edited_cell_decodes_as_the_model_decodes_the_edited_grid(vq_served):
+    explorer, server = vq_served
+    grid = request(server, "POST", "/api/encode", {"index": 3})[1]["codes"]
+    edited = [row[:] for row in grid]
+    edited[2][4] = farthest_code(explorer.model, grid[2][4])
+    status, out, _ = request(server, "POST", "/api/decode", {"codes": [grid, edited]})
+    with torch.inference_mode():
+        want = explorer.model.decode_codes(torch.tensor([grid, edited]))
+    assert status == 200 and out["images"] == [png_data_url(img) for img in want]
+    assert not np.array_equal(decode_png(out["images"][0]), decode_png(out["images"][1]))
+
+
+def grid_with(value, i: int = 2, j: int = 5) -> list:
+    """A 7x7 grid of code 0 with cell (i, j) set to value."""
+    grid = [[0] * 7 for _ in range(7)]
+    grid[i][j] = value
+    return grid
+
+
+@pytest.mark.parametrize(
+    "codes, message",
+    [
+        ([grid_with(8)], "codes[0][2][5] must be a code index in [0, 7], got 8"),
+        ([grid_with(-1)], "codes[0][2][5] must be a code index in [0, 7], got -1"),
+        ([grid_with(1.5)], "got 1.5"),
+        ([grid_with(True)], "got true"),
+        ([grid_with("3")], 'got "3"'),
+        ([grid_with(0)[:6]], "codes[0] has 6 rows, not 7: the code grid is 7x7"),
+        ([grid_with(0), grid_with(0)[:6] + [[0] * 8]], "codes[1][6] has 8 code indices, not 7"),
+        ([grid_with(0), 5], "codes[1] must be a list of 7 rows, got 5"),
+        ([], "'codes' must be a non-empty list of 7x7 grids of code indices"),
+        ("0" * 49, "'codes' must be a non-empty list"),
+        ([grid_with(0)] * (MAX_ROWS + 1), f"at most {MAX_ROWS} per request"),
+    ],
+)
+def test_bad_edits_are_a_400_with_a_one_line_error(vq_served, codes, message):
+    status, out, _ = request(vq_served[1], "POST", "/api/decode", {"codes": codes})
+    assert status == 400 and message in out["error"] and "\n" not in out["error"]
+
+
+def test_codes_for_a_model_without_them_are_a_400(served):
+    status, out, _ = request(served[1], "POST", "/api/decode", {"codes": [grid_with(0)]})
+    assert status == 400 and out["error"] == "'codes': this model has no discrete codes; send 'z'"
+
+
+def test_samples_come_from_the_prior_over_the_codes_and_none_without_one(
+    vq_served, tiny_vq_run, tmp_path
+):
+    explorer, server = vq_served
+    status, out, _ = request(server, "POST", "/api/sample", {"n": 2, "seed": 1})
+    assert status == 400 and out["error"] == explorer.note()  # not decoded noise
+    run = tmp_path / "run"
+    shutil.copytree(tiny_vq_run, run)
+    torch.manual_seed(0)
+    store.save(PixelCNN(8, (7, 7), channels=4, layers=2), "pixelcnn", run, meta={})
+    model = open_run(run).model  # RUN/priors/pixelcnn.pt attached: the model's own prior
+    vq = Explorer(model, explorer.x[:60], None, "mnist")
+    assert vq.info()["has_prior"] and vq.info()["note"] == ""
+    out = vq.sample({"n": 3, "temperature": 0.7, "seed": 5})
+    k = model.prior.sample(3, torch.Generator().manual_seed(5), 0.7)
+    assert out["codes"] == k.tolist() and "z" not in out
+    with torch.inference_mode():
+        assert out["images"] == [png_data_url(img) for img in model.decode_codes(k)]
+    with pytest.raises(ApiError, match="'temperature' must lie within") as e:
+        vq.sample({"temperature": 0})  # softmax(logits / 0): no distribution to draw from
+    assert e.value.status == 400
+    vectors = WithPrior(model, StandardNormal((147,)), "normal")  # a prior over code vectors
+    vq = Explorer(model, explorer.x[:60], None, "mnist", fitted=vectors)
+    with pytest.raises(ApiError, match="the fitted prior normal draws code vectors, not code"):
+        vq.sample({"n": 1})  # no grid to show for them

@@ -1,21 +1,26 @@
 """The explorer's page in headless Chromium (Playwright), at a desktop's 1280x1000 and a phone's
 390x844: layout, the map (hover, drag, zoom, keys, legend), uploads in the wrong polarity,
-errors beside their controls, sliders, axes, downloads and the state in the URL. One server on
-the tiny run and the real MNIST test set for the module; a fresh page per test."""
+errors beside their controls, sliders, axes, downloads and the state in the URL; a VQ-VAE's code
+grid, edited cell by cell. One server on the tiny run and the real MNIST test set for the module
+(and one per test for the other models); a fresh page per test."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import threading
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+import vaekit
 from vaekit import checkpoint
 from vaekit.data import load_split
 from vaekit.explorer import Explorer, make_server
+from vaekit.priors.pixelcnn import PixelCNN
 
 from .browser import DESKTOP, PHONE, launch, open_page, src, wait_changed
 
@@ -427,3 +432,69 @@ def test_a_conditional_models_class_picker_decodes_the_code_as_that_class(
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextlib.contextmanager
+def serving(explorer: Explorer):
+    """A server on a free port for explorer, for the length of a with block."""
+    server = make_server(explorer, "127.0.0.1", 0, quiet=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def grid_cells(page) -> list[int]:
+    return page.eval_on_selector_all("#code-grid button", "bs => bs.map((b) => +b.textContent)")
+
+
+def test_a_vqvae_shows_the_code_grid_of_a_test_image_and_decodes_an_edited_cell(
+    browser, tiny_vq_run, data_root
+):
+    x, y = load_split("mnist", "test", data_root)
+    explorer = Explorer(vaekit.load(tiny_vq_run), x[:300], y[:300], "mnist")
+    with serving(explorer) as server, open_page(browser, server) as page:
+        for view in ("#latents", "#map-section", "#interp", "#traverse"):  # views of a z
+            assert page.is_hidden(view)
+        assert page.is_disabled("#random")  # no prior over the codes: said, not sampled
+        assert "`vaekit prior RUN --kind pixelcnn`" in page.text_content("#sample-note")
+        page.fill("#index", "5")
+        page.click("#encode")
+        want = explorer.encode({"index": 5})
+        page.wait_for_function("s => $('decoded').src === s", arg=want["image"])
+        assert grid_cells(page) == sum(want["codes"], [])  # 7x7, row by row
+        assert src(page, "#recon-img") == want["image"] and src(page, "#input-img") == want["input"]
+        before = src(page, "#decoded")
+        edited = [row[:] for row in want["codes"]]
+        c = explorer.model.quantizer.codebook
+        edited[2][3] = int((c - c[edited[2][3]]).norm(dim=1).argmax())  # the farthest code
+        page.click("#code-grid button >> nth=17")  # row 3, column 4
+        assert page.input_value("#code-value") == str(want["codes"][2][3])
+        page.fill("#code-value", str(edited[2][3]))
+        after = wait_changed(page, "#decoded", before)
+        assert after == explorer.decode({"codes": [edited]})["images"][0]
+        assert grid_cells(page) == sum(edited, [])
+        marked = page.eval_on_selector_all("#code-grid .edited", "bs => bs.map((b) => b.ariaLabel)")
+        assert marked == [f"row 3, column 4: code {edited[2][3]}"]
+        assert page.is_visible("#encoded-stale")
+        page.fill("#code-value", "8")  # out of range: said beside the field, nothing decoded
+        assert "must be between 0 and 7, got 8" in page.text_content("#code-value-error")
+        assert src(page, "#decoded") == after and grid_cells(page) == sum(edited, [])
+
+
+def test_a_vqvae_with_a_prior_samples_code_grids(browser, tiny_vq_run, data_root):
+    x, y = load_split("mnist", "test", data_root)
+    model = vaekit.load(tiny_vq_run)
+    torch.manual_seed(0)
+    model.set_prior(PixelCNN(8, (7, 7), channels=4, layers=2).eval())
+    explorer = Explorer(model, x[:100], y[:100], "mnist")
+    with serving(explorer) as server, open_page(browser, server) as page:
+        assert page.is_enabled("#random") and page.is_hidden("#sample-note")
+        page.click("#random")
+        page.wait_for_function("() => $('status').textContent.startsWith('a sample')")
+        codes = page.evaluate("() => codes")
+        assert grid_cells(page) == sum(codes, [])
+        want = explorer.decode({"codes": [codes]})["images"][0]
+        page.wait_for_function("s => $('decoded').src === s", arg=want)

@@ -4,16 +4,21 @@ routes requests here is vaekit.explorer.server.
 
 API (JSON in and out; images are PNG data URLs at the model's resolution):
   GET  /api/info                         latent size, image shape, dataset, per-dim KL, the
-                                         codes' range, the test set's bits/dim quantiles
+                                         codes' range, the test set's bits/dim quantiles; "codes":
+                                         the code grid of a model with discrete codes, else null
   GET  /api/map                          test-set latent means in 2-D (PCA, top-KL dims, t-SNE of
-                                         a subset when computed), labels
-  POST /api/decode  {"z": [[...], ...]}  -> {"images": [...]}
-  POST /api/sample  {"n", "temperature", "seed"?}  -> {"z": [[...]], "images": [...]}
+                                         a subset when computed), labels; null for discrete codes
+  POST /api/decode  {"z": [[...], ...]} | {"codes": [grid, ...]}  -> {"images": [...]}
+  POST /api/sample  {"n", "temperature", "seed"?}  -> {"z": [[...]] or "codes": [grid, ...],
+                                         "images": [...]}
   POST /api/encode  {"index": i} | {"image": data URL or base64, "invert"?: bool | "auto"}
                                          | raw image/*
                                          -> {"mu", "logvar", "input", "image"} (+ "label"; for
                                          an image "inverted", "auto_inverted"; with a likelihood
-                                         "scores" and "ood": its bits/dim against the test set's)
+                                         "scores" and "ood": its bits/dim against the test set's;
+                                         for discrete codes "codes": its grid)
+A model with discrete codes (vqvae: codes(x) -> (N, h, w) indices, decode_codes) is explored by
+its grid of code indices (h rows of w integers in [0, K)) instead of a continuous z.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ MAX_UPLOAD_PIXELS = 4096 * 4096  # refuse larger images before decoding them
 MAX_ROWS = 512  # latent vectors per decode or sample request (a 22x22 traversal grid)
 MAX_ABS_Z = 100.0  # |z| beyond this is no longer exploring a N(0, I) prior
 MAX_TEMPERATURE = 10.0
+MIN_CODE_TEMPERATURE = 0.01  # a prior over code indices samples softmax(logits / T): T > 0
 NUM_REFERENCE = 1000  # test images scored (KL per group, bits/dim range) and polarity-checked
 
 
@@ -111,6 +117,42 @@ def parse_z(z, dim: int) -> torch.Tensor:
     return torch.tensor(z, dtype=torch.float32)
 
 
+def code_grid(model: LatentModel) -> dict | None:
+    """What a model with discrete codes (codes(x), decode_codes) encodes an image to: {"grid":
+    [h, w], "codebook_size": K}; None for a model with continuous latents."""
+    if not hasattr(model, "codes"):
+        return None
+    return {"grid": list(model.grid), "codebook_size": int(model.cfg.net.codebook_size)}
+
+
+def _list_of(v, n: int, where: str, unit: str, grid: tuple[int, int]) -> list:
+    """v if it is a list of n items, else ApiError: "codes[0] has 6 rows, not 7: the code grid
+    is 7x7" (unit: "rows" or "code indices")."""
+    h, w = grid
+    if not isinstance(v, list):
+        raise ApiError(400, f"{where} must be a list of {n} {unit}, got {show_value(v)}")
+    if len(v) != n:
+        raise ApiError(400, f"{where} has {len(v)} {unit}, not {n}: the code grid is {h}x{w}")
+    return v
+
+
+def parse_codes(codes, grid: tuple[int, int], K: int) -> torch.Tensor:
+    """A JSON list of code grids (h rows of w indices in [0, K)) -> (N, h, w) int64, or an
+    ApiError naming the first bad grid, row or index."""
+    h, w = grid
+    if not isinstance(codes, list) or not codes:
+        raise ApiError(400, f"'codes' must be a non-empty list of {h}x{w} grids of code indices")
+    if len(codes) > MAX_ROWS:
+        raise ApiError(400, f"'codes' has {len(codes)} grids; at most {MAX_ROWS} per request")
+    for n, k in enumerate(codes):
+        for i, row in enumerate(_list_of(k, h, f"codes[{n}]", "rows", grid)):
+            for j, v in enumerate(_list_of(row, w, f"codes[{n}][{i}]", "code indices", grid)):
+                if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < K:
+                    where, got = f"codes[{n}][{i}][{j}]", show_value(v)
+                    raise ApiError(400, f"{where} must be a code index in [0, {K - 1}], got {got}")
+    return torch.tensor(codes, dtype=torch.long)
+
+
 def read_image(data: str, channels: int, size: tuple[int, int], invert: bool) -> torch.Tensor:
     """An uploaded image (data URL or base64 of a PNG/JPEG/...) -> uint8 (C, H, W) the model
     takes, prepared as training images are (vaekit.images: mode, centre crop to the model's
@@ -166,7 +208,8 @@ class Explorer:
     At start it encodes the whole test set once: the latent means for the map and for
     'encode a test image', and each dim's average KL to order the sliders. With tsne_max > 0,
     also a t-SNE map of at most that many of them (vaekit.explorer.projection), read from or
-    written to the file `cache` when given.
+    written to the file `cache` when given. A model with discrete codes (code_grid) has no map:
+    its page shows and edits code grids instead of sliders over z.
     """
 
     def __init__(
@@ -191,6 +234,7 @@ class Explorer:
             raise ValueError("a conditional model needs the images' class labels to explore them")
         self.y_model = y if model.conditional else None  # the labels the model takes
         self.lock = threading.Lock()  # one model call at a time
+        self.codes = code_grid(model)  # {"grid", "codebook_size"}, or None: continuous latents
         self.mu, self.kl = posterior(model, x, y=self.y_model)  # (N, D), (D,) or None (no KL)
         bad = int((~torch.isfinite(self.mu)).any(1).sum())
         if bad:  # NaN/Inf weights loaded on purpose (--allow-nonfinite): no map to draw
@@ -206,6 +250,9 @@ class Explorer:
         if model.has_kl and n and not model.conditional:  # (scores are of unconditional models)
             s = score(model, model.likelihood.prepare_eval(x[:n]))["bits_per_dim"]
             self.bpd = torch.from_numpy(s).sort().values
+        if self.codes is not None:  # a map of code vectors: no place to steer codes from
+            self.map = None
+            return
         key = cache_key(model, x, tsne_max) if tsne_max > 0 and cache is not None else ""
         self.map = {**self._map(), "tsne": tsne_map(self.mu, tsne_max, cache, key, log)}
 
@@ -236,9 +283,16 @@ class Explorer:
     def _images(self, z: torch.Tensor, label: int | None = None) -> list[str]:
         """z (N, D) decoded (given a conditional model's class label) as PNG data URLs."""
         y = None if label is None else torch.full((len(z),), label, device=self.device)
+        return self._render(lambda: self.model.decode(z.to(self.device), **with_labels(y)))
+
+    def _code_images(self, k: torch.Tensor) -> list[str]:
+        """Code grids (N, h, w) decoded as PNG data URLs."""
+        return self._render(lambda: self.model.decode_codes(k.to(self.device)))
+
+    def _render(self, decode) -> list[str]:
+        """The images (N, C, H, W) decode() returns, computed under the lock, as data URLs."""
         with self.lock, torch.inference_mode():
-            x = self.model.decode(z.to(self.device), **with_labels(y))
-            return [png_data_url(img) for img in x]
+            return [png_data_url(img) for img in decode()]
 
     def _label(self, body: dict, default: int = 0) -> int | None:
         """The class a conditional model decodes with: body's 'label', else default; None for
@@ -267,6 +321,7 @@ class Explorer:
             "num_test": len(self.x),
             "labelled": self.y is not None,
             "conditional": self.model.conditional,
+            "codes": self.codes,
             "num_classes": self.model.num_classes,
             "z_max": self.z_max,
             "border_mean": self.border,
@@ -289,6 +344,11 @@ class Explorer:
         m = self.model
         if self.fitted is not None:
             return f"Random sample draws from the fitted prior {self.fitted.name}"
+        if self.codes is not None and self.sampled_prior() is None:
+            return (
+                "no prior is fitted over the model's codes, so there is nothing to sample (random "
+                "codes would decode to noise): fit one with `vaekit prior RUN --kind pixelcnn`"
+            )
         if not m.has_prior:
             return f"a {m.cfg.family} has no prior: random codes are not samples of a model"
         if len(m.latent_shapes) > 1:
@@ -298,22 +358,45 @@ class Explorer:
             )
         return ""
 
+    def sampled_prior(self):
+        """The prior Random sample draws from: a fitted one; else, for a model with discrete
+        codes, its own prior over their grids (RUN/priors/pixelcnn.pt, attached when the run was
+        opened), None when it has none; else None: z ~ N(0, I)."""
+        if self.fitted is not None:
+            return self.fitted.prior
+        return self.model.prior if self.codes is not None else None
+
     def decode(self, body: dict) -> dict:
+        if "codes" in body:
+            if self.codes is None:
+                raise ApiError(400, "'codes': this model has no discrete codes; send 'z'")
+            k = parse_codes(body["codes"], self.codes["grid"], self.codes["codebook_size"])
+            return {"images": self._code_images(k)}
         z = parse_z(body.get("z"), self.model.top_dim)
         return {"images": self._images(z, self._label(body))}
 
     def sample(self, body: dict) -> dict:
         n = _int(body, "n", 1, MAX_ROWS, default=1)
-        t = _number(body.get("temperature", 1.0), "'temperature'", 0, MAX_TEMPERATURE)
+        t_min = 0.0 if self.codes is None else MIN_CODE_TEMPERATURE
+        t = _number(body.get("temperature", 1.0), "'temperature'", t_min, MAX_TEMPERATURE)
         g = torch.Generator()
         if "seed" in body:
             g.manual_seed(_int(body, "seed", 0, 2**63 - 1))
         else:
             g.seed()
-        if self.fitted is not None:  # (n, D) from the fitted prior, its spread scaled by T
-            z = self.fitted.prior.sample(n, g, t).reshape(n, -1).cpu()
+        prior = self.sampled_prior()
+        if prior is not None:  # (n, D) codes or (n, h, w) code grids, the spread scaled by T
+            z = prior.sample(n, g, t).cpu()
+        elif self.codes is not None:
+            raise ApiError(400, self.note())
         else:
             z = torch.randn(n, self.model.top_dim, generator=g) * t  # (n, D), z ~ N(0, T^2 I)
+        if not z.is_floating_point():  # code indices
+            return {"codes": z.tolist(), "images": self._code_images(z)}
+        if self.codes is not None:  # vectors between the codes: no grid to show or edit
+            why = f"the fitted prior {self.fitted.name} draws code vectors, not code indices"
+            raise ApiError(400, f"{why}: explore with --prior pixelcnn for grids of codes")
+        z = z.reshape(n, -1)
         return {"z": z.tolist(), "images": self._images(z, self._label(body))}
 
     def encode(self, body: dict) -> dict:
@@ -342,6 +425,8 @@ class Explorer:
         with self.lock, torch.inference_mode():
             mu, logvar = self.model.encode(xf, **y)
             recon = self.model.decode(mu, **y)
+            if self.codes is not None:  # its grid (h, w): decode_codes of it is recon
+                out["codes"] = self.model.codes(xf)[0].tolist()
         if label is not None:
             out["decoded_label"] = label
         out.update(

@@ -1,6 +1,7 @@
 // vaekit explorer: sliders over the latent code, decoded live through the JSON API.
 // No framework and no requests beyond this server. The current code `z` is the one state;
-// every control either reads it or replaces it through setZ(); the URL's hash mirrors it.
+// every control either reads it or replaces it through setZ(); the URL's hash mirrors it. A model
+// with discrete codes (a VQ-VAE) has its grid of code indices `codes` instead, set by setCodes().
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -14,6 +15,9 @@ const DRAG_PX = 4;     // a press that moves further is a drag, not a click
 let info = null;     // GET /api/info
 let map = null;      // GET /api/map
 let z = [];          // the current latent code (D numbers)
+let codes = null;    // a model with discrete codes: the current grid of code indices (h rows of w)
+let codesFrom = null; // the grid last encoded or sampled: cells that differ from it were edited
+let cell = null;     // [row, column] of the grid cell being edited
 let zRange = MIN_SLIDER; // the sliders' half-range: covers every test image's code
 let mapLayer = null; // the test-set points, drawn once per projection, view and isolation
 let frame = null;    // that projection's bounds and pixel mapping
@@ -126,7 +130,7 @@ async function decodeNow() {
   decoding = true; again = false;
   const t0 = performance.now();
   try {
-    const r = await api("/api/decode", {z: [z]});
+    const r = await api("/api/decode", codes ? {codes: [codes]} : {z: [z]});
     $("decoded").src = r.images[0];
     $("latency").textContent = `${(performance.now() - t0).toFixed(0)} ms`;
   } catch (e) {
@@ -227,7 +231,8 @@ function showEncoded(r, caption) {
   $("ood-note").hidden = !(r.ood && r.ood.flag);
   $("ood-note").textContent = r.ood ? oodText(r.ood) : "";
   if (r.ood && !r.ood.flag) $("input-caption").textContent += ` · ${oodText(r.ood)}`;
-  setZ(r.mu, caption.split(" · ")[0] + "'s code");
+  if (r.codes) setCodes(r.codes, caption.split(" · ")[0] + "'s codes");
+  else setZ(r.mu, caption.split(" · ")[0] + "'s code");
 }
 
 async function encodeIndex(i) {
@@ -819,26 +824,94 @@ function viewChanged() {
   writeHash();
 }
 
+// ---- a model with discrete codes (a VQ-VAE): the state is its grid of code indices, shown
+// cell by cell and edited by index; the views of a continuous z (sliders, map, interpolation,
+// traversal) are hidden.
+function setCodes(grid, what) { // a new grid (encoded or sampled): edits count from it
+  codes = grid.map((row) => row.slice());
+  codesFrom = grid;
+  if (cell) $("code-value").value = codes[cell[0]][cell[1]];
+  if (what) $("z-caption").textContent = what;
+  drawCodes();
+  scheduleDecode();
+}
+
+function drawCodes() { // one button per cell: its index on a colour of its own, edits outlined
+  $("code-grid").replaceChildren(...codes.flatMap((row, i) => row.map((k, j) => {
+    const b = document.createElement("button"); // styled node by node: the CSP forbids inline styles
+    b.type = "button";
+    b.textContent = k;
+    b.style.background = `hsl(${(k * 137.508) % 360}, 65%, ${k % 2 ? 88 : 76}%)`;
+    b.classList.toggle("edited", k !== codesFrom[i][j]);
+    b.setAttribute("aria-pressed", String(cell !== null && cell[0] === i && cell[1] === j));
+    b.setAttribute("aria-label", `row ${i + 1}, column ${j + 1}: code ${k}`);
+    b.addEventListener("click", () => pickCell(i, j));
+    return b;
+  })));
+}
+
+function pickCell(i, j) {
+  cell = [i, j];
+  $("code-cell").textContent = `row ${i + 1}, column ${j + 1}:`;
+  $("code-value").disabled = $("code-set").disabled = false;
+  $("code-value").value = codes[i][j];
+  clearError($("code-value"));
+  drawCodes();
+  $("code-value").focus();
+  $("code-value").select();
+}
+
+function editCell() { // the chosen cell takes the code index typed; the image decodes the grid
+  const k = readNumber("code-value"), [i, j] = cell;
+  if (codes[i][j] === k) return;
+  codes[i][j] = k;
+  drawCodes();
+  edited(`edited: row ${i + 1}, column ${j + 1} = code ${k}`);
+  scheduleDecode();
+}
+
+async function startCodes() {
+  const {grid: [h, w], codebook_size: K} = info.codes;
+  for (const id of ["latents", "map-section", "interp", "traverse"]) $(id).hidden = true;
+  $("reset").closest(".row").hidden = true;
+  $("codes").hidden = false;
+  $("codes-caption").textContent = `${h}x${w} indices into a codebook of ${K} codes`;
+  $("code-grid").style.gridTemplateColumns = `repeat(${w}, minmax(0, 2.4em))`;
+  $("code-value").max = K - 1;
+  $("encoded-stale").textContent = "The code grid has changed since this encoding.";
+  $("temperature").min = 0.05; // a prior over code indices samples softmax(logits / T)
+  if (!info.has_prior) { // nothing to sample: say so rather than decode random codes
+    $("random").disabled = $("temperature").disabled = true;
+    $("sample-note").textContent = `Random sample is off: ${info.note}.`;
+    $("sample-note").hidden = false;
+  }
+  $("code-form").addEventListener("submit", guard(async (ev) => {
+    ev.preventDefault();
+    editCell();
+  }, "code-value"));
+  $("code-value").addEventListener("input", guard(editCell, "code-value")); // live, as typed
+  await encodeIndex(0); // a grid to start from
+}
+
 // ---- wiring
 async function main() {
   [info, map] = await Promise.all([api("/api/info"), api("/api/map")]);
   const [c, h, w] = info.image_shape;
   const groups = info.kl_per_group && info.groups > 1
     ? ` · KL per group ${info.kl_per_group.map((k) => k.toFixed(1)).join(" / ")} nats` : "";
-  $("meta").textContent = `${info.dataset} · ${info.family} · ${info.latent_dim} latent dims · ` +
+  const latents = info.codes
+    ? `a ${info.codes.grid.join("x")} grid of codes (codebook of ${info.codes.codebook_size})`
+    : `${info.latent_dim} latent dims`;
+  $("meta").textContent = `${info.dataset} · ${info.family} · ${latents} · ` +
     `${h}x${w}x${c} images · ${info.likelihood} likelihood · ${info.num_test} test images` +
     groups + (info.note ? ` · ${info.note}` : "");
-  zRange = Math.max(MIN_SLIDER, Math.ceil(info.z_max || 0));
   for (const id of ["index", "interp-a", "interp-b"]) $(id).max = info.num_test - 1;
-  buildSliders();
-  buildLegend();
   if (info.conditional) { // the class picker: every class, decoding the current code again
     $("label").innerHTML = [...Array(info.num_classes).keys()]
       .map((k) => `<option value="${k}">${k}</option>`).join("");
     $("label-row").hidden = false;
     $("label").addEventListener("change", scheduleDecode);
   }
-  z = new Array(info.latent_dim).fill(0);
   for (const el of document.querySelectorAll("input[type=number]")) { // checked as typed
     el.addEventListener("input", () => {
       try { readNumber(el.id); } catch (e) { showError(el, e.message); }
@@ -848,15 +921,13 @@ async function main() {
     const t = +$("temperature").value;
     const r = await api("/api/sample", {n: 1, temperature: t});
     $("decoded").src = r.images[0];
-    setZ(r.z[0]);
-    edited(`a random sample, z ~ N(0, ${t.toFixed(2)}² I)`);
+    if (r.codes) setCodes(r.codes[0]);
+    else setZ(r.z[0]);
+    edited(r.codes ? `a sample of the prior over the codes at temperature ${t.toFixed(2)}`
+      : `a random sample, z ~ N(0, ${t.toFixed(2)}² I)`);
   }, "random"));
   $("temperature").addEventListener("input", () => {
     $("temperature-out").textContent = (+$("temperature").value).toFixed(2);
-  });
-  $("reset").addEventListener("click", () => {
-    setZ(new Array(info.latent_dim).fill(0));
-    edited("z = 0");
   });
   $("encode-form").addEventListener("submit", guard(async (ev) => { // the button or Enter
     ev.preventDefault();
@@ -875,6 +946,23 @@ async function main() {
   $("invert").addEventListener("change", guard(async () => {
     if (lastUpload) await encodeUpload($("invert").checked);
   }, "invert"));
+  $("download-decoded").addEventListener("click", () => {
+    download(imagesPng([$("decoded")], scaleTo(256)), "vaekit-decoded.png");
+  });
+  if (info.codes) await startCodes();
+  else await startLatents();
+  document.body.dataset.ready = "1";
+}
+
+async function startLatents() { // the views of a continuous z: sliders, map, strip, grid
+  zRange = Math.max(MIN_SLIDER, Math.ceil(info.z_max || 0));
+  buildSliders();
+  buildLegend();
+  z = new Array(info.latent_dim).fill(0);
+  $("reset").addEventListener("click", () => {
+    setZ(new Array(info.latent_dim).fill(0));
+    edited("z = 0");
+  });
   if (map.tsne) { // offered first, and shown, when the server computed it
     tsneAt = new Map(map.tsne.index.map((i, k) => [i, k]));
     const option = new Option("t-SNE of the latent means", "tsne");
@@ -908,9 +996,6 @@ async function main() {
     setZ(code);
     edited(`traversal cell: row ${row + 1} (z${i}), column ${col + 1} (z${j})`);
   });
-  $("download-decoded").addEventListener("click", () => {
-    download(imagesPng([$("decoded")], scaleTo(256)), "vaekit-decoded.png");
-  });
   $("download-strip").addEventListener("click", () => {
     download(imagesPng([...$("strip").querySelectorAll("img")], scaleTo(72)), "vaekit-interpolation.png");
   });
@@ -921,7 +1006,6 @@ async function main() {
   announceHidden();
   if (location.hash.length > 1) await guard(restore)();
   else say("ready");
-  document.body.dataset.ready = "1";
 }
 
 main().catch((e) => say(`could not start: ${e.message}`, true));
