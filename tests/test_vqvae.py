@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+import vaekit
 from tests.test_data import cifar_batch
 from vaekit import checkpoint
 from vaekit.cli import main
@@ -238,6 +239,8 @@ def test_prior_sample_evaluate_and_encode_a_vqvae_run(vq_run, tmp_path, capsys):
     assert (vq_run / "priors" / "pixelcnn.pt").is_file()
     assert main(["sample", run, "--n", "4", "--out", str(tmp_path / "s.png")]) == 0
     assert "no prior" not in capsys.readouterr().err  # its own prior now: the fitted PixelCNN
+    loaded = vaekit.load(vq_run)  # in Python too
+    assert loaded.prior is not None and loaded.prior.options()["layers"] == 2
     assert (
         main(["sample", run, "--n", "4", "--prior", "pixelcnn", "--out", str(tmp_path / "t.png")])
         == 0

@@ -82,16 +82,10 @@ def load(
 ) -> LatentModel:
     """A trained model from a run directory (its last.pt), a checkpoint file or a .safetensors
     export, in eval mode: the moving average of its weights if the run kept one (train --ema),
-    unless raw_weights. Weights holding NaN or Inf are refused (CheckpointError) unless
+    unless raw_weights; a model with discrete codes (vqvae) with the PixelCNN prior fitted in
+    its run. Weights holding NaN or Inf are refused (CheckpointError) unless
     allow_nonfinite."""
-    if str(run_dir_or_checkpoint).endswith(".safetensors"):
-        from .formats.export import load_safetensors
+    from .api.runs import open_run
 
-        return load_safetensors(run_dir_or_checkpoint, allow_nonfinite=allow_nonfinite).to(device)
-
-    from .checkpoint import load_model
-
-    model = load_model(
-        run_dir_or_checkpoint, allow_nonfinite=allow_nonfinite, raw_weights=raw_weights
-    )
-    return model.to(device).eval()
+    r = open_run(run_dir_or_checkpoint, allow_nonfinite=allow_nonfinite, raw_weights=raw_weights)
+    return r.model.to(device)
