@@ -350,10 +350,11 @@ def results_flows() -> str:
              f"{m['neg_elbo']:.2f}", _num(m.get("train_seconds"))]
             for name, m in r["models"].items()]  # fmt: skip
     verdicts = "\n".join(
-        f"- {name}: {c['nats_better']:.2f} ± {c['sem']:.2f} nats better than the baseline "
-        f"(target {c['target']}): **{'met' if c['met'] else 'missed'}**"
+        f"- {name}: {c['nats_better']:.2f} ± {c['sem']:.2f} nats better than the baseline"
+        + ("" if c["target"] is None else
+           f" (target {c['target']}): **{'met' if c['met'] else 'missed'}**")
         for name, c in r["comparisons"].items()
-    )
+    )  # fmt: skip
     head = f"K = {r['iw_samples']}, the first {r['eval_limit']:,} test images.\n\n"
     return (
         head
