@@ -4,8 +4,7 @@ reconstruction quality (vaekit metrics: 10,000 samples at T = 1, MNIST classifie
 The run is trained beforehand by the command given with --train-command (its wall time from
 --train-seconds); the record is rewritten after every stage.
 
-    python benchmarks/vqvae.py --run runs/mnist-vqvae --prior-epochs 10 --prior-channels 96 \\
-        --prior-layers 8 --out benchmarks/results/vqvae-mnist-cpu.json
+    python benchmarks/vqvae.py --run runs/mnist-vqvae --out benchmarks/results/vqvae-mnist-cpu.json
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from common import command, provenance, run_vaekit
 
+from vaekit.config import PRESETS
 from vaekit.outputs import write_json
 
 RECON_FID_TARGET = 1.15  # mnist-ae's reconstruction FID (vaekit metrics, 10,000 test images)
@@ -26,9 +26,9 @@ SAMPLE_FID_TARGET = 25.0  # below
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run", type=Path, required=True, help="the trained mnist-vqvae run dir")
-    p.add_argument("--prior-epochs", type=int, default=4)
-    p.add_argument("--prior-channels", type=int, default=48, help="the PixelCNN's width [48]")
-    p.add_argument("--prior-layers", type=int, default=6, help="its gated layers [6]")
+    p.add_argument("--prior-epochs", type=int, default=10)
+    p.add_argument("--prior-channels", type=int, default=96, help="the PixelCNN's width [96]")
+    p.add_argument("--prior-layers", type=int, default=8, help="its gated layers [8]")
     p.add_argument("--n", type=int, default=10_000, help="samples for vaekit metrics")
     p.add_argument("--temperature", type=float, default=1.0, help="the samples' (target: 1)")
     p.add_argument("--train-command", default="", help="how the run was trained")
@@ -44,7 +44,8 @@ def main() -> None:
         "run": str(a.run),
         "model": config["model"],
         "train": {"command": a.train_command, "wall_seconds": a.train_seconds,
-                  "epochs": len(rows), "preset_epochs": 10, "config": config["train"],
+                  "epochs": len(rows), "preset_epochs": PRESETS["mnist-vqvae"]["epochs"],
+                  "config": config["train"],
                   "epoch_seconds": sum(r["epoch_seconds"] for r in rows), "last_row": rows[-1]},
         "commands": [a.train_command],
         "targets": {},

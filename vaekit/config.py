@@ -377,8 +377,8 @@ class PixelCNNOptions:
     epochs: int = opt(10, "pixelcnn: passes over the training codes", POSITIVE_INT)
     batch_size: int = opt(128, "pixelcnn: code grids per step", POSITIVE_INT)
     lr: float = opt(1e-3, "pixelcnn: Adam learning rate (cosine decay)", POSITIVE)
-    channels: int = opt(48, "pixelcnn: width of the gated layers", POSITIVE_INT)
-    layers: int = opt(6, "pixelcnn: gated layers", POSITIVE_INT)
+    channels: int = opt(96, "pixelcnn: width of the gated layers", POSITIVE_INT)
+    layers: int = opt(8, "pixelcnn: gated layers", POSITIVE_INT)
     kernel: int = opt(3, "pixelcnn: kernel size of the gated convs (odd)", Number(int, 3))
     bf16: bool = opt(
         True, "pixelcnn: train in bf16 autocast (2.3x faster where bf16 is native), else fp32"
@@ -704,7 +704,7 @@ PRESETS: dict[str, dict] = {
     # EMA codebook with dead-code restarts, commitment 0.25, the mnist-ae likelihood; a PixelCNN
     # fitted over the training codes afterwards (vaekit prior RUN --kind pixelcnn) samples it.
     "mnist-vqvae": dict(family="vqvae", widths=(32, 64), res_blocks=2, codebook_size=128,
-                        code_dim=16, commitment=0.25, ema_decay=0.99, epochs=10, batch_size=64,
+                        code_dim=16, commitment=0.25, ema_decay=0.99, epochs=20, batch_size=64,
                         lr=1e-3, lr_schedule="cosine", channels_last=True),
     # The same in colour, 32x32x3: two stages to an 8x8 grid of 32-dim codes from 256, the
     # cifar10 preset's discretized logistic mixture (tested on generated data).
