@@ -3,6 +3,7 @@ whose weights or steps went bad; EMA weights are kept, saved, resumed and used b
 
 import math
 import shutil
+import types
 
 import pytest
 import torch
@@ -163,3 +164,27 @@ def test_non_finite_ema_weights_are_refused(tmp_path, data_root):
     checkpoint.save(ck, tmp_path / "last.pt")
     with pytest.raises(checkpoint.CheckpointError, match=r"last.pt \(EMA\): weights hold non"):
         checkpoint.load(tmp_path)
+
+
+def test_the_ema_decay_warms_up_to_its_value():
+    """After n updates the average moves by 1 - min(decay, (1 + n) / (10 + n)): checked against
+    the recursion written out over a sequence of weights."""
+    from vaekit.training.callbacks import EMA
+
+    model = torch.nn.Linear(3, 2)
+    ema = EMA(model, decay=0.9)
+    t = types.SimpleNamespace(accepted=True)
+    want = None
+    for n in range(100):
+        with torch.no_grad():
+            model.weight.normal_()
+        w = model.weight.detach().clone()
+        d = min(0.9, (1 + n) / (10 + n))  # n updates averaged before this one
+        want = w if want is None else d * want + (1 - d) * w
+        ema.on_step_end(t, {})
+    torch.testing.assert_close(ema.avg.module.weight, want)
+    assert ema.n == 100 and ema.warmed_decay() == 0.9  # (1 + n) / (10 + n) >= 0.9 from n = 80
+    skipped = types.SimpleNamespace(accepted=False)
+    before = ema.avg.module.weight.clone()
+    ema.on_step_end(skipped, {})
+    assert ema.n == 100 and torch.equal(ema.avg.module.weight, before)

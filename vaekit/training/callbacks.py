@@ -130,26 +130,40 @@ class ModelState(Callback):
 
 
 class EMA(Callback):
-    """An exponential moving average of the weights, w_ema <- decay w_ema + (1 - decay) w, after
-    each update taken (buffers copied); evaluation, figures and the run commands use it."""
+    """An exponential moving average of the weights, w_ema <- d w_ema + (1 - d) w, after each
+    update taken (buffers copied); evaluation, figures and the run commands use it. The decay
+    warms up, d = min(decay, (1 + n) / (10 + n)) after n updates (TensorFlow's
+    ExponentialMovingAverage with num_updates), so that early in a run the average is not
+    still the first steps' weights; after 10 / (1 - decay) updates it is decay itself."""
 
     def __init__(self, model: torch.nn.Module, decay: float):
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+        from torch.optim.swa_utils import AveragedModel
 
-        self.avg = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay))
+        self.decay, self.n = decay, 0  # n: updates averaged so far (kept on the host)
+        self.avg = AveragedModel(model, multi_avg_fn=self.lerp)
         self.model = model
+
+    def warmed_decay(self) -> float:
+        return min(self.decay, (1 + self.n) / (10 + self.n))
+
+    @torch.no_grad()
+    def lerp(self, ema: list[torch.Tensor], current: list[torch.Tensor], _) -> None:
+        """AveragedModel's update of the parameters (buffers are copied, not averaged)."""
+        torch._foreach_lerp_(ema, current, 1 - self.warmed_decay())
 
     def on_step_end(self, t: Trainer, res: dict) -> None:
         if t.accepted:
             self.avg.update_parameters(self.model)
+            self.n += 1
 
     def state(self) -> dict:
-        return {"ema": self.avg.module.state_dict(), "ema_updates": int(self.avg.n_averaged)}
+        return {"ema": self.avg.module.state_dict(), "ema_updates": self.n}
 
     def load(self, ckpt: dict) -> None:
         if "ema" in ckpt:
             self.avg.module.load_state_dict(ckpt["ema"])
-            self.avg.n_averaged.fill_(ckpt.get("ema_updates", 1))
+            self.n = int(ckpt.get("ema_updates", 1))
+            self.avg.n_averaged.fill_(self.n)
 
 
 class Progress(Callback):
