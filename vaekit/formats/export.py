@@ -70,13 +70,6 @@ def read_safetensors(path: str | Path, *, allow_nonfinite: bool = False) -> dict
     return ckpt
 
 
-def load_safetensors(path: str | Path, *, allow_nonfinite: bool = False) -> LatentModel:
-    """A model from save_safetensors' file, in eval mode."""
-    from ..checkpoint import build_model
-
-    return build_model(read_safetensors(path, allow_nonfinite=allow_nonfinite), path).eval()
-
-
 class _Decoder(torch.nn.Module):
     """z (N, D) (and int64 labels (N,) of a conditional model) -> images (N, C, H, W) in
     [0, 1]: what a sampler elsewhere needs."""
