@@ -30,8 +30,9 @@ from common import add_run_args, command, commit, hardware, lscpu, run_vaekit
 
 def run(folder: Path, name: str, /, *args, **kwargs) -> tuple:
     """Run one vaekit operation (see common.run_vaekit): (its record, seconds); append the
-    sitting (when, where, how long; also when stopped) to FOLDER/sittings.jsonl: a run of
-    hours spans sessions, and the machine can change between them."""
+    sitting (when, where: the CPU and any GPU, how long; also when stopped) to
+    FOLDER/sittings.jsonl: a run of hours spans sessions, and the machine can change between
+    them (benchmarks/device_resume.py continues one on a lent GPU)."""
     start, t0 = datetime.datetime.now(datetime.timezone.utc), time.perf_counter()
     try:
         return run_vaekit("results_nll", name, *args, **kwargs)
@@ -45,6 +46,8 @@ def run(folder: Path, name: str, /, *args, **kwargs) -> tuple:
             "cpu": {k: v for k, v in cpu.items() if k != "flags"},
             "commit": commit(),
         }
+        if torch.cuda.is_available() and kwargs.get("device", "auto") in ("auto", "cuda"):
+            row["gpu"] = torch.cuda.get_device_name(0)  # a sitting on a lent GPU
         with open(folder / "sittings.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
 
