@@ -61,8 +61,9 @@ def remote(args: list[str], seconds: float, out: Path, device: str, carry: Path 
     """Run results_nll.py on carry/run for at most `seconds`, then write the run (and the
     shipped weights, if --ship named a file) to out/ as run.tar.gz.partNN. Returns its exit code
     (0 when it was stopped on time: saved, to be continued)."""
-    argv = [sys.executable, str(ROOT / "benchmarks" / "results_nll.py"), "--out",
-            str(carry / "run"), "--device", device, "--data-dir", str(carry / "data"), *args]  # fmt: skip
+    script = ROOT / "benchmarks" / "results_nll.py"
+    argv = [sys.executable, str(script), "--out", str(carry / "run"), "--device", device,
+            "--data-dir", str(carry / "data"), *args]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
     t0, stopped = time.perf_counter(), False
     proc = subprocess.Popen(argv, env=env, cwd=ROOT)
