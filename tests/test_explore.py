@@ -956,6 +956,8 @@ def grid_with(value, i: int = 2, j: int = 5) -> list:
         ([grid_with(True)], "got true"),
         ([grid_with("3")], 'got "3"'),
         ([grid_with(0)[:6]], "codes[0] has 6 rows, not 7: the code grid is 7x7"),
+        ([grid_with(0)[:1]], "codes[0] has 1 row, not 7: the code grid is 7x7"),
+        ([grid_with(0)[:6] + [[0]]], "codes[0][6] has 1 code index, not 7"),
         ([grid_with(0), grid_with(0)[:6] + [[0] * 8]], "codes[1][6] has 8 code indices, not 7"),
         ([grid_with(0), 5], "codes[1] must be a list of 7 rows, got 5"),
         ([], "'codes' must be a non-empty list of 7x7 grids of code indices"),

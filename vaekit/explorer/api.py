@@ -127,13 +127,21 @@ def code_grid(model: LatentModel) -> dict | None:
 
 def _list_of(v, n: int, where: str, unit: str, grid: tuple[int, int]) -> list:
     """v if it is a list of n items, else ApiError: "codes[0] has 6 rows, not 7: the code grid
-    is 7x7" (unit: "rows" or "code indices")."""
+    is 7x7" (unit: "row" or "code index", said in the plural where more than one)."""
     h, w = grid
     if not isinstance(v, list):
-        raise ApiError(400, f"{where} must be a list of {n} {unit}, got {show_value(v)}")
+        raise ApiError(400, f"{where} must be a list of {n} {plural(n, unit)}, got {show_value(v)}")
     if len(v) != n:
-        raise ApiError(400, f"{where} has {len(v)} {unit}, not {n}: the code grid is {h}x{w}")
+        has = f"{len(v)} {plural(len(v), unit)}"
+        raise ApiError(400, f"{where} has {has}, not {n}: the code grid is {h}x{w}")
     return v
+
+
+def plural(n: int, noun: str) -> str:
+    """noun as said of n things: "1 row", "6 rows", "2 code indices"."""
+    if n == 1:
+        return noun
+    return noun[:-2] + "ices" if noun.endswith("ex") else noun + "s"
 
 
 def parse_codes(codes, grid: tuple[int, int], K: int) -> torch.Tensor:
@@ -145,8 +153,8 @@ def parse_codes(codes, grid: tuple[int, int], K: int) -> torch.Tensor:
     if len(codes) > MAX_ROWS:
         raise ApiError(400, f"'codes' has {len(codes)} grids; at most {MAX_ROWS} per request")
     for n, k in enumerate(codes):
-        for i, row in enumerate(_list_of(k, h, f"codes[{n}]", "rows", grid)):
-            for j, v in enumerate(_list_of(row, w, f"codes[{n}][{i}]", "code indices", grid)):
+        for i, row in enumerate(_list_of(k, h, f"codes[{n}]", "row", grid)):
+            for j, v in enumerate(_list_of(row, w, f"codes[{n}][{i}]", "code index", grid)):
                 if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < K:
                     where, got = f"codes[{n}][{i}][{j}]", show_value(v)
                     raise ApiError(400, f"{where} must be a code index in [0, {K - 1}], got {got}")
