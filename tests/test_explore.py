@@ -33,6 +33,7 @@ from vaekit.explorer import (
     png_data_url,
     read_image,
 )
+from vaekit.explorer import api as explorer_api
 from vaekit.explorer.api import MAX_ROWS, border_mean, wrong_polarity
 from vaekit.explorer.server import MAX_BODY, split_host
 from vaekit.models.fitted import WithPrior
@@ -912,6 +913,21 @@ def test_a_vqvae_is_explored_by_its_code_grid_not_by_a_map(vq_served, served, tm
     cache = tmp_path / "tsne.npz"  # nor a t-SNE of them computed and cached
     vq = Explorer(explorer.model, explorer.x[:60], None, "mnist", tsne_max=60, cache=cache)
     assert vq.map is None and not cache.exists()
+
+
+def test_a_vqvae_explorer_encodes_no_test_set_at_start(vq_served, served, monkeypatch):
+    """The latent means order sliders and draw the map: a code grid's page has neither."""
+    explorer, _ = vq_served
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the test set's latent means were computed")
+
+    monkeypatch.setattr(explorer_api, "posterior", refuse)
+    vq = Explorer(explorer.model, explorer.x[:60], None, "mnist")
+    info = vq.info()
+    assert info["order"] == [] and info["kl_per_dim"] is None and info["codes"] is not None
+    with pytest.raises(AssertionError, match="latent means"):  # a vae's explorer does need them
+        Explorer(served[0].model, explorer.x[:60], None, "mnist")
 
 
 def test_the_code_grid_round_trips_to_the_reconstruction(vq_served):

@@ -33,6 +33,7 @@ def explore(
     draws from a fitted prior (see sample) instead of the model's own."""
     from .. import checkpoint
     from ..explorer import Explorer, host_warning, make_server, url_of
+    from ..explorer.api import code_grid
 
     port, tsne_max = checked("port", port, PORT), checked("tsne_max", tsne_max, NONNEG_INT)
     try:  # bind first: a busy port fails at once, before the model and data load
@@ -43,7 +44,8 @@ def explore(
         r = open_run(run, device, data_dir, allow_nonfinite, raw_weights)
         fitted = None if prior is None else with_prior(r, prior).model
         x, y = r.test_set()
-        print(f"encoding {len(x)} test images for the map...", flush=True)
+        if code_grid(r.model) is None:  # (a code grid's page has no map)
+            print(f"encoding {len(x)} test images for the map...", flush=True)
         cache = None if r.path is None else checkpoint.resolve(r.path).with_suffix(".tsne.npz")
         server.RequestHandlerClass.explorer = Explorer(
             r.model, x, y, r.train_config["dataset"], tsne_max=tsne_max, cache=cache,

@@ -213,11 +213,12 @@ def reference_bits_per_dim(bpd: torch.Tensor) -> dict:
 class Explorer:
     """A model and its test set, answering the API's requests as plain dicts.
 
-    At start it encodes the whole test set once: the latent means for the map and for
-    'encode a test image', and each dim's average KL to order the sliders. With tsne_max > 0,
+    At start it encodes the whole test set once: the latent means for the map, and each
+    dim's average KL to order the sliders. With tsne_max > 0,
     also a t-SNE map of at most that many of them (vaekit.explorer.projection), read from or
     written to the file `cache` when given. A model with discrete codes (code_grid) has no map:
-    its page shows and edits code grids instead of sliders over z.
+    its page shows and edits code grids instead of sliders over z (and it encodes no test set
+    at start).
     """
 
     def __init__(
@@ -243,16 +244,19 @@ class Explorer:
         self.y_model = y if model.conditional else None  # the labels the model takes
         self.lock = threading.Lock()  # one model call at a time
         self.codes = code_grid(model)  # {"grid", "codebook_size"}, or None: continuous latents
-        self.mu, self.kl = posterior(model, x, y=self.y_model)  # (N, D), (D,) or None (no KL)
-        bad = int((~torch.isfinite(self.mu)).any(1).sum())
-        if bad:  # NaN/Inf weights loaded on purpose (--allow-nonfinite): no map to draw
-            raise ValueError(f"the latent means of {bad} of {len(x)} images are not finite: no map")
-        used = dim_scores(self.mu, self.kl)  # how much each dim is used
-        self.order = sorted(range(len(used)), key=lambda d: -used[d])
+        self.mu, self.kl, self.order, self.z_max = None, None, [], 0.0  # (a code grid's page)
+        if self.codes is None:  # sliders ordered by use, a map: the test set's latent means
+            self.mu, self.kl = posterior(model, x, y=self.y_model)  # (N, D), (D,) or None
+            bad = int((~torch.isfinite(self.mu)).any(1).sum())
+            if bad:  # NaN/Inf weights loaded on purpose (--allow-nonfinite): no map to draw
+                why = f"the latent means of {bad} of {len(x)} images are not finite: no map"
+                raise ValueError(why)
+            used = dim_scores(self.mu, self.kl)  # how much each dim is used
+            self.order = sorted(range(len(used)), key=lambda d: -used[d])
+            self.z_max = float(self.mu.abs().max()) if len(self.mu) else 0.0  # the codes' reach
         n = min(len(x), NUM_REFERENCE)  # the KL of each latent group, on the first 1000
         y_n = None if self.y_model is None else self.y_model[:n]
         self.kl_groups = evaluate(model, x[:n], y=y_n)["kl_per_group"] if n else None
-        self.z_max = float(self.mu.abs().max()) if len(self.mu) else 0.0  # the codes' reach
         self.border = border_mean(x[:n]) if n else None  # the data's background, 0..255
         self.bpd = None  # the first n test images' bits/dim, sorted (vaekit.evaluation.scores)
         if model.has_kl and n and not model.conditional:  # (scores are of unconditional models)
