@@ -3,6 +3,7 @@ disk."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -107,6 +108,31 @@ def test_a_saved_bound_is_only_reused_for_the_same_model_data_and_settings(model
         next(other.parameters()).add_(1e-3)  # other weights
     _, d = ev.iw_log_px_saved(other, x, stem=tmp_path / "m", **kw)
     assert len({a["record"], b["record"], c["record"], d["record"]}) == 4
+
+
+@dataclasses.dataclass
+class Before:
+    a: int = 1
+    net: object = dataclasses.field(default_factory=lambda: After(b=2))
+
+
+@dataclasses.dataclass
+class After:  # Before with an option added at a default that keeps the old behaviour
+    a: int = 1
+    b: int = 0
+    c: tuple = (1, 2)
+
+
+def test_a_config_is_fingerprinted_by_what_differs_from_its_defaults(model_x):
+    assert ev.changed_fields(Before(a=3)) == {"a": 3, "net": {"class": "After", "b": 2}}
+    assert ev.changed_fields(After(a=3)) == ev.changed_fields(After(a=3, c=(1, 2))) == {"a": 3}
+    assert ev.changed_fields(After(c=(2, 1))) == {"c": (2, 1)}
+    model, x = model_x
+    same = VAE(dataclasses.replace(model.cfg)).eval()
+    same.load_state_dict(model.state_dict())
+    other = VAE(dataclasses.replace(model.cfg, std=0.25)).eval()  # same weights, other inputs
+    other.load_state_dict(model.state_dict())
+    assert ev.fingerprint(same, x) == ev.fingerprint(model, x) != ev.fingerprint(other, x)
 
 
 def test_unreadable_or_unwritable_progress_warns_and_still_computes(model_x, tmp_path):

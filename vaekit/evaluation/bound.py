@@ -12,7 +12,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import MISSING, fields, is_dataclass
 from pathlib import Path
 
 import torch
@@ -145,10 +145,26 @@ def iw_log_px(
     return out
 
 
+def changed_fields(cfg) -> dict:
+    """A config's fields that differ from their defaults (a nested config: its own, always):
+    what a model is, unchanged when vaekit adds an option at a default that keeps the old
+    behaviour; a default changed since makes the old value show, so the fingerprint changes."""
+    out = {}
+    for f in fields(cfg):
+        v = getattr(cfg, f.name)
+        if is_dataclass(v):
+            out[f.name] = {"class": type(v).__name__, **changed_fields(v)}
+            continue
+        default = f.default_factory() if f.default_factory is not MISSING else f.default
+        if default is MISSING or v != default:
+            out[f.name] = v
+    return out
+
+
 def fingerprint(model: LatentModel, x: torch.Tensor, y: torch.Tensor | None = None) -> str:
-    """SHA-256 of a model's config and weights and of the images x (and labels y, if given):
-    what a saved bound is for."""
-    h = hashlib.sha256(json.dumps(asdict(model.cfg), sort_keys=True).encode())
+    """SHA-256 of a model's config (changed_fields) and weights and of the images x (and labels
+    y, if given): what a saved bound is for."""
+    h = hashlib.sha256(json.dumps(changed_fields(model.cfg), sort_keys=True).encode())
     for name, t in model.state_dict().items():
         h.update(name.encode())
         h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
