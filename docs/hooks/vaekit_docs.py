@@ -210,13 +210,16 @@ def _table(header: list[str], rows: Iterable[list[str]]) -> str:
     return "\n".join(lines)
 
 
+NLL_RECORDS = [  # (record, preset): the full-protocol runs of benchmarks/results_nll.py
+    ("results-nll-cpu.json", "mnist-nll"),
+    ("results-nll-hvae-cpu.json", "mnist-hvae"),
+]
+
+
 def results_nll() -> str:
-    """Test NLL on dynamically binarized MNIST: the two vaekit records."""
+    """Test NLL on dynamically binarized MNIST: vaekit's full-protocol records."""
     rows, notes = [], []
-    for name, preset in [
-        ("results-nll-cpu.json", "mnist-nll"),
-        ("results-nll-hvae-cpu.json", "mnist-hvae"),
-    ]:
+    for name, preset in NLL_RECORDS:
         r = load(name)
         e = r["eval"]
         rows.append(
@@ -260,25 +263,30 @@ def results_hvae_groups() -> str:
     return _table(["group (top first)", "KL (nats)", "active units"], rows)
 
 
-def results_sittings() -> str:
-    """Every sitting of the mnist-hvae run: when, how long, threads, CPU, commit."""
-    r = load("results-nll-hvae-cpu.json")
+def results_sittings(name: str) -> str:
+    """Every sitting of a results_nll.py run: when, how long, threads, CPU, commit."""
+    r = load(name)
     rows = []
     for s in r["sittings"]:
         cpu = s.get("cpu") or {}
+        where = cpu.get("Model name", "?")
+        if cpu.get("CPU family"):
+            where += f" (family {cpu['CPU family']} model {cpu.get('Model', '?')})"
+        if s.get("gpu"):
+            where += f", {s['gpu']}"
         rows.append(
             [
                 s.get("start", "?"),
                 s.get("command", ""),
                 f"{s.get('seconds', 0):,}",
                 str(s.get("threads", "")),
-                cpu.get("Model name", "?"),
+                where,
                 f"`{s['commit']}`" if s.get("commit") else "",
                 s.get("note", ""),
             ]
         )
-    header = ["start", "command", "seconds", "threads", "CPU", "commit", "note"]
-    return _table(header, rows) + "\n\n" + provenance("results-nll-hvae-cpu.json", r)
+    header = ["start", "command", "seconds", "threads", "CPU (GPU)", "commit", "note"]
+    return _table(header, rows) + "\n\n" + provenance(name, r)
 
 
 def _quality_rows(record: dict) -> list[list[str]]:
@@ -341,10 +349,11 @@ def results_priors() -> str:
     return _table(header, rows) + "\n\n" + verdicts + "\n\n" + provenance("priors-gmm-cpu.json", r)
 
 
-def results_flows() -> str:
-    """Test NLL (IW bound) of the vae with a learned prior (VampPrior) or a flow posterior (IAF)
-    against mnist-nll at the same epochs and seed (benchmarks/nll_flows.py), and the targets."""
-    r = load("nll-vamp-iaf-cpu.json")
+def results_flows(name: str = "nll-vamp-iaf-cpu.json") -> str:
+    """Test NLL (IW bound) of runs against a baseline run at the same epochs and seed
+    (benchmarks/nll_flows.py): the VampPrior and IAF against mnist-nll, and the targets; or
+    bf16 training against fp32."""
+    r = load(name)
     header = ["run", "epochs", "NLL (nats)", "-ELBO", "train s"]
     rows = [[name, str(m["epochs"]), f"{m['nll_iw']:.2f} ± {m['nll_iw_sem']:.2f}",
              f"{m['neg_elbo']:.2f}", _num(m.get("train_seconds"))]
@@ -356,14 +365,7 @@ def results_flows() -> str:
         for name, c in r["comparisons"].items()
     )  # fmt: skip
     head = f"K = {r['iw_samples']}, the first {r['eval_limit']:,} test images.\n\n"
-    return (
-        head
-        + _table(header, rows)
-        + "\n\n"
-        + verdicts
-        + "\n\n"
-        + provenance("nll-vamp-iaf-cpu.json", r)
-    )
+    return head + _table(header, rows) + "\n\n" + verdicts + "\n\n" + provenance(name, r)
 
 
 def results_ood() -> str:
@@ -630,12 +632,14 @@ RESULTS: dict[str, Callable[[], str]] = {
     "reference": results_reference,
     "nll": results_nll,
     "hvae-groups": results_hvae_groups,
-    "hvae-sittings": results_sittings,
+    "hvae-sittings": lambda: results_sittings("results-nll-hvae-cpu.json"),
+    "iaf-sittings": lambda: results_sittings("results-nll-iaf-cpu.json"),
     "quality-final": lambda: results_quality("metrics-final-cpu.json"),
     "quality-short": lambda: results_quality("metrics-cpu.json"),
     "ood": results_ood,
     "priors": results_priors,
     "flows": results_flows,
+    "precision": lambda: results_flows("precision-vamp-iaf-cpu.json"),
     "objectives": results_objectives,
     "speed": results_speed,
     "roofline": results_roofline,
