@@ -20,9 +20,10 @@ import torch
 from PIL import Image
 
 import vaekit
-from vaekit import checkpoint
+from vaekit import VAE, checkpoint
 from vaekit.api.runs import open_run
 from vaekit.cli import main
+from vaekit.config import build_model_config
 from vaekit.data import load_split, to_float
 from vaekit.explorer import (
     ApiError,
@@ -496,9 +497,6 @@ def test_unlabelled_data_has_no_map_labels(served):
 
 
 def test_colour_models_at_any_size():
-    from vaekit import VAE
-    from vaekit.config import build_model_config
-
     values = dict(in_channels=3, image_size=(32, 48), channels=(8, 16), latent_dim=3)
     cfg = build_model_config(values)
     model = VAE(cfg).eval()
@@ -1016,3 +1014,23 @@ def test_samples_come_from_the_prior_over_the_codes_and_none_without_one(
     vq = Explorer(model, explorer.x[:60], None, "mnist", fitted=vectors)
     with pytest.raises(ApiError, match="the fitted prior normal draws code vectors, not code"):
         vq.sample({"n": 1})  # no grid to show for them
+
+
+def test_random_samples_of_a_vampprior_model_come_from_its_prior():
+    """A VampPrior's codes are a mixture over its pseudo-inputs, not N(0, I): the explorer's
+    Random sample draws them as `vaekit sample` does."""
+    torch.manual_seed(0)
+    cfg = build_model_config(dict(likelihood="bernoulli", latent_dim=4, channels=(4, 8),
+                                  prior="vamp", pseudo_inputs=5))  # fmt: skip
+    model = VAE(cfg).eval()
+    x = (torch.rand(20, 1, 28, 28) < 0.3).to(torch.uint8) * 255
+    explorer = Explorer(model, x, None, "mnist")
+    out = explorer.sample({"n": 3, "temperature": 0.5, "seed": 7})
+    with torch.inference_mode():
+        want = model.prior.sample(3, torch.Generator().manual_seed(7), 0.5)
+    np.testing.assert_allclose(out["z"], want.numpy(), rtol=1e-6)
+    assert out["images"] == explorer.decode({"z": out["z"]})["images"]
+    assert explorer.info()["note"] == "Random sample draws from the model's learned prior (vamp)"
+    z0 = explorer.sample({"n": 2, "temperature": 0, "seed": 1})["z"]  # the components' means
+    means = model.prior.mixture()[0].detach()
+    assert all(any(torch.allclose(torch.tensor(z), m, atol=1e-6) for m in means) for z in z0)

@@ -363,6 +363,8 @@ class Explorer:
             )
         if not m.has_prior:
             return f"a {m.cfg.family} has no prior: random codes are not samples of a model"
+        if self.codes is None and self.sampled_prior() is not None:
+            return f"Random sample draws from the model's learned prior ({m.cfg.net.prior})"
         if len(m.latent_shapes) > 1:
             return (
                 f"sliders: the top of {len(m.latent_shapes)} latent groups; the lower groups "
@@ -371,12 +373,13 @@ class Explorer:
         return ""
 
     def sampled_prior(self):
-        """The prior Random sample draws from: a fitted one; else, for a model with discrete
-        codes, its own prior over their grids (RUN/priors/pixelcnn.pt, attached when the run was
-        opened), None when it has none; else None: z ~ N(0, I)."""
+        """The prior Random sample draws from: a fitted one; else the model's own prior when it
+        is a learned one (a vae's VampPrior; a vqvae's prior over its code grids,
+        RUN/priors/pixelcnn.pt, attached when the run was opened: None when it has none); else
+        None: z ~ N(0, I)."""
         if self.fitted is not None:
             return self.fitted.prior
-        return self.model.prior if self.codes is not None else None
+        return getattr(self.model, "prior", None)
 
     def decode(self, body: dict) -> dict:
         if "codes" in body:
