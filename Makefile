@@ -128,10 +128,11 @@ results-nll-vamp-iaf: install
 	$(BIN)/python benchmarks/results_nll.py --preset mnist-vamp-iaf --iw-samples 1000 \
 	  --out runs/results-nll-vamp-iaf --ship weights/mnist-vamp-iaf.safetensors $(ARGS)
 
-# The README's grids of prior samples from the two NLL runs (after results-nll and
-# results-nll-hvae): 64 each from the final weights, noise seed 0, temperatures 1.0 and 0.7.
+# The README's grids of prior samples from the NLL runs in GRID_RUNS (runs/NAME, after make
+# NAME): 64 each from the final weights, noise seed 0, temperatures 1.0 and 0.7.
+GRID_RUNS ?= results-nll results-nll-hvae
 results-grids: install
-	for run in results-nll results-nll-hvae; do for t in 1.0 0.7; do \
+	for run in $(GRID_RUNS); do for t in 1.0 0.7; do \
 	  $(BIN)/vaekit sample runs/$$run --n 64 --seed 0 --temperature $$t \
 	    --out docs/grids/$$run-t$$t.png || exit 1; done; done
 
