@@ -166,6 +166,7 @@ def test_the_readme_headline_figures_are_the_records():
     res = ROOT / "benchmarks/results"
     nll = json.loads((res / "results-nll-cpu.json").read_text())["eval"]
     hvae = json.loads((res / "results-nll-hvae-cpu.json").read_text())["eval"]
+    iaf = json.loads((res / "results-nll-iaf-cpu.json").read_text())["eval"]
     quality = json.loads((res / "metrics-final-cpu.json").read_text())["runs"]
     fid = {r["label"]: r["samples"]["fid"] for r in quality if r["temperature"] == 1.0}
     ood = json.loads((res / "ood-cpu.json").read_text())["pairs"]["fashion-mnist vs mnist"]
@@ -176,6 +177,7 @@ def test_the_readme_headline_figures_are_the_records():
     for figure in [
         f"**{nll['nll_iw']:.2f}** ± {nll['nll_iw_sem']:.2f} nats",
         f"**{hvae['nll_iw']:.2f}** ± {hvae['nll_iw_sem']:.2f} nats",
+        f"**{iaf['nll_iw']:.2f}** ± {iaf['nll_iw_sem']:.2f} nats",
         f"**{fid['mnist-nll']:.2f}** / **{fid['mnist-hvae']:.2f}**",
         f"**{ood['complexity']['auroc']:.3f}**",
         f"{ttq[0]:.3f} / **{ttq[1]:.3f}**",

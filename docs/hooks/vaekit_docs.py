@@ -213,6 +213,7 @@ def _table(header: list[str], rows: Iterable[list[str]]) -> str:
 NLL_RECORDS = [  # (record, preset): the full-protocol runs of benchmarks/results_nll.py
     ("results-nll-cpu.json", "mnist-nll"),
     ("results-nll-hvae-cpu.json", "mnist-hvae"),
+    ("results-nll-iaf-cpu.json", "mnist-iaf"),
 ]
 
 
