@@ -213,12 +213,11 @@ def reference_bits_per_dim(bpd: torch.Tensor) -> dict:
 class Explorer:
     """A model and its test set, answering the API's requests as plain dicts.
 
-    At start it encodes the whole test set once: the latent means for the map, and each
-    dim's average KL to order the sliders. With tsne_max > 0,
-    also a t-SNE map of at most that many of them (vaekit.explorer.projection), read from or
-    written to the file `cache` when given. A model with discrete codes (code_grid) has no map:
-    its page shows and edits code grids instead of sliders over z (and it encodes no test set
-    at start).
+    At start it encodes the whole test set once: the latent means for the map, and each dim's
+    average KL to order the sliders. With tsne_max > 0, also a t-SNE map of at most that many
+    of them (vaekit.explorer.projection), read from or written to the file `cache` when given.
+    A model with discrete codes (code_grid) has no map: its page shows and edits code grids
+    instead of sliders over z (and it encodes no test set at start).
     """
 
     def __init__(
