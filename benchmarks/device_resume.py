@@ -124,13 +124,17 @@ def unpack(files: Path, run: Path, root: Path = ROOT) -> Path:
         tar.extractall(new, filter="data")
     tgz.unlink()
     got = new / "run"
-    missing = [n for n in NEEDED if not (got / n).is_file()]
-    if missing:
-        fail(f"the returned run lacks {', '.join(missing)}; {run} is unchanged")
-    for name in ("sittings.jsonl", "metrics.jsonl"):  # the device continued this run
-        old, returned = lines(run / name), lines(got / name)
-        if returned[: len(old)] != old:
-            fail(f"the returned {name} does not extend {run}'s; {run} is unchanged")
+    try:
+        missing = [n for n in NEEDED if not (got / n).is_file()]
+        if missing:
+            fail(f"the returned run lacks {', '.join(missing)}; {run} is unchanged")
+        for name in ("sittings.jsonl", "metrics.jsonl"):  # the device continued this run
+            old, returned = lines(run / name), lines(got / name)
+            if returned[: len(old)] != old:
+                fail(f"the returned {name} does not extend {run}'s; {run} is unchanged")
+    except SystemExit:
+        shutil.rmtree(new)  # refused: nothing of it left beside RUN
+        raise
     if not (got / "best.pt").exists() and (run / "best.pt").exists():
         shutil.copy2(run / "best.pt", got / "best.pt")  # no better epoch there: the old best
     kept = run.with_name(run.name + ".before-device")

@@ -77,3 +77,20 @@ def test_the_loop_timing_counts_an_epoch_against_the_peak(tmp_path, data_root):
     assert row["img_s"] == pytest.approx(512 / (row["seconds_2_epochs"] - row["seconds_1_epoch"]))
     peak = json.loads(out.read_text())["peak"]["fp32"]["wall_gflops"]
     assert row["fraction_of_peak"] == pytest.approx(row["img_s"] * row["gflop_per_image"] / peak)
+
+
+def test_the_priors_record_names_a_models_own_prior(monkeypatch):
+    """benchmarks/priors.py: a VampPrior model's own samples are labelled as the VampPrior's,
+    and #30's targets (a GMM against N(0, I)) are judged only on runs whose prior is N(0, I)."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    import priors
+
+    vamp = {"family": "vae", "net": {"prior": "vamp", "pseudo_inputs": 500}}
+    assert priors.own_prior(vamp) == "VampPrior (500 pseudo-inputs)"
+    assert priors.own_prior({"family": "vae", "net": {"prior": "normal"}}) == "N(0, I)"
+    models = {
+        name: {"family": "vae", "run": name, "priors": {own: {"fid": 40.0}, "gmm": {"fid": 4.0}}}
+        for name, own in [("normal", "N(0, I)"), ("vamp", priors.own_prior(vamp))]
+    }
+    targets = priors.targets(models, ["ae", "normal"])
+    assert [t["target"].split(":")[0] for t in targets] == ["normal"] and targets[0]["met"]

@@ -88,6 +88,7 @@ def test_a_run_continued_elsewhere_comes_back_in_its_place(tmp_path, data_root):
     with pytest.raises(SystemExit, match="does not extend"):
         dr.unpack(out, run)
     assert (run / "sittings.jsonl").read_text().splitlines() == [*before, "{}"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["carry", "out", "run"]  # no leftovers
 
     (run / "sittings.jsonl").write_text("\n".join(before) + "\n")
     dr.unpack(out, run)
