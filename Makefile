@@ -130,7 +130,7 @@ results-nll-vamp-iaf: install
 
 # The README's grids of prior samples from the NLL runs in GRID_RUNS (runs/NAME, after make
 # NAME): 64 each from the final weights, noise seed 0, temperatures 1.0 and 0.7.
-GRID_RUNS ?= results-nll results-nll-hvae
+GRID_RUNS ?= results-nll results-nll-hvae results-nll-vamp-iaf
 results-grids: install
 	for run in $(GRID_RUNS); do for t in 1.0 0.7; do \
 	  $(BIN)/vaekit sample runs/$$run --n 64 --seed 0 --temperature $$t \

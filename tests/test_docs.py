@@ -167,22 +167,27 @@ def test_the_readme_headline_figures_are_the_records():
     nll = json.loads((res / "results-nll-cpu.json").read_text())["eval"]
     hvae = json.loads((res / "results-nll-hvae-cpu.json").read_text())["eval"]
     iaf = json.loads((res / "results-nll-iaf-cpu.json").read_text())["eval"]
+    vamp_iaf = json.loads((res / "results-nll-vamp-iaf-cpu.json").read_text())["eval"]
     quality = json.loads((res / "metrics-final-cpu.json").read_text())["runs"]
     fid = {r["label"]: r["samples"]["fid"] for r in quality if r["temperature"] == 1.0}
     ood = json.loads((res / "ood-cpu.json").read_text())["pairs"]["fashion-mnist vs mnist"]
     ttq = [json.loads((res / f).read_text())["time_to_quality"]
            for f in ("ttq-cpu.json", "ttq-amd-epyc-25-17-bf16-cpu.json")]  # fmt: skip
     flows = json.loads((res / "nll-vamp-iaf-cpu.json").read_text())["models"]
+    vamp = json.loads((res / "priors-vamp-iaf-cpu.json").read_text())["models"]["mnist-vamp-iaf"]
+    vamp_fid = [vamp["priors"][k]["fid"] for k in ("VampPrior (500 pseudo-inputs)", "gmm")]
     main = json.loads((ROOT / "docs/mnist/eval.json").read_text())["test_loss"]
     for figure in [
         f"**{nll['nll_iw']:.2f}** ± {nll['nll_iw_sem']:.2f} nats",
         f"**{hvae['nll_iw']:.2f}** ± {hvae['nll_iw_sem']:.2f} nats",
         f"**{iaf['nll_iw']:.2f}** ± {iaf['nll_iw_sem']:.2f} nats",
+        f"**{vamp_iaf['nll_iw']:.2f}** ± {vamp_iaf['nll_iw_sem']:.2f} nats",
         f"**{fid['mnist-nll']:.2f}** / **{fid['mnist-hvae']:.2f}**",
         f"**{ood['complexity']['auroc']:.3f}**",
         f"{ttq[0]:.3f} / **{ttq[1]:.3f}**",
         " / ".join(f"{flows[k]['nll_iw']:.2f}" for k in ("baseline", "iaf", "vamp"))
         + f" / **{flows['vamp-iaf']['nll_iw']:.2f}** nats",
+        f"**{vamp_fid[0]:.2f}** / **{vamp_fid[1]:.2f}**",
         f"**{main:.2f}**",
     ]:
         assert figure in readme, figure

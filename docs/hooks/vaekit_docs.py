@@ -214,6 +214,7 @@ NLL_RECORDS = [  # (record, preset): the full-protocol runs of benchmarks/result
     ("results-nll-cpu.json", "mnist-nll"),
     ("results-nll-hvae-cpu.json", "mnist-hvae"),
     ("results-nll-iaf-cpu.json", "mnist-iaf"),
+    ("results-nll-vamp-iaf-cpu.json", "mnist-vamp-iaf"),
 ]
 
 
@@ -636,10 +637,12 @@ RESULTS: dict[str, Callable[[], str]] = {
     "hvae-groups": results_hvae_groups,
     "hvae-sittings": lambda: results_sittings("results-nll-hvae-cpu.json"),
     "iaf-sittings": lambda: results_sittings("results-nll-iaf-cpu.json"),
+    "vamp-iaf-sittings": lambda: results_sittings("results-nll-vamp-iaf-cpu.json"),
     "quality-final": lambda: results_quality("metrics-final-cpu.json"),
     "quality-short": lambda: results_quality("metrics-cpu.json"),
     "ood": results_ood,
     "priors": results_priors,
+    "priors-vamp-iaf": lambda: results_priors("priors-vamp-iaf-cpu.json"),
     "flows": results_flows,
     "precision": lambda: results_flows("precision-vamp-iaf-cpu.json"),
     "objectives": results_objectives,
