@@ -4,6 +4,8 @@ importance weights, the memory estimate, and one-line errors for bad options."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import pytest
 import torch
 from torch.autograd.functional import jacobian
@@ -100,6 +102,25 @@ def test_vamp_samples_come_from_the_components():
     rebuilt = VampPrior(**model.prior.options())
     rebuilt.load_state_dict(model.prior.state_dict())
     assert torch.equal(rebuilt.pseudo_inputs(), model.prior.pseudo_inputs())
+
+
+def test_the_iw_bound_derives_the_vampprior_once_with_the_same_values(monkeypatch):
+    """iw_log_px holds the VampPrior fixed: its K components are computed once for all blocks
+    (not once a block), the bound is what recomputing them gives, and the hold ends with it."""
+    from vaekit.evaluation.bound import iw_log_px
+
+    model = small(prior="vamp", pseudo_inputs=6, posterior="iaf", flow_steps=2, flow_hidden=8)
+    model.eval()
+    x = (binary(6) * 255).to(torch.uint8)
+    calls = []
+    posterior = model.prior.posterior
+    model.prior.bind(lambda u: calls.append(len(u)) or posterior(u))
+    held = iw_log_px(model, x, K=4, chunk=2, batch_size=4)  # blocks of 2 images: 3 blocks
+    assert calls == [6]
+    monkeypatch.setattr(VampPrior, "fixed", lambda self: nullcontext())
+    calls.clear()
+    torch.testing.assert_close(iw_log_px(model, x, K=4, chunk=2, batch_size=4), held)
+    assert calls == [6, 6, 6] and model.prior._fixed is None
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import MISSING, fields, is_dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from ..likelihoods import to_float
 from ..losses import iw_bound, kl_normal
 from ..models import LatentModel
 from ..models.base import with_labels
+from ..priors.base import Prior
 
 
 @torch.inference_mode()
@@ -128,20 +130,23 @@ def iw_log_px(
     n_img = iw_block(K, chunk, batch_size)
     out = torch.full((len(x),), math.nan, dtype=torch.float64) if done is None else done.clone()
     g = torch.Generator()
-    for i in range(0, len(x), n_img):
-        if not out[i : i + n_img].isnan().any():
-            continue
-        g.manual_seed((seed * len(x) + i) % 2**32)  # the CPU generator keeps 32 bits of a seed
-        xb = to_float(x[i : i + n_img].to(device))
-        log_w = model.log_weights(
-            xb, K, g, min(chunk, K), **labels_of(y, i, i + n_img, device)
-        )  # (K, b)
-        b = iw_bound(log_w).double().cpu()
-        if not b.isfinite().all():
-            raise ValueError(f"the IW bound is not finite for test images {i}..{i + len(b) - 1}")
-        out[i : i + n_img] = b
-        if on_block is not None:
-            on_block(out)
+    prior = getattr(model, "prior", None)  # a learned prior derives its density once (fixed)
+    with prior.fixed() if isinstance(prior, Prior) else nullcontext():
+        for i in range(0, len(x), n_img):
+            if not out[i : i + n_img].isnan().any():
+                continue
+            g.manual_seed((seed * len(x) + i) % 2**32)  # a CPU generator keeps 32 bits of seed
+            xb = to_float(x[i : i + n_img].to(device))
+            log_w = model.log_weights(
+                xb, K, g, min(chunk, K), **labels_of(y, i, i + n_img, device)
+            )  # (K, b)
+            b = iw_bound(log_w).double().cpu()
+            if not b.isfinite().all():
+                last = i + len(b) - 1
+                raise ValueError(f"the IW bound is not finite for test images {i}..{last}")
+            out[i : i + n_img] = b
+            if on_block is not None:
+                on_block(out)
     return out
 
 

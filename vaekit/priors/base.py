@@ -7,6 +7,8 @@ then load_state_dict(state_dict()), so a fitted prior is saved as weights-only d
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
+
 import torch
 from torch import nn
 
@@ -25,6 +27,11 @@ class Prior(nn.Module):
         generator: the same seed, the same codes on any device). temperature scales the
         spread (1: the prior itself)."""
         raise NotImplementedError
+
+    def fixed(self) -> AbstractContextManager:
+        """A context within which the prior's parameters are taken as fixed (an evaluation), so
+        what it derives from them may be computed once; here, nothing is derived."""
+        return nullcontext()
 
     def options(self) -> dict:
         """The constructor's keyword arguments as plain JSON data (with state_dict(): all
