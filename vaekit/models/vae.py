@@ -11,6 +11,8 @@ carries the class and z the style (a VampPrior's pseudo-inputs have no label: no
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 
 from ..config import ModelConfig
@@ -83,11 +85,11 @@ class VAE(LatentModel):
             mu = self.flow(mu, context[0])[0]
         return [(mu, logvar)]
 
-    def log_prior(self, z: torch.Tensor, mixture=None) -> torch.Tensor:
-        """log p(z) in nats: (..., D) -> (...); mixture: a VampPrior's components, if computed."""
+    def log_prior(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z) in nats: (..., D) -> (...)."""
         if self.prior is None:
             return log_std_normal(z)
-        return self.prior.log_prob(z.reshape(-1, z.shape[-1]), mixture).reshape(z.shape[:-1])
+        return self.prior.log_prob(z.reshape(-1, z.shape[-1])).reshape(z.shape[:-1])
 
     def decoder_output(self, z: torch.Tensor, y=None) -> torch.Tensor:
         """z (B, D) (labels y (B,) of a conditional model) -> the likelihood's parameters
@@ -145,7 +147,6 @@ class VAE(LatentModel):
         eps: [(K, B, D)] noise to use (else drawn from generator); the decoder sees at most
         chunk * B samples at once (chunk None: all K). y: labels (B,) of a conditional model."""
         y = self.check_labels(y)
-        mixture = None if self.prior is None else self.prior.mixture()
 
         def encode(x: torch.Tensor) -> tuple:
             mu, logvar, *context = self.encoder_output(x, y)
@@ -156,16 +157,17 @@ class VAE(LatentModel):
         def log_px_given_y(x_rep: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
             return self.log_px(x_rep, z, y.repeat(len(z) // len(y)))  # (n * B) samples
 
-        return iw_log_weights(
-            x,
-            encode,
-            self.log_px if y is None else log_px_given_y,
-            K,
-            chunk or K,
-            generator,
-            eps=None if eps is None else eps[0],
-            log_prior=lambda z: self.log_prior(z, mixture),
-        )
+        with nullcontext() if self.prior is None else self.prior.fixed():  # one mixture, K z's
+            return iw_log_weights(
+                x,
+                encode,
+                self.log_px if y is None else log_px_given_y,
+                K,
+                chunk or K,
+                generator,
+                eps=None if eps is None else eps[0],
+                log_prior=self.log_prior,
+            )
 
     def draw(
         self, n: int, temps: list[float], generator: torch.Generator | None, y=None

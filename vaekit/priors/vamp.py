@@ -45,7 +45,7 @@ class VampPrior(Prior):
         return torch.sigmoid(self.pseudo_logits)
 
     def mixture(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The components' (mu, logvar), each (K, D): compute once for many log_prob calls."""
+        """The components' (mu, logvar), each (K, D): computed afresh, except within fixed()."""
         if self._fixed is not None:
             return self._fixed
         if self.posterior is None:
@@ -54,21 +54,22 @@ class VampPrior(Prior):
 
     @contextmanager
     def fixed(self) -> Iterator[None]:
-        """Within: mixture() is computed once and reused, so the model's weights must not change
-        (the IW bound: the K pseudo-inputs through the encoder and flow for every block of 5
-        images were ~20% of its time)."""
+        """Within: mixture() is computed once and reused (with its graph, if gradients are on),
+        so the model's weights must not change: one IW estimate's K chunks, or a whole IW bound
+        (the K pseudo-inputs through the encoder and flow for every block of 5 images were ~20%
+        of its time). Nested: the outermost one holds."""
+        if self._fixed is not None:
+            yield
+            return
         self._fixed = self.mixture()
         try:
             yield
         finally:
             self._fixed = None
 
-    def log_prob(
-        self, z: torch.Tensor, mixture: tuple[torch.Tensor, torch.Tensor] | None = None
-    ) -> torch.Tensor:
-        """(N, D) -> (N,) log p(z) in nats: logsumexp_k log q(z | u_k) - log K. mixture: the
-        components from mixture(), if already computed."""
-        mu, logvar = self.mixture() if mixture is None else mixture  # (K, D) each
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """(N, D) -> (N,) log p(z) in nats: logsumexp_k log q(z | u_k) - log K."""
+        mu, logvar = self.mixture()  # (K, D) each
         lp = log_normal(z[:, None, :], mu[None], logvar[None])  # (N, K)
         return torch.logsumexp(lp, dim=1) - math.log(self.components)
 
